@@ -1,0 +1,40 @@
+# Every target bootstraps .venv itself: `make test` and `make report` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+REPORT_TIME_SCALE ?= 1
+
+.PHONY: setup test lint format serve report bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name perflib --display-name "perflib (.venv)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+
+serve: setup
+	$(BIN)/perflib serve --port 8081
+
+report: setup
+	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE)
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports
