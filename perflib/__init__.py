@@ -17,6 +17,13 @@ _EXPORTS: dict[str, str] = {
     "RunDir": "perflib.rundir",
     "read_samples": "perflib.rundir",
     "read_events": "perflib.rundir",
+    # profiles / vm / runner exports
+    # samplers exports
+    # k6 ingest exports
+    # analysis exports
+    # plots exports
+    # sizing exports
+    # store / report exports
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
