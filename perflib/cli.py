@@ -29,41 +29,75 @@ HANDLERS: dict[str, str] = {
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the service and its upstream emulators (Ctrl-C stops)")
     p.add_argument("--port", type=int, default=8081, help="service port (default 8081)")
-    p.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal",
-                   help="emulator fault profile (default nominal)")
-    p.add_argument("--database-url", default=None,
-                   help="service DATABASE_URL (default: a fresh SQLite file)")
-    p.add_argument("--vm", default=None, metavar="PRESET",
-                   help="run the service under an emulated Fly VM, e.g. shared-cpu-1x:512mb")
-    p.add_argument("--prometheus", action="store_true",
-                   help="also start a local Prometheus server scraping the service's /metrics")
+    p.add_argument(
+        "--upstreams",
+        choices=["nominal", "degraded"],
+        default="nominal",
+        help="emulator fault profile (default nominal)",
+    )
+    p.add_argument(
+        "--database-url", default=None, help="service DATABASE_URL (default: a fresh SQLite file)"
+    )
+    p.add_argument(
+        "--vm",
+        default=None,
+        metavar="PRESET",
+        help="run the service under an emulated Fly VM, e.g. shared-cpu-1x:512mb",
+    )
+    p.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also start a local Prometheus server scraping the service's /metrics",
+    )
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a k6 load profile and record a run directory")
     p.add_argument("profile", help="smoke | load | stress | soak, or a path to a k6 script")
-    p.add_argument("--base-url", default=None,
-                   help="drive this URL instead of starting the local stack")
-    p.add_argument("--vm", default="shared-cpu-1x:1024mb", metavar="PRESET",
-                   help="emulated Fly VM for the local service (default shared-cpu-1x:1024mb)")
+    p.add_argument(
+        "--base-url", default=None, help="drive this URL instead of starting the local stack"
+    )
+    p.add_argument(
+        "--vm",
+        default="shared-cpu-1x:1024mb",
+        metavar="PRESET",
+        help="emulated Fly VM for the local service (default shared-cpu-1x:1024mb)",
+    )
     p.add_argument("--no-memory-limit", action="store_true", help="do not emulate the memory limit")
     p.add_argument("--no-cpu-pin", action="store_true", help="do not pin the service to one core")
-    p.add_argument("--no-cpu-quota", action="store_true",
-                   help="do not emulate the shared-CPU quota")
-    p.add_argument("--guest-overhead-mb", type=float, default=None,
-                   help="guest-OS memory the VM uses besides the service (MiB)")
-    p.add_argument("--time-scale", type=float, default=1.0,
-                   help="multiply every stage duration (e.g. 0.1 for a short run)")
+    p.add_argument(
+        "--no-cpu-quota", action="store_true", help="do not emulate the shared-CPU quota"
+    )
+    p.add_argument(
+        "--guest-overhead-mb",
+        type=float,
+        default=None,
+        help="guest-OS memory the VM uses besides the service (MiB)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every stage duration (e.g. 0.1 for a short run)",
+    )
     p.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
     p.add_argument("--lead-id", default=None, help="use one lead id for every iteration")
-    p.add_argument("--segments", type=int, default=1,
-                   help="split the load across N k6 processes (execution segments)")
+    p.add_argument(
+        "--segments",
+        type=int,
+        default=1,
+        help="split the load across N k6 processes (execution segments)",
+    )
     p.add_argument("--sample-interval", type=float, default=1.0, help="seconds between samples")
     p.add_argument("--out", default=None, help="run directory (default runs/<timestamp>-<profile>)")
     p.add_argument("--fly-app", default=None, help="sample this Fly app during the run")
     p.add_argument("--fly-org", default=None, help="Fly organisation slug for its Prometheus API")
-    p.add_argument("--prometheus", default=None, metavar="URL",
-                   help="sample the target through this Prometheus (source 'process')")
+    p.add_argument(
+        "--prometheus",
+        default=None,
+        metavar="URL",
+        help="sample the target through this Prometheus (source 'process')",
+    )
 
 
 def _add_summarize(sub: argparse._SubParsersAction) -> None:
@@ -85,8 +119,12 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
     p.add_argument("--samples", default=None, metavar="FILE.csv")
     p.add_argument("--events", default=None, metavar="FILE.jsonl")
-    p.add_argument("--current", default=None, metavar="PRESET",
-                   help="preset the app runs on now (default: from the runs, else shared-cpu-1x:1024mb)")
+    p.add_argument(
+        "--current",
+        default=None,
+        metavar="PRESET",
+        help="preset the app runs on now (default: from the runs, else shared-cpu-1x:1024mb)",
+    )
     p.add_argument("--region", default="iad")
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--price-set", default=None, help="price set date or name (default newest)")
@@ -104,8 +142,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="execute the notebooks on runs and render an HTML report")
-    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
-                   help="run directories (default: the recorded sample runs in data/)")
+    p.add_argument(
+        "run_dirs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="run directories (default: the recorded sample runs in data/)",
+    )
     p.add_argument("--out", default=None, help="report directory (default reports/<timestamp>)")
     p.add_argument("--price-set", default=None)
     p.add_argument("--slo", default=None)
@@ -121,24 +163,37 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _add_samples(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("samples", help="fetch resource samples of a deployed app from Prometheus")
     p.add_argument("--source", choices=["fly", "process"], required=True)
-    p.add_argument("--prometheus", default=None, metavar="URL",
-                   help="Prometheus base URL (default for fly: https://api.fly.io/prometheus/<org>)")
+    p.add_argument(
+        "--prometheus",
+        default=None,
+        metavar="URL",
+        help="Prometheus base URL (default for fly: https://api.fly.io/prometheus/<org>)",
+    )
     p.add_argument("--app", default=None)
     p.add_argument("--org", default=None)
     p.add_argument("--start", required=True, help="ISO 8601")
     p.add_argument("--end", required=True, help="ISO 8601")
     p.add_argument("--step", type=float, default=None, help="seconds (default: from the window)")
-    p.add_argument("--out", default=None, metavar="FILE", help="samples.csv to write (default stdout)")
-    p.add_argument("--events", default=None, metavar="FILE",
-                   help="also write Fly machine events (OOM, restarts) to this events.jsonl")
+    p.add_argument(
+        "--out", default=None, metavar="FILE", help="samples.csv to write (default stdout)"
+    )
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="FILE",
+        help="also write Fly machine events (OOM, restarts) to this events.jsonl",
+    )
 
 
 def _add_store(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="index run directories in the results store")
     p.add_argument("action", choices=["index", "list", "upgrade"])
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
-    p.add_argument("--database-url", default=None,
-                   help="SQLAlchemy URL (default PERFLIB_DATABASE_URL or a SQLite file)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL (default PERFLIB_DATABASE_URL or a SQLite file)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,8 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Performance lab for the lead-enrichment API: load runs, analysis, sizing.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_serve, _add_run, _add_summarize, _add_analyze, _add_recommend,
-                _add_compare, _add_report, _add_samples, _add_store):
+    for add in (
+        _add_serve,
+        _add_run,
+        _add_summarize,
+        _add_analyze,
+        _add_recommend,
+        _add_compare,
+        _add_report,
+        _add_samples,
+        _add_store,
+    ):
         add(sub)
     return parser
 

@@ -101,8 +101,13 @@ class EventLog:
         self._fh = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def record(self, type_: str, detail: Mapping[str, Any] | str | None = None, *,
-               time: datetime | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        type_: str,
+        detail: Mapping[str, Any] | str | None = None,
+        *,
+        time: datetime | None = None,
+    ) -> dict[str, Any]:
         event = {"time": iso(time or utcnow()), "type": type_, "detail": detail or {}}
         with self._lock:
             self._fh.write(json.dumps(event, default=str) + "\n")

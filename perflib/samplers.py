@@ -52,8 +52,9 @@ class PollingSampler(Sampler):
     def start(self, sink: SampleWriter, events: EventLog) -> None:
         self._sink, self._events = sink, events
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"sampler-{self.source}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"sampler-{self.source}", daemon=True
+        )
         self._thread.start()
 
     def _loop(self) -> None:

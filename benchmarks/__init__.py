@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures reported as ratios against a baseline run alongside."""
