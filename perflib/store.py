@@ -1,0 +1,782 @@
+"""The results store: every run indexed in one SQL database, for trends across runs.
+
+A run directory is the source of truth; the store is an index of it (manifest fields,
+k6 summary statistics, resource figures, SLO verdicts, the right-sizing recommendation) so the
+monthly review can query months of runs without re-reading raw k6 output. Indexing is
+idempotent: a run's key comes from its manifest (``started_at`` + profile + preset), so
+re-indexing the same directory — or a copy of it elsewhere — updates the row, never
+duplicates it.
+
+Any SQLAlchemy URL works (``PERFLIB_DATABASE_URL``); the default is a SQLite file
+``perflib.db`` in the repository root (gitignored). The schema is versioned with Alembic
+(``perflib/store_migrations``); :meth:`Store.upgrade` applies pending migrations and runs on
+every open, so an old database is upgraded in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from perflib.rundir import RunDir
+from perflib.tooling import REPO_ROOT
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
+DEFAULT_DB_PATH = REPO_ROOT / "perflib.db"
+
+#: The headline figures copied onto the run row: (column, k6 metric, k6 stat).
+HEADLINE_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("requests", "http_reqs", "count"),
+    ("rps", "http_reqs", "rate"),
+    ("error_rate", "http_req_failed", "rate"),
+    ("checks_rate", "checks", "rate"),
+    ("dropped_iterations", "dropped_iterations", "count"),
+    ("p50_ms", "http_req_duration", "med"),
+    ("p90_ms", "http_req_duration", "p(90)"),
+    ("p95_ms", "http_req_duration", "p(95)"),
+    ("p99_ms", "http_req_duration", "p(99)"),
+    ("max_ms", "http_req_duration", "max"),
+)
+
+
+class StoreSettings(BaseSettings):
+    """Where the store lives: ``PERFLIB_DATABASE_URL`` or the default SQLite file."""
+
+    model_config = SettingsConfigDict(env_prefix="PERFLIB_", extra="ignore")
+
+    database_url: str | None = None
+
+    def resolved_url(self) -> str:
+        return self.database_url or f"sqlite:///{DEFAULT_DB_PATH}"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or a run cannot be indexed (message says which and why)."""
+
+
+metadata = sa.MetaData()
+
+runs_table = sa.Table(
+    "perflib_runs",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("profile", sa.String(100)),
+    sa.Column("script", sa.Text),
+    sa.Column("preset", sa.String(100)),
+    sa.Column("cpu_kind", sa.String(50)),
+    sa.Column("cpus", sa.Integer),
+    sa.Column("memory_mb", sa.Integer),
+    sa.Column("target_kind", sa.String(20)),
+    sa.Column("base_url", sa.Text),
+    sa.Column("upstreams", sa.String(50)),
+    sa.Column("time_scale", sa.Float),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("exit_status", sa.String(50)),
+    sa.Column("exit_message", sa.Text),
+    sa.Column("git_commit", sa.String(100)),
+    sa.Column("k6_version", sa.String(50)),
+    sa.Column("perflib_version", sa.String(50)),
+    *(sa.Column(col, sa.Float) for col, _, _ in HEADLINE_METRICS),
+    sa.Column("memory_peak_mb", sa.Float),
+    sa.Column("memory_mean_mb", sa.Float),
+    sa.Column("memory_limit_mb", sa.Float),
+    sa.Column("cpu_mean_pct", sa.Float),
+    sa.Column("cpu_p95_pct", sa.Float),
+    sa.Column("oom_kills", sa.Integer),
+    sa.Column("restarts", sa.Integer),
+    sa.Column("manifest", sa.JSON),
+    sa.Column("indexed_at", sa.DateTime(timezone=True), nullable=False),
+    # revision 0002
+    sa.Column("slo_passed", sa.Boolean),
+    sa.Column("recommended_preset", sa.String(100)),
+    sa.Column("monthly_cost_usd", sa.Float),
+    sa.Column("recommendation", sa.JSON),
+)
+
+metrics_table = sa.Table(
+    "perflib_run_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("metric", sa.String(300), primary_key=True),
+    sa.Column("stat", sa.String(50), primary_key=True),
+    sa.Column("value", sa.Float),
+)
+
+slo_table = sa.Table(
+    "perflib_slo_verdicts",
+    metadata,
+    sa.Column("run_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("passed", sa.Boolean),
+    sa.Column("observed", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("unit", sa.String(30)),
+    sa.Column("detail", sa.Text),
+)
+
+
+# --------------------------------------------------------------------------- run -> rows
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.tz_convert("UTC").to_pydatetime()
+
+
+def run_key(run: RunDir) -> str:
+    """The run's identity in the store: stable across re-indexing and moving the directory.
+
+    ``run_id`` from the manifest when the runner wrote one; else ``started_at`` plus profile
+    and preset (two runs cannot start in the same microsecond with the same profile and VM);
+    else, for a manifest without a start time, the resolved directory path.
+    """
+    mf = run.manifest
+    if mf.get("run_id"):
+        return str(mf["run_id"])
+    started = mf.get("started_at")
+    if started:
+        ts = _parse_ts(started)
+        stamp = ts.strftime("%Y%m%dT%H%M%S.%fZ") if ts else str(started)
+        return f"{stamp}-{mf.get('profile') or 'run'}-{run.preset or 'novm'}"
+    return str(run.path.resolve())
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _summary_metrics(run: RunDir) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """``{metric: {stat: value}}`` in k6's names, from the ingest module.
+
+    ``perflib.k6.summarize`` recomputes k6's summary from the raw NDJSON (DESIGN.md shape);
+    when there is no raw output, k6's own ``k6-summary.json`` is read instead.
+    """
+    notes: list[str] = []
+    try:
+        from perflib import k6
+
+        if run.k6_outputs:
+            return dict(k6.summarize(run.path)["metrics"]), notes
+        if run.summary_path.exists():
+            return dict(k6.read_summary_export(run.summary_path)), notes
+    except ImportError as exc:  # the ingest module is another area's; say so, don't fail
+        notes.append(f"k6 ingest unavailable ({exc}); summary statistics not indexed")
+    return {}, notes
+
+
+def _resource_figures(run: RunDir) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if run.samples_path.exists():
+        s = run.samples()
+        mem, cpu = s["memory_used_mb"].dropna(), s["cpu_pct"].dropna()
+        limit = s["memory_limit_mb"].dropna()
+        out["memory_peak_mb"] = _finite(mem.max()) if len(mem) else None
+        out["memory_mean_mb"] = _finite(mem.mean()) if len(mem) else None
+        out["memory_limit_mb"] = _finite(limit.max()) if len(limit) else None
+        out["cpu_mean_pct"] = _finite(cpu.mean()) if len(cpu) else None
+        # percentile the way k6 and the rest of perflib compute it (linear, index p*(n-1)).
+        out["cpu_p95_pct"] = (
+            _finite(cpu.quantile(0.95, interpolation="linear")) if len(cpu) else None
+        )
+    ev = run.events()
+    out["oom_kills"] = int((ev["type"] == "oom_killed").sum())
+    out["restarts"] = int((ev["type"] == "restart").sum())
+    return out
+
+
+def _slo_rows(run: RunDir, slo_file: str | Path | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """SLO verdicts from the analysis module, normalised to store rows."""
+    try:
+        from perflib import analysis
+    except ImportError as exc:
+        return [], [f"analysis unavailable ({exc}); SLO verdicts not indexed"]
+    try:
+        verdicts = (
+            analysis.slo_verdicts(run, slo_file)
+            if slo_file is not None
+            else analysis.slo_verdicts(run)
+        )
+    except Exception as exc:  # noqa: BLE001 - a run without k6 output still gets indexed
+        return [], [f"SLO verdicts not computed: {type(exc).__name__}: {exc}"]
+    return [_verdict_row(v) for v in _iter_records(verdicts)], []
+
+
+def _iter_records(obj: Any) -> Iterable[Mapping[str, Any]]:
+    if isinstance(obj, pd.DataFrame):
+        yield from obj.to_dict("records")
+        return
+    if isinstance(obj, Mapping):
+        obj = obj.get("verdicts", obj.values())
+    for item in obj:
+        if isinstance(item, Mapping):
+            yield item
+        elif hasattr(item, "model_dump"):
+            yield item.model_dump()
+        elif hasattr(item, "__dataclass_fields__"):
+            from dataclasses import asdict
+
+            yield asdict(item)
+        else:
+            yield vars(item)
+
+
+def _verdict_row(v: Mapping[str, Any]) -> dict[str, Any]:
+    def pick(*keys: str) -> Any:
+        for k in keys:
+            if k in v and v[k] is not None:
+                return v[k]
+        return None
+
+    passed = pick("passed", "ok", "pass")
+    if passed is None and isinstance(v.get("verdict"), str):
+        passed = v["verdict"].lower() in {"pass", "ok", "passed"}
+    detail = pick("detail", "message", "verdict", "status")
+    return {
+        "name": str(pick("name", "slo", "id", "check")),
+        "passed": None if passed is None or pd.isna(passed) else bool(passed),
+        "observed": _finite(pick("observed", "value", "actual")),
+        "threshold": _finite(pick("threshold", "limit", "target")),
+        "unit": None if pick("unit") is None else str(pick("unit")),
+        "detail": None if detail is None else str(detail),
+    }
+
+
+def _recommendation(run: RunDir) -> tuple[dict[str, Any] | None, list[str]]:
+    try:
+        from perflib import sizing
+    except ImportError as exc:
+        return None, [f"sizing unavailable ({exc}); recommendation not indexed"]
+    if not run.samples_path.exists():
+        return None, ["no samples.csv; no recommendation"]
+    try:
+        rec = sizing.recommend([run])
+    except Exception as exc:  # noqa: BLE001 - e.g. a smoke run too short to size from
+        return None, [f"no recommendation: {type(exc).__name__}: {exc}"]
+    if hasattr(rec, "to_dict"):
+        data = rec.to_dict()
+    elif hasattr(rec, "model_dump"):
+        data = rec.model_dump()
+    elif hasattr(rec, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        data = asdict(rec)
+    else:
+        data = dict(rec)
+    return _jsonable(data), []
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON-safe copy (NaN → None, numpy scalars → Python) so every dialect stores it."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item"):
+        return _jsonable(obj.item())
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return str(obj)
+
+
+@dataclass
+class IndexedRun:
+    """What :meth:`Store.index_run` recorded for one run (and what it had to leave out)."""
+
+    run_id: str
+    path: Path
+    created: bool
+    metrics: int
+    slo_verdicts: int
+    recommended_preset: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------- store
+
+
+class Store:
+    """A results store at one SQLAlchemy URL; opening it upgrades the schema to head."""
+
+    def __init__(self, url: str | None = None, *, upgrade: bool = True) -> None:
+        self.url = url or StoreSettings().resolved_url()
+        try:
+            parsed = sa.engine.make_url(self.url)
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(f"not a SQLAlchemy database URL: {_safe_url(self.url)}") from exc
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+            # one shared connection, or each checkout would see a fresh empty database
+            kwargs["poolclass"] = sa.pool.StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+        self.engine = sa.create_engine(parsed, **kwargs)
+        if parsed.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        if upgrade:
+            self.upgrade()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked: the only form that may be printed or logged."""
+        return _safe_url(self.url)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _alembic_config(self, connection: sa.Connection) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> str | None:
+        """Apply pending migrations; returns the revision the database is at afterwards."""
+        from alembic import command
+
+        try:
+            with self.engine.begin() as conn:
+                command.upgrade(self._alembic_config(conn), revision)
+        except sa.exc.OperationalError as exc:
+            raise StoreError(
+                f"cannot open the results store at {self.safe_url}: {exc.orig}"
+            ) from exc
+        return self.revision()
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the first migration)."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        assert head is not None
+        return head
+
+    # -- writing --------------------------------------------------------------------------
+
+    def index_run(
+        self,
+        run_dir: str | Path | RunDir,
+        *,
+        slo_file: str | Path | None = None,
+        recommend: bool = True,
+    ) -> IndexedRun:
+        """Index (or re-index) one run directory; one transaction, so a failure leaves no half."""
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
+        mf = run.manifest
+        rid = run_key(run)
+        metrics, notes = _summary_metrics(run)
+        verdicts, slo_notes = _slo_rows(run, slo_file)
+        rec, rec_notes = _recommendation(run) if recommend else (None, [])
+        notes += slo_notes + rec_notes
+        vm = mf.get("vm") or {}
+        target = mf.get("target") or {}
+        versions = mf.get("versions") or {}
+        exit_ = mf.get("exit") or {}
+        started, ended = _parse_ts(mf.get("started_at")), _parse_ts(mf.get("ended_at"))
+        row: dict[str, Any] = {
+            "run_id": rid,
+            "path": str(run.path.resolve()),
+            "profile": mf.get("profile"),
+            "script": mf.get("script"),
+            "preset": vm.get("preset"),
+            "cpu_kind": vm.get("cpu_kind"),
+            "cpus": vm.get("cpus"),
+            "memory_mb": vm.get("memory_mb"),
+            "target_kind": target.get("kind"),
+            "base_url": target.get("base_url"),
+            "upstreams": mf.get("upstreams"),
+            "time_scale": _finite(mf.get("time_scale")),
+            "started_at": started,
+            "ended_at": ended,
+            "duration_s": (ended - started).total_seconds() if started and ended else None,
+            "exit_status": exit_.get("status"),
+            "exit_message": exit_.get("message"),
+            "git_commit": versions.get("git_commit"),
+            "k6_version": versions.get("k6"),
+            "perflib_version": versions.get("perflib"),
+            "manifest": _jsonable(mf),
+            "indexed_at": datetime.now(UTC),
+            "slo_passed": (
+                all(v["passed"] for v in verdicts if v["passed"] is not None) if verdicts else None
+            ),
+            "recommended_preset": (rec or {}).get("recommended_preset"),
+            "monthly_cost_usd": _finite((rec or {}).get("monthly_cost_usd")),
+            "recommendation": rec,
+        }
+        for col, metric, stat in HEADLINE_METRICS:
+            row[col] = _finite((metrics.get(metric) or {}).get(stat))
+        row.update(_resource_figures(run))
+        metric_rows = [
+            {"run_id": rid, "metric": name, "stat": stat, "value": _finite(value)}
+            for name, stats in metrics.items()
+            for stat, value in (stats or {}).items()
+            if not isinstance(value, bool | str | dict | list)
+        ]
+        with self.engine.begin() as conn:
+            existed = (
+                conn.execute(
+                    sa.select(runs_table.c.run_id).where(runs_table.c.run_id == rid)
+                ).first()
+                is not None
+            )
+            conn.execute(_upsert(conn, runs_table, row, ["run_id"]))
+            conn.execute(metrics_table.delete().where(metrics_table.c.run_id == rid))
+            conn.execute(slo_table.delete().where(slo_table.c.run_id == rid))
+            if metric_rows:
+                conn.execute(metrics_table.insert(), metric_rows)
+            if verdicts:
+                seen: set[str] = set()
+                unique = [
+                    {"run_id": rid, **v}
+                    for v in verdicts
+                    if not (v["name"] in seen or seen.add(v["name"]))  # type: ignore[func-returns-value]
+                ]
+                conn.execute(slo_table.insert(), unique)
+        return IndexedRun(
+            run_id=rid,
+            path=run.path,
+            created=not existed,
+            metrics=len(metric_rows),
+            slo_verdicts=len(verdicts),
+            recommended_preset=row["recommended_preset"],
+            notes=notes,
+        )
+
+    def index_runs(self, run_dirs: Iterable[str | Path], **kwargs: Any) -> list[IndexedRun]:
+        return [self.index_run(p, **kwargs) for p in run_dirs]
+
+    def delete_run(self, run_id: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(metrics_table.delete().where(metrics_table.c.run_id == run_id))
+            conn.execute(slo_table.delete().where(slo_table.c.run_id == run_id))
+            res = conn.execute(runs_table.delete().where(runs_table.c.run_id == run_id))
+        return bool(res.rowcount)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def runs_frame(
+        self,
+        *,
+        profile: str | None = None,
+        preset: str | None = None,
+        since: datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """One row per run, oldest first: manifest fields and headline figures.
+
+        ``started_at``/``ended_at``/``indexed_at`` are tz-aware UTC; numbers are float.
+        """
+        q = sa.select(*(c for c in runs_table.c if c.name not in ("manifest", "recommendation")))
+        if profile is not None:
+            q = q.where(runs_table.c.profile == profile)
+        if preset is not None:
+            q = q.where(runs_table.c.preset == preset)
+        if since is not None:
+            q = q.where(runs_table.c.started_at >= _parse_ts(since))
+        q = q.order_by(runs_table.c.started_at, runs_table.c.run_id)
+        with self.engine.connect() as conn:
+            df = pd.DataFrame(
+                conn.execute(q).mappings().all(), columns=[c.name for c in q.selected_columns]
+            )
+        for col in ("started_at", "ended_at", "indexed_at"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        floats = [col for col, _, _ in HEADLINE_METRICS] + [
+            "time_scale", "duration_s", "memory_peak_mb", "memory_mean_mb", "memory_limit_mb",
+            "cpu_mean_pct", "cpu_p95_pct", "monthly_cost_usd",
+        ]  # fmt: skip
+        for col in floats:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        return df.reset_index(drop=True)
+
+    def metrics_frame(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Long frame ``run_id, metric, stat, value`` of every stored k6 statistic."""
+        q = sa.select(metrics_table)
+        if run_ids is not None:
+            q = q.where(metrics_table.c.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(metrics_table.c.run_id, metrics_table.c.metric)).all()
+        return pd.DataFrame(rows, columns=["run_id", "metric", "stat", "value"])
+
+    def slo_frame(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        q = sa.select(slo_table)
+        if run_ids is not None:
+            q = q.where(slo_table.c.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(slo_table.c.run_id, slo_table.c.name)).all()
+        return pd.DataFrame(rows, columns=[c.name for c in slo_table.c])
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(runs_table).where(runs_table.c.run_id == run_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # foreign keys for ON DELETE CASCADE; a busy timeout so concurrent indexers wait, not fail
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any], keys: list[str]) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE in the connection's dialect (SQLite and PostgreSQL)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # any other backend: delete + insert inside the caller's transaction
+        conn.execute(table.delete().where(*(table.c[k] == row[k] for k in keys)))
+        return table.insert().values(**row)
+    stmt = insert(table).values(**row)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
+    )
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def open_store(url: str | None = None) -> Store:
+    """The configured store (``PERFLIB_DATABASE_URL`` or the default SQLite file), upgraded."""
+    return Store(url)
+
+
+def runs_frame(url: str | None = None, **filters: Any) -> pd.DataFrame:
+    """Every run in the store at ``url`` (default: the configured one), oldest first."""
+    with Store(url) as store:
+        return store.runs_frame(**filters)
+
+
+# ------------------------------------------------------------------------- regressions
+
+
+def flag_regressions(
+    runs: pd.DataFrame,
+    *,
+    metric: str = "p95_ms",
+    factor: float = 1.1,
+    alpha: float = 0.05,
+    compare: bool = True,
+) -> pd.DataFrame:
+    """Compare each run with the previous run of the same profile and preset.
+
+    A run is flagged when its ``metric`` grew by more than ``factor`` (asv's default
+    practical threshold, 10 %) *and* — when both run directories are still on disk and
+    ``compare`` is true — :func:`perflib.analysis.compare_runs` finds the shift significant
+    (bootstrap CI on Δp95 excluding 0 / Mann–Whitney p < ``alpha``). Treating the run as the
+    unit and requiring both a practical and a statistical difference follows asv's
+    ``compare`` (see shared reference §3). Without raw data only the factor rule applies.
+
+    Returns ``runs`` with ``baseline_run_id``, ``ratio``, ``p_value``, ``delta_p95_ms``,
+    ``delta_ci_low``, ``delta_ci_high``, ``regression`` (bool) and ``evidence`` columns.
+    """
+    out = runs.sort_values("started_at", kind="stable").reset_index(drop=True).copy()
+    for col in ("baseline_run_id", "evidence"):
+        out[col] = pd.Series([None] * len(out), dtype="object")
+    for col in ("ratio", "p_value", "delta_p95_ms", "delta_ci_low", "delta_ci_high"):
+        out[col] = float("nan")
+    out["regression"] = False
+    if out.empty:
+        return out
+    keys = [out["profile"].fillna(""), out["preset"].fillna("")]
+    for _, group in out.groupby(keys, sort=False):
+        idx = list(group.index)
+        for prev, cur in zip(idx, idx[1:], strict=False):
+            base, new = out.at[prev, metric], out.at[cur, metric]
+            out.at[cur, "baseline_run_id"] = out.at[prev, "run_id"]
+            ratio = new / base if base and pd.notna(base) and pd.notna(new) else float("nan")
+            out.at[cur, "ratio"] = ratio
+            practical = bool(pd.notna(ratio) and ratio > factor)
+            evidence = (
+                f"{metric} ×{ratio:.2f} vs {out.at[prev, 'run_id']}"
+                if pd.notna(ratio)
+                else "no data"
+            )
+            significant: bool | None = None
+            a, b = Path(str(out.at[prev, "path"])), Path(str(out.at[cur, "path"]))
+            if (
+                compare
+                and practical
+                and (a / "manifest.json").exists()
+                and (b / "manifest.json").exists()
+            ):
+                try:
+                    from perflib import analysis
+
+                    cmp = analysis.compare_runs(RunDir.open(a), RunDir.open(b))
+                    stats = _comparison_stats(cmp)
+                except Exception as exc:  # noqa: BLE001 - fall back to the factor rule, say so
+                    evidence += f"; comparison failed ({type(exc).__name__}: {exc})"
+                else:
+                    out.at[cur, "p_value"] = stats.get("p_value", float("nan"))
+                    for k in ("delta_p95_ms", "delta_ci_low", "delta_ci_high"):
+                        out.at[cur, k] = stats.get(k, float("nan"))
+                    significant = stats.get("significant")
+                    evidence += f"; Δp95 CI [{stats.get('delta_ci_low', float('nan')):.1f}, {stats.get('delta_ci_high', float('nan')):.1f}] ms, p={stats.get('p_value', float('nan')):.3g}"
+            flagged = practical if significant is None else practical and significant
+            out.at[cur, "regression"] = flagged
+            out.at[cur, "evidence"] = evidence
+    return out
+
+
+def _comparison_stats(cmp: Any) -> dict[str, Any]:
+    """Pull Δp95, its CI, the p-value and the significance flag out of ``compare_runs``."""
+    d = (
+        cmp
+        if isinstance(cmp, Mapping)
+        else (cmp.to_dict() if hasattr(cmp, "to_dict") else vars(cmp))
+    )
+
+    def pick(*keys: str) -> Any:
+        for k in keys:
+            if k in d and d[k] is not None:
+                return d[k]
+        return None
+
+    ci = pick("delta_p95_ci", "ci", "ci_ms")
+    low = pick("delta_ci_low", "ci_low", "delta_p95_ci_low")
+    high = pick("delta_ci_high", "ci_high", "delta_p95_ci_high")
+    if ci is not None and low is None:
+        low, high = ci[0], ci[1]
+    p = pick("p_value", "mannwhitney_p", "pvalue", "mw_p")
+    sig = pick("significant", "is_significant", "regression")
+    if sig is None and p is not None:
+        sig = float(p) < 0.05 and (low is None or float(low) > 0)
+    return {
+        "delta_p95_ms": _finite(pick("delta_p95_ms", "delta_p95", "delta_ms")),
+        "delta_ci_low": _finite(low),
+        "delta_ci_high": _finite(high),
+        "p_value": _finite(p),
+        "significant": None if sig is None else bool(sig),
+    }
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def cli_store(args: argparse.Namespace) -> int:
+    """``perflib store index|list|upgrade``: 0 ok, 1 a run could not be indexed, 2 bad input."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console, err = Console(), Console(stderr=True)
+    try:
+        store = Store(args.database_url, upgrade=args.action != "upgrade")
+    except StoreError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    with store:
+        if args.action == "upgrade":
+            try:
+                rev = store.upgrade()
+            except StoreError as exc:
+                err.print(f"[red]error:[/] {exc}")
+                return 2
+            console.print(f"results store at {store.safe_url}: schema revision {rev}")
+            return 0
+        if args.action == "index":
+            if not args.run_dirs:
+                err.print("[red]error:[/] `perflib store index` needs at least one RUN_DIR")
+                return 2
+            missing = [p for p in args.run_dirs if not (Path(p) / "manifest.json").is_file()]
+            if missing:
+                err.print(
+                    f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
+                )
+                return 2
+            status = 0
+            for p in args.run_dirs:
+                try:
+                    res = store.index_run(p)
+                except Exception as exc:  # noqa: BLE001 - report per run, keep going
+                    err.print(f"[red]failed[/] {p}: {type(exc).__name__}: {exc}")
+                    status = 1
+                    continue
+                verb = "indexed" if res.created else "updated"
+                console.print(
+                    f"{verb} {res.run_id} ({res.metrics} statistics, {res.slo_verdicts} SLO verdicts)"
+                )
+                for note in res.notes:
+                    err.print(f"  [yellow]note:[/] {note}")
+            return status
+        df = store.runs_frame()
+        cols = ("run_id", "profile", "preset", "exit_status", "requests", "p95_ms", "error_rate",
+                "memory_peak_mb", "recommended_preset")  # fmt: skip
+        table = Table(title=f"{len(df)} runs in {store.safe_url}")
+        for col in cols:
+            table.add_column(col)
+        for rec in df.to_dict("records"):
+            table.add_row(*(_fmt(rec[c]) for c in cols))
+        console.print(table)
+        return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli_store(argparse.Namespace(action="list", run_dirs=[], database_url=None)))

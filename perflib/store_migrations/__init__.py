@@ -1,0 +1,1 @@
+"""Alembic migrations of the perflib results store (applied by ``perflib store upgrade``)."""

@@ -1,0 +1,233 @@
+"""Synthetic run directories for the store/report/notebook tests (not collected by pytest).
+
+They follow the run-directory contract (perflib.rundir + DESIGN.md) with k6's own NDJSON
+line shapes, generated from a seeded RNG so expected figures can be computed independently
+(numpy) in the tests. The recorded sample runs in data/runs are real; these exist so tests
+can make runs with chosen properties (a slower run for regression flagging, a planted
+secret, a broken manifest).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from perflib.rundir import EventLog, RunDir, SampleWriter, iso
+
+ENDPOINTS = ("/health", "/api/v1/leads/process")
+
+
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    profile: str = "load",
+    preset: str = "shared-cpu-1x:1024mb",
+    started_at: datetime | None = None,
+    latency_scale: float = 1.0,
+    requests: int = 400,
+    duration_s: float = 40.0,
+    error_rate: float = 0.01,
+    memory_peak_mb: float = 300.0,
+    oom: bool = False,
+    seed: int = 1,
+) -> RunDir:
+    """Write a complete run directory; returns it. Latencies are log-normal per endpoint."""
+    rng = np.random.default_rng(seed)
+    start = started_at or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    end = start + timedelta(seconds=duration_s + 2)
+    memory_mb = int(preset.rsplit(":", 1)[1].removesuffix("mb")) if ":" in preset else 1024
+    stages = [
+        {"name": "ramp-up", "start_s": 0.0, "duration_s": duration_s / 4, "target": 5},
+        {"name": "steady", "start_s": duration_s / 4, "duration_s": duration_s / 2, "target": 5},
+        {
+            "name": "ramp-down",
+            "start_s": 3 * duration_s / 4,
+            "duration_s": duration_s / 4,
+            "target": 0,
+        },
+    ]
+    manifest = {
+        "schema": 1,
+        "profile": profile,
+        "script": f"tests/{profile}-test.js",
+        "stages": stages,
+        "time_scale": 0.1,
+        "target": {"kind": "local", "base_url": "http://127.0.0.1:1"},
+        "upstreams": "nominal",
+        "vm": {
+            "preset": preset,
+            "cpu_kind": "shared",
+            "cpus": 1,
+            "memory_mb": memory_mb,
+            "emulation": {
+                "memory": True,
+                "cpu_pin": True,
+                "cpu_quota": False,
+                "quota_method": None,
+                "guest_overhead_mb": 40.0,
+            },
+        },
+        "versions": {"k6": "v1.1.0", "perflib": "0.1.0", "python": "3.11", "git_commit": "abc123"},
+        "started_at": iso(start),
+        "ended_at": iso(end),
+        "k6_started_at": iso(start + timedelta(seconds=1)),
+        "k6_ended_at": iso(end - timedelta(seconds=1)),
+        "exit": {"status": "oom_killed" if oom else "ok", "k6": 0, "service": None, "message": ""},
+        "segments": 1,
+        "k6_outputs": ["k6.ndjson.gz"],
+        "lead_id": None,
+    }
+    run = RunDir.create(root / name, manifest)
+    k6_start = start + timedelta(seconds=1)
+    offsets = np.sort(rng.uniform(0, duration_s, requests))
+    names = rng.choice(ENDPOINTS, size=requests, p=[0.3, 0.7])
+    base = np.where(names == "/health", 5.0, 400.0) * latency_scale
+    durations = base * rng.lognormal(0.0, 0.35, requests)
+    failed = rng.random(requests) < error_rate
+    lines: list[dict] = []
+
+    def meta(metric: str, mtype: str, contains: str) -> None:
+        lines.append(
+            {
+                "type": "Metric",
+                "metric": metric,
+                "data": {
+                    "name": metric,
+                    "type": mtype,
+                    "contains": contains,
+                    "thresholds": [],
+                    "submetrics": None,
+                },
+            }
+        )
+
+    meta("http_reqs", "counter", "default")
+    meta("http_req_duration", "trend", "time")
+    meta("http_req_waiting", "trend", "time")
+    meta("http_req_failed", "rate", "default")
+    meta("checks", "rate", "default")
+    meta("vus", "gauge", "default")
+    meta("iterations", "counter", "default")
+    for off, ep, dur, bad in zip(offsets, names, durations, failed, strict=True):
+        t = iso(k6_start + timedelta(seconds=float(off)))
+        status = "500" if bad else "200"
+        tags = {
+            "name": str(ep),
+            "method": "GET" if ep == "/health" else "POST",
+            "status": status,
+            "scenario": "default",
+            "group": "",
+            "proto": "HTTP/1.1",
+            "expected_response": "false" if bad else "true",
+            "url": f"http://127.0.0.1:1{ep}",
+        }
+        for metric, value in (
+            ("http_reqs", 1.0),
+            ("http_req_duration", float(dur)),
+            ("http_req_waiting", float(dur) * 0.95),
+            ("http_req_failed", 1.0 if bad else 0.0),
+        ):
+            lines.append(
+                {
+                    "type": "Point",
+                    "metric": metric,
+                    "data": {"time": t, "value": value, "tags": tags},
+                }
+            )
+        lines.append(
+            {
+                "type": "Point",
+                "metric": "checks",
+                "data": {
+                    "time": t,
+                    "value": 0.0 if bad else 1.0,
+                    "tags": {"check": "status is 200", "scenario": "default", "group": ""},
+                },
+            }
+        )
+        lines.append(
+            {
+                "type": "Point",
+                "metric": "iterations",
+                "data": {"time": t, "value": 1.0, "tags": {"scenario": "default", "group": ""}},
+            }
+        )
+    for s in range(int(duration_s)):
+        lines.append(
+            {
+                "type": "Point",
+                "metric": "vus",
+                "data": {
+                    "time": iso(k6_start + timedelta(seconds=s)),
+                    "value": float(min(5, s + 1)),
+                    "tags": {},
+                },
+            }
+        )
+    with gzip.open(run.path / "k6.ndjson.gz", "wt", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line) + "\n")
+
+    def trend(values: np.ndarray) -> dict[str, float]:
+        return {
+            "avg": float(values.mean()),
+            "min": float(values.min()),
+            "med": float(np.percentile(values, 50)),
+            "max": float(values.max()),
+            "p(90)": float(np.percentile(values, 90)),
+            "p(95)": float(np.percentile(values, 95)),
+            "p(99)": float(np.percentile(values, 99)),
+        }
+
+    k6_secs = duration_s
+    summary = {
+        "metrics": {
+            "http_req_duration": trend(durations),
+            "http_req_waiting": trend(durations * 0.95),
+            "http_reqs": {"count": requests, "rate": requests / k6_secs},
+            "iterations": {"count": requests, "rate": requests / k6_secs},
+            "http_req_failed": {
+                "passes": int(failed.sum()),
+                "fails": int((~failed).sum()),
+                "value": float(failed.mean()),
+            },
+            "checks": {
+                "passes": int((~failed).sum()),
+                "fails": int(failed.sum()),
+                "value": float((~failed).mean()),
+            },
+            "vus": {"value": 5, "min": 1, "max": 5},
+        }
+    }
+    run.summary_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+
+    with SampleWriter(run.samples_path) as w:
+        n = int(duration_s) + 2
+        mem = np.linspace(120.0, memory_peak_mb, n) + rng.normal(0, 2, n)
+        mem[-1] = memory_peak_mb
+        for i in range(n):
+            w.write(
+                {
+                    "time": start + timedelta(seconds=i),
+                    "memory_used_mb": float(mem[i]),
+                    "memory_limit_mb": float(memory_mb),
+                    "cpu_pct": float(rng.uniform(10, 60)),
+                    "cpu_throttled_pct": 0.0,
+                    "source": "local",
+                }
+            )
+    log = EventLog(run.events_path)
+    if oom:
+        log.record(
+            "oom_killed", {"rss_mb": memory_mb}, time=start + timedelta(seconds=duration_s / 2)
+        )
+        log.record("restart", {}, time=start + timedelta(seconds=duration_s / 2 + 1))
+    log.record("k6_exit", {"code": 0}, time=end - timedelta(seconds=1))
+    log.close()
+    run.service_log_path.write_text("INFO Step 1: fetch lead (12 ms)\n", encoding="utf-8")
+    return run
