@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from synthetic_runs import make_run
 
 from perflib import store as st
 from perflib.rundir import RunDir
-from synthetic_runs import make_run
 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
