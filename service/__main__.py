@@ -1,0 +1,62 @@
+"""``python -m service [--port P] [--host H]``: the API under uvicorn (uvloop, httptools).
+
+One worker, access log off (per-request log lines cost throughput; request metrics are in
+/metrics). Configuration comes from the environment (see service/settings.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument(
+        "--port", type=int, default=None, help="listen port (default $PORT or 8081)"
+    )
+    parser.add_argument("--host", default=None, help="listen address (default $HOST or 0.0.0.0)")
+    args = parser.parse_args(argv)
+
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"service: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        settings.port = args.port
+    if args.host is not None:
+        settings.host = args.host
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.logsetup import configure_logging
+
+    configure_logging(settings)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        workers=1,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn exits without raising when the port is taken; report it as a failure.
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The FastAPI application: ``/health``, ``/api/v1/leads/process``, ``/metrics``.
+
+Kept lean for the lab's measurements (idle RSS, ``/health`` throughput on one core):
+``/health`` and ``/metrics`` are plain Starlette routes answering pre-encoded bytes, the DB
+ping behind ``/health`` is shared by concurrent callers and reused for ``HEALTH_DB_CACHE_S``,
+and the only middleware besides gzip is one pure-ASGI class (no ``BaseHTTPMiddleware``)
+doing request metrics, the 30 s timeout (504) and the body-size limit (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import SERVICE_NAME, __version__, storage
+from service.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL, render
+from service.settings import Settings
+
+log = logging.getLogger("service.app")
+
+LEAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MISSING_ID = orjson.dumps({"error": "Missing 'id' parameter"})
+INVALID_ID = orjson.dumps(
+    {"error": "Invalid 'id' parameter: expected 1 to 64 letters, digits, '-' or '_'"}
+)
+HEALTH_OK = orjson.dumps(
+    {"status": "healthy", "service": SERVICE_NAME, "version": __version__, "db": "ok"}
+)
+HEALTH_DB_ERROR = orjson.dumps(
+    {"status": "unhealthy", "service": SERVICE_NAME, "version": __version__, "db": "error"}
+)
+JSON = "application/json"
+
+
+class JsonResponse(JSONResponse):
+    """orjson-encoded JSON (faster than the stdlib encoder, UTF-8 without escapes)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class HealthChecker:
+    """Single-flight, briefly cached DB ping: /health costs a dict lookup at high rates."""
+
+    def __init__(self, engine: Any, settings: Settings, on_recovered: Any = None) -> None:
+        self.engine = engine
+        self.ttl = settings.health_db_cache_s
+        self.timeout = settings.health_db_timeout_s
+        self.on_recovered = on_recovered
+        self.checked_at = -1e9
+        self.ok = False
+        self.lock = asyncio.Lock()
+
+    async def check(self) -> bool:
+        if time.monotonic() - self.checked_at < self.ttl:
+            return self.ok
+        async with self.lock:
+            if time.monotonic() - self.checked_at < self.ttl:  # another caller just pinged
+                return self.ok
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await storage.ping(self.engine)
+                    if self.on_recovered is not None:
+                        await self.on_recovered()
+                ok = True
+            except Exception as exc:  # noqa: BLE001 - any failure means "db": "error"
+                if self.ok or self.checked_at < 0:
+                    log.error("database ping failed: %s", type(exc).__name__)
+                ok = False
+            self.ok, self.checked_at = ok, time.monotonic()
+            return ok
+
+
+class ServiceMiddleware:
+    """Pure ASGI: request count/latency by route template, request timeout, body limit."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float = 30.0, max_body: int = 1_048_576) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        state = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+            await send(message)
+
+        try:
+            length = _content_length(scope)
+            if length is not None and length > self.max_body:
+                await _send_json(send, 413, {"error": f"Request body over {self.max_body} bytes"})
+                state["status"] = 413
+                return
+            received = 0
+
+            async def receive_wrapper() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await self.app(scope, receive_wrapper, send_wrapper)
+            except TimeoutError:
+                log.error("request timed out after %g s: %s", self.timeout_s, scope.get("path"))
+                if not state["started"]:
+                    await _send_json(
+                        send, 504, {"error": f"Request timed out after {self.timeout_s:g} s"}
+                    )
+                    state["status"] = 504
+            except _BodyTooLarge:
+                if not state["started"]:
+                    await _send_json(
+                        send, 413, {"error": f"Request body over {self.max_body} bytes"}
+                    )
+                    state["status"] = 413
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            labels = (scope["method"], template, str(state["status"]))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - t0)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", ()):
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON.encode()),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; connections, migrations and clients are set up in the lifespan."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from service.pipeline import Pipeline
+        from service.upstreams import Upstreams
+
+        engine = storage.create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout_s,
+            schema=settings.db_schema,
+        )
+        schema_ready = asyncio.Event()
+
+        async def ensure_schema() -> None:
+            if schema_ready.is_set() or not settings.run_migrations:
+                return
+            await storage.migrate(engine)
+            schema_ready.set()
+            log.info("database schema at revision %s", storage.HEAD_REVISION)
+
+        try:
+            await ensure_schema()
+        except Exception as exc:  # noqa: BLE001 - serve anyway: /health reports 503 until fixed
+            log.error(
+                "database unavailable at start-up (%s: %s); /health will answer 503",
+                type(exc).__name__,
+                settings.safe_database_url(),
+            )
+        upstreams = Upstreams(settings)
+        app.state.engine = engine
+        app.state.pipeline = Pipeline(settings, upstreams, engine)
+        app.state.health = HealthChecker(engine, settings, on_recovered=ensure_schema)
+        POOL.source = lambda: storage.pool_stats(engine)
+        log.info(
+            "%s %s ready (database %s, pool %d)",
+            SERVICE_NAME,
+            __version__,
+            settings.safe_database_url(),
+            settings.db_pool_size,
+        )
+        try:
+            yield
+        finally:
+            POOL.source = None
+            await upstreams.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="C2S lead enrichment API",
+        version=__version__,
+        description="Python re-creation of rust-c2s-api: enriches C2S leads via Diretrix and "
+        "the Work API and posts the result back to C2S.",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+
+    async def health(request: Request) -> Response:
+        ok = await request.app.state.health.check()
+        return Response(HEALTH_OK if ok else HEALTH_DB_ERROR, 200 if ok else 503, media_type=JSON)
+
+    async def metrics(_: Request) -> Response:
+        body, ctype = render()
+        return Response(body, media_type=ctype)
+
+    app.add_route("/health", health, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+
+    @app.get(
+        "/api/v1/leads/process",
+        summary="Enrich one C2S lead and post the result back to C2S",
+        responses={400: {"description": "Missing or malformed id"}},
+    )
+    async def process_lead(
+        request: Request,
+        id: Annotated[str | None, Query(description="C2S lead id")] = None,  # noqa: A002
+    ) -> Response:
+        """HTTP 200 with ``success`` true/false for every outcome (Make.com routes on it)."""
+        lead_id = (id or "").strip()
+        if not lead_id:
+            return Response(MISSING_ID, 400, media_type=JSON)
+        if not LEAD_ID_RE.match(lead_id):
+            return Response(INVALID_ID, 400, media_type=JSON)
+        result = await request.app.state.pipeline.process(lead_id)
+        return Response(orjson.dumps(result), 200, media_type=JSON)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error: %s", type(exc).__name__)
+        return Response(orjson.dumps({"error": "Internal server error"}), 500, media_type=JSON)
+
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        ServiceMiddleware, timeout_s=settings.request_timeout_s, max_body=settings.max_body_bytes
+    )
+    return app
