@@ -72,3 +72,136 @@ class PollingSampler(Sampler):
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 5)
             self._thread = None
+
+
+# --- local sampler (runner helper) -------------------------------------------------------
+
+
+class LocalSampler(PollingSampler):
+    """The service as an emulated Fly VM sees it, read from ``/proc`` with psutil.
+
+    ``memory_used_mb`` is the service's process tree (RSS, or PSS) plus the guest-OS
+    overhead the VM would add, so it compares with Fly's ``mem_total - mem_available``;
+    ``cpu_pct`` is the tree's CPU time over the interval in percent of one vCPU;
+    ``cpu_throttled_pct`` is the share of the interval the VM emulator's quota held the
+    service (empty when nothing emulates a quota). A restarting service (after an OOM
+    kill) yields a row with unknown memory and CPU, like a Machine that is rebooting.
+    """
+
+    source: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        vm: Any | None = None,
+        memory_limit_mb: float | None = None,
+        guest_overhead_mb: float | None = None,
+        memory_metric: str = "rss",
+        interval: float = 1.0,
+    ) -> None:
+        """``target``: a VmEmulator, a Popen, a pid or a callable returning the current pid."""
+        super().__init__(interval)
+        from perflib.vm import VmEmulator  # local: keeps `import perflib.samplers` light
+
+        if isinstance(target, VmEmulator):
+            vm = vm or target
+        self.vm = vm
+        self._target = target
+        if memory_limit_mb is None and vm is not None:
+            memory_limit_mb = float(vm.preset.memory_mb)
+        if guest_overhead_mb is None:
+            guest_overhead_mb = vm.settings.guest_overhead_mb if vm is not None else 0.0
+        if memory_metric not in ("rss", "pss"):
+            raise ValueError(f"memory_metric must be 'rss' or 'pss', not {memory_metric!r}")
+        self.memory_limit_mb = memory_limit_mb
+        self.guest_overhead_mb = float(guest_overhead_mb)
+        self.memory_metric = memory_metric
+        self._procs: dict[int, Any] = {}
+        self._cpu: dict[int, float] = {}
+        self._last: float | None = None
+        self._last_throttled: float | None = None
+        self.polls = 0
+
+    def _pid(self) -> int | None:
+        t = self._target
+        if self.vm is not None and t is self.vm:
+            proc = self.vm.process
+            return None if proc is None or proc.poll() is not None else proc.pid
+        if callable(t):
+            return t()
+        if hasattr(t, "poll"):
+            return None if t.poll() is not None else t.pid
+        return int(t)
+
+    def _tree(self, pid: int) -> list[Any]:
+        import psutil
+
+        main = self._procs.get(pid)
+        if main is None:
+            main = psutil.Process(pid)
+            self._procs = {pid: main}
+            self._cpu = {}
+        tree = [main]
+        for child in main.children(recursive=True):
+            tree.append(self._procs.setdefault(child.pid, child))
+        return tree
+
+    def poll(self) -> Iterable[Mapping[str, Any]]:
+        import time as _time
+
+        import psutil
+
+        from perflib.rundir import utcnow
+
+        now = _time.monotonic()
+        dt = None if self._last is None else now - self._last
+        self._last = now
+        self.polls += 1
+        row: dict[str, Any] = {
+            "time": utcnow(),
+            "memory_limit_mb": self.memory_limit_mb,
+            "source": self.source,
+            "memory_used_mb": None,
+            "cpu_pct": None,
+            "cpu_throttled_pct": None,
+        }
+        throttled = None if self.vm is None else self.vm.throttled_seconds()
+        if throttled is not None and self._last_throttled is not None and dt:
+            row["cpu_throttled_pct"] = min(100.0, 100.0 * (throttled - self._last_throttled) / dt)
+        elif throttled is not None and dt is None:
+            row["cpu_throttled_pct"] = 0.0
+        self._last_throttled = throttled
+        pid = self._pid()
+        if pid is None:
+            self._procs, self._cpu = {}, {}
+            return [row]
+        try:
+            tree = self._tree(pid)
+        except psutil.Error:
+            self._procs, self._cpu = {}, {}
+            return [row]
+        mem = 0
+        used = 0.0
+        seen: dict[int, float] = {}
+        for p in tree:
+            try:
+                with p.oneshot():
+                    mem += (
+                        p.memory_full_info().pss
+                        if self.memory_metric == "pss"
+                        else p.memory_info().rss
+                    )
+                    t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total = t.user + t.system
+            seen[p.pid] = total
+            if p.pid in self._cpu:
+                used += max(0.0, total - self._cpu[p.pid])
+        first = not self._cpu
+        self._cpu = seen
+        row["memory_used_mb"] = mem / (1024 * 1024) + self.guest_overhead_mb
+        if dt and not first:
+            row["cpu_pct"] = 100.0 * used / dt
+        return [row]
