@@ -20,7 +20,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,23 +201,24 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     result = NotebookResult(name=source.stem, output=output, ok=True)
     try:
-        pm.execute_notebook(
-            str(source),
-            str(output),
-            parameters=params,
-            kernel_name=kernel_name,
-            cwd=str(cwd or source.parent),
-            progress_bar=False,
-            log_output=False,  # cell output goes to the notebook only, never to our logs
-            request_save_on_cell_execute=True,
-            start_timeout=120,
-            execution_timeout=timeout,
-        )
+        with _redacted_logs(values):
+            pm.execute_notebook(
+                str(source),
+                str(output),
+                parameters=params,
+                kernel_name=kernel_name,
+                cwd=str(cwd or source.parent),
+                progress_bar=False,
+                log_output=False,  # cell output goes to the notebook only, never to our logs
+                request_save_on_cell_execute=True,
+                start_timeout=120,
+                execution_timeout=timeout,
+            )
     except PapermillExecutionError as exc:
         result.ok = False
         result.cell_index = exc.cell_index
         result.error = secrets.redact_text(
-            f"cell {exc.cell_index} (execution count {exc.exec_count}) raised "
+            f"cell {exc.cell_index} (0-based; execution count {exc.exec_count}) raised "
             f"{exc.ename}: {exc.evalue}",
             values,
         )
@@ -226,6 +228,38 @@ def execute_notebook(
     if output.exists():
         secrets.redact_file(output, values)
     return result
+
+
+#: Loggers that see kernel messages (papermill/nbclient log message content at DEBUG).
+_KERNEL_LOGGERS = ("papermill", "nbclient", "jupyter_client", "traitlets")
+
+
+@contextmanager
+def _redacted_logs(values: Sequence[str]) -> Iterator[None]:
+    """While a notebook runs: kernel-message loggers at INFO at most, every record redacted.
+
+    papermill's client logs each kernel message's content at DEBUG — with the secrets a
+    cell printed — so a DEBUG-level root logger would copy them into our logs.
+    """
+    filt = secrets.RedactingFilter(values)
+    saved: list[tuple[logging.Logger, int]] = []
+    handlers = list(logging.getLogger().handlers)
+    for name in _KERNEL_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level))
+        if lg.getEffectiveLevel() < logging.INFO:
+            lg.setLevel(logging.INFO)
+        lg.addFilter(filt)
+    for h in handlers:
+        h.addFilter(filt)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+            lg.removeFilter(filt)
+        for h in handlers:
+            h.removeFilter(filt)
 
 
 def render_html(
