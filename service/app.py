@@ -85,10 +85,18 @@ class HealthChecker:
 class ServiceMiddleware:
     """Pure ASGI: request count/latency by route template, request timeout, body limit."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float = 30.0, max_body: int = 1_048_576) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        timeout_s: float = 30.0,
+        max_body: int = 1_048_576,
+        plain_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.timeout_s = timeout_s
         self.max_body = max_body
+        # Plain Starlette routes (no "route" in scope under FastAPI's router): label by path.
+        self.plain_paths = plain_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +146,10 @@ class ServiceMiddleware:
                     state["status"] = 413
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None)
+            if template is None:
+                path = scope.get("path", "")
+                template = path if path in self.plain_paths else "unmatched"
             labels = (scope["method"], template, str(state["status"]))
             HTTP_REQUESTS.labels(*labels).inc()
             HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - t0)
@@ -193,7 +204,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def ensure_schema() -> None:
             if schema_ready.is_set() or not settings.run_migrations:
                 return
-            await storage.migrate(engine)
+            if not await storage.at_head(engine):
+                from service.migrate import migrate_in_child
+
+                log.info("migrating the database to revision %s", storage.HEAD_REVISION)
+                await migrate_in_child(settings)
             schema_ready.set()
             log.info("database schema at revision %s", storage.HEAD_REVISION)
 
@@ -269,6 +284,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
-        ServiceMiddleware, timeout_s=settings.request_timeout_s, max_body=settings.max_body_bytes
+        ServiceMiddleware,
+        timeout_s=settings.request_timeout_s,
+        max_body=settings.max_body_bytes,
+        plain_paths=frozenset({"/health", "/metrics"}),
     )
     return app

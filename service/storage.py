@@ -245,6 +245,12 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(_upgrade)
 
 
+async def at_head(engine: AsyncEngine) -> bool:
+    """True when the schema is already at ``HEAD_REVISION`` (no Alembic import needed)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_at_head)
+
+
 def _at_head(connection: sa.Connection) -> bool:
     if not sa.inspect(connection).has_table("alembic_version"):
         return False
