@@ -1,0 +1,1392 @@
+"""Right-sizing: the performance guide's sizing rules, a VPA-style second opinion, DB pool
+size, capacity from a stress run, and the 512 MB vs 1 GB preset comparison.
+
+Every rule is the guide's (``/work/shared/reference/performance-guide.md``), applied exactly
+and cited in the recommendation's ``reasons``:
+
+* Optimization Checklist: required memory = measured peak × 1.3 ("Add 30% buffer").
+* Scaling Options, Option 1: 512 MB is safe only if the load-test peak is < 400 MB.
+* VM Sizing Strategy, "When to scale up": OOM kills (we rule out that size and every smaller
+  one), memory consistently > 800 MB, p95 latency > 3 s; Option 3: CPU consistently > 70 %
+  → dedicated (performance) CPU; Option 2: high availability = ≥ 2 instances, 2× the cost.
+* Database Connection Pool Tuning: < 10 req/min → 5, 10–50 → 10, > 50 → 20 connections,
+  ~5–10 MB each.
+
+The second opinion follows the Kubernetes VPA recommender (kubernetes/autoscaler
+``vertical-pod-autoscaler``: p90 of per-interval memory peaks in 5 %-wide histogram buckets,
++15 % margin, OOM bump max(+100 MiB, ×1.2), confidence = min(lifespan days, samples/1440));
+krr (max × 1.15) and AWS Compute Optimizer (p99.5 of 5-minute maxima + 20 %) are shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perflib.pricing import (  # re-exported: the sizing contract names them here
+    SECONDS_PER_MONTH,
+    Preset,
+    PricingError,
+    all_presets,
+    cost_breakdown,
+    cost_per_million_requests,
+    load_prices,
+    machine_price,
+    monthly_cost,
+    monthly_egress_gb,
+    parse_preset,
+    resolve_price_set,
+)
+from perflib.rundir import RunDir, read_events, read_samples
+
+# ----------------------------------------------------------------- the guide's numbers
+BUFFER = 1.3  #: Optimization Checklist: "Add 30% buffer for safety margin"
+SAFE_512_PEAK_MB = 400.0  #: Option 1: "Safe if: Peak memory <400 MB during load tests"
+SMALL_PRESET_MB = 512  #: the size that rule governs (and anything smaller)
+SUSTAINED_MEMORY_MB = 800.0  #: "When to scale up: Memory consistently >800 MB"
+P95_SCALE_UP_MS = 3000.0  #: "When to scale up: p95 latency >3s"
+CPU_SUSTAINED_PCT = 70.0  #: Option 3: "CPU consistently >70%"
+HA_INSTANCES = 2  #: Option 2: "fly scale count 2" — "Costs: 2x the resources"
+SUSTAINED_S = 60.0  #: "consistently": longest span above a threshold (same as data/slo.toml)
+MAX_GAP_S = 5.0  #: a gap between samples longer than this breaks a span
+POOL_MB_PER_CONNECTION = (5.0, 10.0)  #: "Each connection uses ~5-10 MB"
+DEFAULT_CURRENT = "shared-cpu-1x:1024mb"  #: the guide's "Current Configuration"
+SERVICE_POOL_DEFAULT = 10  #: service/settings.py db_pool_size
+
+G = "Guide"  # citation prefix
+
+# ----------------------------------------------------------------- VPA / krr / AWS numbers
+VPA_MARGIN = 0.15  #: --recommendation-margin-fraction
+VPA_TARGET_PERCENTILE = 0.9
+VPA_LOWER_PERCENTILE = 0.5
+VPA_UPPER_PERCENTILE = 0.95
+VPA_OOM_MIN_BUMP_MB = 100.0  #: --oom-min-bump-up-bytes = 100 MiB
+VPA_OOM_BUMP_RATIO = 1.2  #: --oom-bump-up-ratio
+VPA_FIRST_BUCKET_BYTES = 1e7  #: NewExponentialHistogramOptions(1e12, 1e7, 1.05, ε)
+VPA_BUCKET_RATIO = 1.05
+KRR_BUFFER = 0.15  #: memory_buffer_percentage
+KRR_OOM_BUFFER = 0.25  #: oom_memory_buffer_percentage
+AWS_PERCENTILE = 99.5  #: P99_5 threshold (default)
+AWS_HEADROOM = 0.20  #: memory headroom (default)
+AWS_INTERVAL_S = 300.0  #: "maximum utilization point within each five-minute interval"
+MIB = 1024 * 1024
+
+
+class SizingError(ValueError):
+    """Bad input to the recommender (missing/empty samples, unknown preset...)."""
+
+
+# ----------------------------------------------------------------- evidence from runs
+
+
+@dataclass
+class RunEvidence:
+    """What one run (or one samples file) tells the recommender."""
+
+    label: str
+    samples: pd.DataFrame
+    events: pd.DataFrame
+    preset: Preset | None = None
+    profile: str | None = None
+    time_scale: float = 1.0
+    p95_ms: float | None = None
+    requests: float | None = None
+    req_rate: float | None = None  # requests per second over the k6 window
+    error_rate: float | None = None  # fraction 0..1
+    data_received_bytes: float | None = None
+    duration_s: float | None = None
+    run: RunDir | None = None
+    exit_status: str | None = None
+
+    # ---- memory / cpu statistics
+    @property
+    def memory(self) -> pd.Series:
+        return self.samples["memory_used_mb"].dropna()
+
+    @property
+    def peak_mb(self) -> float:
+        m = self.memory
+        return float(m.max()) if len(m) else math.nan
+
+    @property
+    def p95_memory_mb(self) -> float:
+        m = self.memory
+        return float(np.percentile(m, 95, method="linear")) if len(m) else math.nan
+
+    @property
+    def memory_limit_mb(self) -> float | None:
+        if self.preset is not None:
+            return float(self.preset.memory_mb)
+        lim = self.samples["memory_limit_mb"].dropna()
+        return float(lim.iloc[-1]) if len(lim) else None
+
+    @property
+    def oom_events(self) -> pd.DataFrame:
+        ev = self.events
+        if ev.empty:
+            return ev
+        return ev[ev["type"].astype(str) == "oom_killed"]
+
+    @property
+    def oom_count(self) -> int:
+        return len(self.oom_events)
+
+    @property
+    def restarts(self) -> int:
+        ev = self.events
+        return 0 if ev.empty else int((ev["type"].astype(str) == "restart").sum())
+
+    @property
+    def sustain_window_s(self) -> float:
+        """The guide's "consistently" = 60 s above a threshold, scaled with the run's
+        time scale (a run shortened 10× has 6-s "minutes"), never under 3 sample intervals."""
+        return max(SUSTAINED_S * self.time_scale, 3 * self.sample_interval_s)
+
+    @property
+    def sample_interval_s(self) -> float:
+        t = self.samples["time"]
+        if len(t) < 2:
+            return 1.0
+        return float(t.diff().dt.total_seconds().median())
+
+    def longest_above(self, column: str, threshold: float, per_cpu: bool = False) -> float:
+        values = self.samples[column]
+        if per_cpu and self.preset is not None:
+            values = values / self.preset.cpus
+        return longest_span_above(self.samples["time"], values, threshold)
+
+    @property
+    def history_s(self) -> float:
+        t = self.samples["time"]
+        if len(t) < 2:
+            return 0.0
+        return float((t.iloc[-1] - t.iloc[0]).total_seconds()) + self.sample_interval_s
+
+
+def longest_span_above(
+    times: pd.Series, values: pd.Series, threshold: float, max_gap_s: float = MAX_GAP_S
+) -> float:
+    """Longest time (s) the series stays strictly above ``threshold``: consecutive samples
+    above it, a gap over ``max_gap_s`` or a sample at/below it ends the span. A span of n
+    samples lasts from its first to its last sample plus one sample interval (the last
+    sample stands for the interval after it), so a single sample counts one interval."""
+    if len(values) == 0:
+        return 0.0
+    t = pd.to_datetime(times, utc=True).reset_index(drop=True)
+    v = pd.to_numeric(values, errors="coerce").reset_index(drop=True)
+    secs = (t - t.iloc[0]).dt.total_seconds().to_numpy()
+    interval = float(np.median(np.diff(secs))) if len(secs) > 1 else 1.0
+    above = (v > threshold).to_numpy()
+    best = 0.0
+    start: int | None = None
+    last = 0
+    for i, is_above in enumerate(above):
+        if is_above and start is not None and secs[i] - secs[last] > max_gap_s:
+            best = max(best, secs[last] - secs[start] + interval)
+            start = i
+        elif is_above and start is None:
+            start = i
+        elif not is_above and start is not None:
+            best = max(best, secs[last] - secs[start] + interval)
+            start = None
+        if is_above:
+            last = i
+    if start is not None:
+        best = max(best, secs[last] - secs[start] + interval)
+    return float(best)
+
+
+def _stats_from_summary(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{metric: stats}`` from a ``--summary-export`` or ``handleSummary`` JSON (or already
+    normalised); the ingest helper's ``read_summary_export`` is preferred when present."""
+    metrics = summary.get("metrics", summary)
+    out: dict[str, dict[str, Any]] = {}
+    for name, stats in metrics.items():
+        if isinstance(stats, Mapping):
+            out[name] = dict(stats.get("values", stats))
+    return out
+
+
+def _k6_stats(run: RunDir) -> dict[str, dict[str, Any]]:
+    if run.summary_path.exists():
+        try:
+            from perflib.k6 import read_summary_export  # ingest helper's normaliser
+
+            return read_summary_export(run.summary_path)
+        except (ImportError, AttributeError):
+            pass
+        except Exception:  # noqa: BLE001 - fall back to our minimal reader below
+            pass
+        try:
+            return _stats_from_summary(json.loads(run.summary_path.read_text("utf-8")))
+        except (OSError, json.JSONDecodeError):
+            return {}
+    if run.k6_outputs:
+        try:
+            from perflib.k6 import summarize
+
+            return dict(summarize(run.path).get("metrics", {}))
+        except Exception:  # noqa: BLE001 - no k6 statistics is not fatal for sizing
+            return {}
+    return {}
+
+
+def _num(stats: Mapping[str, Any], *keys: str) -> float | None:
+    for k in keys:
+        v = stats.get(k)
+        if v is not None:
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def _parse_time(text: Any) -> pd.Timestamp | None:
+    if not text:
+        return None
+    try:
+        return (
+            pd.Timestamp(text).tz_convert("UTC")
+            if pd.Timestamp(text).tzinfo
+            else (pd.Timestamp(text).tz_localize("UTC"))
+        )
+    except (ValueError, TypeError):
+        return None
+
+
+def _check_samples(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    if df.empty or df["memory_used_mb"].dropna().empty:
+        raise SizingError(f"{origin}: no memory samples (empty samples.csv)")
+    return df
+
+
+def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
+    """Load a run directory: samples, events, preset, profile and k6 figures."""
+    run = path if isinstance(path, RunDir) else _open_run(path)
+    if not run.samples_path.exists():
+        raise SizingError(f"{run.path}: missing samples.csv (nothing to size from)")
+    try:
+        samples = _check_samples(run.samples(), str(run.samples_path))
+    except (ValueError, pd.errors.EmptyDataError) as exc:
+        if isinstance(exc, SizingError):
+            raise
+        raise SizingError(f"{run.samples_path}: {exc}") from exc
+    events = run.events()
+    preset = None
+    if run.preset:
+        try:
+            preset = parse_preset(run.preset)
+        except PricingError as exc:
+            raise SizingError(f"{run.path}/manifest.json vm.preset: {exc}") from exc
+    stats = _k6_stats(run)
+    dur = stats.get("http_req_duration", {})
+    reqs = stats.get("http_reqs", {})
+    failed = stats.get("http_req_failed", {})
+    data = stats.get("data_received", {})
+    m = run.manifest
+    start, end = _parse_time(m.get("k6_started_at")), _parse_time(m.get("k6_ended_at"))
+    duration = (end - start).total_seconds() if start and end and end > start else None
+    requests = _num(reqs, "count")
+    rate = _num(reqs, "rate")
+    if rate is None and requests is not None and duration:
+        rate = requests / duration
+    if duration is None and requests and rate:
+        duration = requests / rate
+    return RunEvidence(
+        label=run.name,
+        samples=samples,
+        events=events,
+        preset=preset,
+        profile=run.profile,
+        time_scale=float(m.get("time_scale") or 1.0),
+        p95_ms=_num(dur, "p(95)"),
+        requests=requests,
+        req_rate=rate,
+        error_rate=_num(failed, "rate", "value"),
+        data_received_bytes=_num(data, "count"),
+        duration_s=duration,
+        run=run,
+        exit_status=(m.get("exit") or {}).get("status"),
+    )
+
+
+def _open_run(path: str | Path) -> RunDir:
+    p = Path(path)
+    if not p.exists():
+        raise SizingError(f"{p}: no such run directory")
+    try:
+        return RunDir.open(p)
+    except FileNotFoundError as exc:
+        raise SizingError(str(exc)) from exc
+    except json.JSONDecodeError as exc:
+        raise SizingError(f"{p}/manifest.json: not valid JSON ({exc})") from exc
+
+
+def evidence_from_samples(
+    samples: str | Path | pd.DataFrame,
+    events: str | Path | pd.DataFrame | None = None,
+    *,
+    preset: str | Preset | None = None,
+    label: str | None = None,
+    p95_ms: float | None = None,
+    req_rate: float | None = None,
+    profile: str | None = None,
+    time_scale: float = 1.0,
+) -> RunEvidence:
+    """Evidence from a samples.csv (+ events.jsonl), e.g. exported from Fly's Prometheus."""
+    if isinstance(samples, pd.DataFrame):
+        df = samples.copy()
+        origin = label or "samples"
+        if "time" in df:
+            df["time"] = pd.to_datetime(df["time"], utc=True)
+    else:
+        sp = Path(samples)
+        origin = str(sp)
+        if not sp.exists():
+            raise SizingError(f"{sp}: samples file not found")
+        if sp.stat().st_size == 0:
+            raise SizingError(f"{sp}: empty samples file (no header, no rows)")
+        try:
+            df = read_samples(sp)
+        except pd.errors.EmptyDataError as exc:
+            raise SizingError(f"{sp}: empty samples file") from exc
+        except ValueError as exc:
+            raise SizingError(str(exc)) from exc
+    _check_samples(df, origin)
+    if events is None:
+        ev = pd.DataFrame(columns=["time", "type", "detail"])
+    elif isinstance(events, pd.DataFrame):
+        ev = events
+    else:
+        ep = Path(events)
+        if not ep.exists():
+            raise SizingError(f"{ep}: events file not found")
+        ev = read_events(ep)
+    p = None
+    if preset is not None:
+        try:
+            p = parse_preset(preset)
+        except PricingError as exc:
+            raise SizingError(str(exc)) from exc
+    return RunEvidence(
+        label=label or origin,
+        samples=df.sort_values("time").reset_index(drop=True),
+        events=ev,
+        preset=p,
+        profile=profile,
+        time_scale=time_scale,
+        p95_ms=p95_ms,
+        req_rate=req_rate,
+    )
+
+
+def _as_evidence(items: Iterable[Any]) -> list[RunEvidence]:
+    out = []
+    for it in items:
+        out.append(it if isinstance(it, RunEvidence) else evidence_from_run(it))
+    if not out:
+        raise SizingError("no runs given: pass run directories or a samples file")
+    return out
+
+
+# ----------------------------------------------------------------- pool size
+
+
+@dataclass(frozen=True)
+class PoolAdvice:
+    """Guide, Database Connection Pool Tuning."""
+
+    connections: int
+    req_per_min: float
+    memory_mb_low: float
+    memory_mb_high: float
+    reason: str
+
+
+def pool_size(req_per_min: float) -> int:
+    """< 10 req/min → 5, 10–50 → 10, > 50 → 20 connections (the guide's table; 10 and 50
+    themselves fall in the middle band)."""
+    if req_per_min < 0 or math.isnan(req_per_min):
+        raise SizingError(f"request rate must be >= 0, got {req_per_min}")
+    if req_per_min < 10:
+        return 5
+    if req_per_min <= 50:
+        return 10
+    return 20
+
+
+def pool_advice(req_per_min: float, current: int = SERVICE_POOL_DEFAULT) -> PoolAdvice:
+    n = pool_size(req_per_min)
+    lo, hi = (n * POOL_MB_PER_CONNECTION[0], n * POOL_MB_PER_CONNECTION[1])
+    delta = n - current
+    band = "< 10" if n == 5 else ("10–50" if n == 10 else "> 50")
+    change = (
+        f"; vs the service's {current}: {delta:+d} connections ≈ "
+        f"{delta * POOL_MB_PER_CONNECTION[0]:+.0f} to {delta * POOL_MB_PER_CONNECTION[1]:+.0f} MB"
+        if delta
+        else f"; the service already uses {current}"
+    )
+    reason = (
+        f"{G}, Database Connection Pool Tuning: {req_per_min:.1f} req/min is {band} req/min "
+        f"→ pool of {n} connections, ~{lo:.0f}–{hi:.0f} MB at 5–10 MB each{change}"
+    )
+    return PoolAdvice(n, req_per_min, lo, hi, reason)
+
+
+# ----------------------------------------------------------------- VPA second opinion
+
+
+def vpa_bucket_end_mb(value_mb: float) -> float:
+    """End of the VPA memory-histogram bucket holding ``value_mb`` (10 MB first bucket, each
+    5 % wider; ``util/histogram.go Percentile()`` returns the bucket end)."""
+    x = value_mb * MIB
+    f, r = VPA_FIRST_BUCKET_BYTES, VPA_BUCKET_RATIO
+    b = math.floor(math.log(x * (r - 1) / f + 1, r)) if x > 0 else 0
+    return f * (r ** (b + 1) - 1) / (r - 1) / MIB
+
+
+def vpa_percentile_mb(
+    values_mb: Sequence[float], p: float, weights: Sequence[float] | None = None
+) -> float:
+    """VPA's histogram percentile: walk buckets until the cumulative weight ≥ p·total and
+    return that bucket's end."""
+    if not len(values_mb):
+        return math.nan
+    w = np.ones(len(values_mb)) if weights is None else np.asarray(weights, dtype=float)
+    ends = np.array([vpa_bucket_end_mb(v) for v in values_mb])
+    order = np.argsort(ends, kind="stable")
+    cum = np.cumsum(w[order])
+    idx = int(np.searchsorted(cum, p * cum[-1] - 1e-12))
+    return float(ends[order][min(idx, len(ends) - 1)])
+
+
+def vpa_target_mb(p90_peak_mb: float) -> float:
+    """VPA target for a p90 peak: bucket end × (1 + 15 % margin) (anchor table: 300 → 362.6)."""
+    return vpa_bucket_end_mb(p90_peak_mb) * (1 + VPA_MARGIN)
+
+
+def vpa_confidence(history_s: float, samples: int) -> float:
+    """``confidence = min(lifespan_days, samples / 1440)`` (VPA estimator.go)."""
+    return min(history_s / 86400.0, samples / 1440.0)
+
+
+def interval_peaks(ev: RunEvidence, interval_s: float) -> pd.Series:
+    """Maximum memory per interval (VPA keeps one peak per aggregation interval)."""
+    s = ev.samples.set_index("time")["memory_used_mb"].dropna()
+    if s.empty:
+        return s
+    return s.resample(pd.Timedelta(seconds=interval_s), origin="start").max().dropna()
+
+
+@dataclass
+class SecondOpinion:
+    """VPA-style estimate beside the guide's rule (plus krr and AWS Compute Optimizer)."""
+
+    method: str
+    interval_s: float
+    intervals: int
+    p90_peak_mb: float
+    target_mb: float
+    lower_bound_mb: float
+    upper_bound_mb: float
+    oom_bump_mb: float | None
+    confidence: float
+    history_hours: float
+    preset: str | None
+    monthly_cost_usd: float | None
+    krr_mb: float
+    aws_mb: float
+    caveat: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = None if math.isnan(v) or math.isinf(v) else round(v, 4)
+        return d
+
+
+def second_opinion(
+    runs: Sequence[RunEvidence],
+    *,
+    interval_s: float | None = None,
+    cpu_kind: str | None = None,
+    instances: int = 1,
+    region: str = "iad",
+    price_set: str | None = None,
+) -> SecondOpinion:
+    """VPA recommender logic on this lab's much shorter history.
+
+    VPA aggregates one memory peak per 24 h; a load test lasts minutes, so the interval is
+    one (time-scaled) minute unless given. OOMs add a sample ``max(used + 100 MiB, used ×
+    1.2)`` where used = max(limit, peak) (``container.go RecordOOM``)."""
+    scale = min(r.time_scale for r in runs)
+    iv = interval_s or max(60.0 * scale, min(r.sample_interval_s for r in runs))
+    peaks: list[float] = []
+    for r in runs:
+        peaks.extend(interval_peaks(r, iv).tolist())
+    oom_bump = None
+    for r in runs:
+        if r.oom_count:
+            used = max(r.memory_limit_mb or 0.0, r.peak_mb)
+            bump = max(used + VPA_OOM_MIN_BUMP_MB, used * VPA_OOM_BUMP_RATIO)
+            oom_bump = max(oom_bump or 0.0, bump)
+            peaks.extend([bump] * r.oom_count)
+    p90 = float(np.percentile(peaks, 90, method="linear"))
+    target = vpa_percentile_mb(peaks, VPA_TARGET_PERCENTILE) * (1 + VPA_MARGIN)
+    history = sum(r.history_s for r in runs)
+    n_samples = sum(len(r.memory) for r in runs)
+    conf = vpa_confidence(history, n_samples)
+    lower = vpa_percentile_mb(peaks, VPA_LOWER_PERCENTILE) * (1 + VPA_MARGIN)
+    upper = vpa_percentile_mb(peaks, VPA_UPPER_PERCENTILE) * (1 + VPA_MARGIN)
+    if conf > 0:
+        lower *= (1 + 0.001 / conf) ** -2
+        upper *= 1 + 1.0 / conf
+    else:
+        lower, upper = 0.0, math.inf
+    # krr simple strategy: max working set × 1.15, OOM limit × 1.25
+    all_mem = pd.concat([r.memory for r in runs])
+    krr = float(all_mem.max()) * (1 + KRR_BUFFER)
+    for r in runs:
+        if r.oom_count and r.memory_limit_mb:
+            krr = max(krr, r.memory_limit_mb * (1 + KRR_OOM_BUFFER))
+    # AWS Compute Optimizer: p99.5 of per-5-minute maxima + 20 % headroom
+    aws_iv = max(AWS_INTERVAL_S * scale, min(r.sample_interval_s for r in runs))
+    aws_peaks = pd.concat([interval_peaks(r, aws_iv) for r in runs])
+    aws = float(np.percentile(aws_peaks, AWS_PERCENTILE, method="linear")) * (1 + AWS_HEADROOM)
+    chosen = _cheapest(
+        lambda p: p.memory_mb >= target and (cpu_kind is None or p.cpu_kind == cpu_kind),
+        region,
+        price_set,
+    )
+    cost = monthly_cost(chosen, instances, region, price_set=price_set) if chosen else None
+    hours = history / 3600
+    caveat = (
+        f"VPA-style estimate from {hours * 60:.1f} min of history (confidence {conf:.4f}; VPA "
+        "counts 1.0 = one day of per-minute samples and wants 8 days): a load test of a few "
+        "minutes is not 24 h of production traffic. The guide asks to monitor for 24 h after "
+        "the change (Optimization Checklist) and to keep 512 MB only if it is stable for 48 h "
+        "with no OOM kills (Right-Sizing Process)."
+    )
+    return SecondOpinion(
+        method="VPA-style: p90 of per-interval peaks (5 % buckets) + 15 %",
+        interval_s=iv,
+        intervals=len(peaks),
+        p90_peak_mb=p90,
+        target_mb=target,
+        lower_bound_mb=lower,
+        upper_bound_mb=upper,
+        oom_bump_mb=oom_bump,
+        confidence=conf,
+        history_hours=hours,
+        preset=chosen.name if chosen else None,
+        monthly_cost_usd=cost,
+        krr_mb=krr,
+        aws_mb=aws,
+        caveat=caveat,
+    )
+
+
+# ----------------------------------------------------------------- the recommender
+
+
+@dataclass
+class RuleResult:
+    """One guide rule evaluated on the evidence."""
+
+    rule: str
+    triggered: bool
+    reason: str
+
+
+def _cheapest(ok: Any, region: str, price_set: str | None) -> Preset | None:
+    cands = [p for p in all_presets() if ok(p)]
+    if not cands:
+        return None
+    return min(cands, key=lambda p: (machine_price(p, region, price_set), p.cpus, p.memory_mb))
+
+
+def rule_buffer(peak_mb: float) -> tuple[float, str]:
+    """Optimization Checklist: required memory = measured peak × 1.3."""
+    req = peak_mb * BUFFER
+    return req, (
+        f"{G}, Optimization Checklist: required memory = peak {peak_mb:.0f} MB × {BUFFER} "
+        f"= {req:.0f} MB (30 % buffer)"
+    )
+
+
+def rule_512(load_peak_mb: float) -> RuleResult:
+    """Option 1: 512 MB only when the load-test peak is < 400 MB."""
+    ok = load_peak_mb < SAFE_512_PEAK_MB
+    verdict = "allows" if ok else "rules out"
+    cmp = "<" if ok else "≥"
+    return RuleResult(
+        "512mb_safe",
+        not ok,
+        f"{G}, Scaling Options, Option 1: load-test peak {load_peak_mb:.0f} MB {cmp} "
+        f"{SAFE_512_PEAK_MB:.0f} MB → {verdict} 512 MB (and smaller)",
+    )
+
+
+def rule_oom(runs: Sequence[RunEvidence]) -> tuple[float, RuleResult]:
+    """An OOM kill at a size rules out that size and every smaller one."""
+    sizes = [r.memory_limit_mb for r in runs if r.oom_count and r.memory_limit_mb]
+    if not sizes:
+        return 0.0, RuleResult(
+            "oom", False, f"{G}, VM Sizing Strategy: no OOM kills in {len(runs)} run(s)"
+        )
+    worst = max(sizes)
+    kills = sum(r.oom_count for r in runs)
+    at = ", ".join(
+        sorted({f"{r.preset.name if r.preset else r.label}" for r in runs if r.oom_count})
+    )
+    return worst, RuleResult(
+        "oom",
+        True,
+        f'{G}, VM Sizing Strategy ("OOM kills in logs" → scale up): {kills} OOM kill(s) at '
+        f"{at} → {worst:.0f} MB and every smaller size ruled out",
+    )
+
+
+def rule_memory_sustained(run: RunEvidence) -> RuleResult:
+    span = run.longest_above("memory_used_mb", SUSTAINED_MEMORY_MB)
+    win = run.sustain_window_s
+    hit = span >= win
+    return RuleResult(
+        "memory_sustained",
+        hit,
+        f'{G}, VM Sizing Strategy ("Memory consistently >800 MB" → scale up): {run.label} '
+        f"above {SUSTAINED_MEMORY_MB:.0f} MB for {span:.0f} s "
+        f"{'≥' if hit else '<'} {win:.0f} s" + (" → scale up" if hit else ""),
+    )
+
+
+def rule_p95(run: RunEvidence) -> RuleResult:
+    if run.p95_ms is None:
+        return RuleResult("p95", False, f"{G}: {run.label} has no k6 p95 (latency rule skipped)")
+    hit = run.p95_ms > P95_SCALE_UP_MS
+    return RuleResult(
+        "p95",
+        hit,
+        f'{G}, VM Sizing Strategy ("p95 latency >3s" → scale up): {run.label} p95 '
+        f"{run.p95_ms:.0f} ms {'>' if hit else '≤'} {P95_SCALE_UP_MS:.0f} ms"
+        + (" → scale up" if hit else ""),
+    )
+
+
+def rule_cpu(run: RunEvidence) -> RuleResult:
+    span = run.longest_above("cpu_pct", CPU_SUSTAINED_PCT, per_cpu=True)
+    win = run.sustain_window_s
+    hit = span >= win
+    return RuleResult(
+        "cpu_sustained",
+        hit,
+        f'{G}, Scaling Options, Option 3 ("CPU consistently >70%" → dedicated CPU): '
+        f"{run.label} above {CPU_SUSTAINED_PCT:.0f} % for {span:.0f} s "
+        f"{'≥' if hit else '<'} {win:.0f} s" + (" → performance CPU" if hit else ""),
+    )
+
+
+@dataclass
+class Recommendation:
+    """The recommender's answer; ``to_json()`` has DESIGN.md's keys first."""
+
+    recommended_preset: str | None
+    memory_mb: int | None
+    monthly_cost_usd: float | None
+    current_preset: str
+    current_monthly_cost_usd: float
+    monthly_savings_usd: float | None
+    reasons: list[str]
+    instances: int = 1
+    region: str = "iad"
+    price_set: str = ""
+    required_memory_mb: float = math.nan
+    peak_memory_mb: float = math.nan
+    cpu_kind: str = "shared"
+    rules: list[RuleResult] = field(default_factory=list)
+    second_opinion: SecondOpinion | None = None
+    pool: PoolAdvice | None = None
+    capacity: list[Capacity] = field(default_factory=list)
+    confidence: str = "low"
+    next_steps: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recommended_preset": self.recommended_preset,
+            "memory_mb": self.memory_mb,
+            "monthly_cost_usd": self.monthly_cost_usd,
+            "current_preset": self.current_preset,
+            "monthly_savings_usd": self.monthly_savings_usd,
+            "reasons": list(self.reasons),
+            "current_monthly_cost_usd": self.current_monthly_cost_usd,
+            "instances": self.instances,
+            "region": self.region,
+            "price_set": self.price_set,
+            "cpu_kind": self.cpu_kind,
+            "peak_memory_mb": _r(self.peak_memory_mb),
+            "required_memory_mb": _r(self.required_memory_mb),
+            "rules": [asdict(r) for r in self.rules],
+            "second_opinion": self.second_opinion.to_dict() if self.second_opinion else None,
+            "pool_size": asdict(self.pool) if self.pool else None,
+            "capacity": [c.to_dict() for c in self.capacity],
+            "confidence": self.confidence,
+            "next_steps": list(self.next_steps),
+            "runs": list(self.runs),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+def _r(x: float | None, nd: int = 1) -> float | None:
+    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
+        return None
+    return round(float(x), nd)
+
+
+def recommend(
+    runs: Iterable[Any] | None = None,
+    *,
+    samples: str | Path | pd.DataFrame | None = None,
+    events: str | Path | pd.DataFrame | None = None,
+    current: str | None = None,
+    region: str = "iad",
+    instances: int = 1,
+    ha: bool = False,
+    price_set: str | None = None,
+    current_pool: int = SERVICE_POOL_DEFAULT,
+) -> Recommendation:
+    """The cheapest Fly preset that satisfies every rule of the guide, with the reasons.
+
+    ``runs``: run directories (paths / RunDir) or RunEvidence; or ``samples`` (+ ``events``).
+    ``current``: the preset the app runs on now (default: the runs' preset if they agree,
+    else the guide's shared-cpu-1x:1024mb)."""
+    ev = _as_evidence(runs) if runs else []
+    if samples is not None:
+        ev.append(evidence_from_samples(samples, events))
+    if not ev:
+        raise SizingError("no evidence: pass run directories or a samples file")
+    try:
+        ps = resolve_price_set(price_set)
+        region = region.strip().lower()
+        machine_price(DEFAULT_CURRENT, region, ps.name)  # validates the region
+    except PricingError as exc:
+        raise SizingError(str(exc)) from exc
+    if instances < 1:
+        raise SizingError(f"instances must be >= 1, got {instances}")
+    reasons: list[str] = []
+    rules: list[RuleResult] = []
+
+    # current preset
+    run_presets = {r.preset for r in ev if r.preset is not None}
+    try:
+        if current:
+            cur = parse_preset(current)
+        elif len(run_presets) == 1:
+            cur = next(iter(run_presets))
+        else:
+            cur = parse_preset(DEFAULT_CURRENT)
+    except PricingError as exc:
+        raise SizingError(str(exc)) from exc
+
+    # peaks: stress runs are for capacity, not for sizing (they push past the SLOs on purpose)
+    sizing_runs = [r for r in ev if (r.profile or "") != "stress"] or ev
+    # an OOM-killed run's peak is censored at its limit (it would have used more): the OOM
+    # rule speaks for it; the buffer applies to the runs that completed
+    completed = [r for r in sizing_runs if not r.oom_count]
+    if completed and len(completed) < len(sizing_runs):
+        reasons.append(
+            "Peak memory taken from the runs without OOM kills ("
+            + ", ".join(r.label for r in completed)
+            + "): an OOM-killed run's peak is cut off at its limit"
+        )
+    sizing_runs = completed or sizing_runs
+    peak = max(r.peak_mb for r in sizing_runs)
+    load_runs = [r for r in sizing_runs if (r.profile or "") == "load"] or sizing_runs
+    load_peak = max(r.peak_mb for r in load_runs)
+    required, why = rule_buffer(peak)
+    reasons.append(why)
+    rules.append(RuleResult("buffer", True, why))
+
+    r512 = rule_512(load_peak)
+    rules.append(r512)
+    reasons.append(r512.reason)
+
+    oom_mb, r_oom = rule_oom(ev)
+    rules.append(r_oom)
+    reasons.append(r_oom.reason)
+
+    min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
+    not_larger_than: list[Preset] = []  # p95 > 3 s at these: the pick must be larger
+    perf_needed = False
+    for r in ev:
+        m = rule_memory_sustained(r)
+        rules.append(m)
+        if m.triggered:
+            reasons.append(m.reason)
+            lim = r.memory_limit_mb or r.peak_mb
+            min_exclusive_mb = max(min_exclusive_mb, lim)
+        p = rule_p95(r)
+        rules.append(p)
+        if p.triggered:
+            reasons.append(p.reason)
+            not_larger_than.append(r.preset or cur)
+        c = rule_cpu(r)
+        rules.append(c)
+        if c.triggered:
+            reasons.append(c.reason)
+            perf_needed = True
+    quiet = [x for x in rules if x.rule in ("memory_sustained", "p95", "cpu_sustained")]
+    if not any(x.triggered for x in quiet):
+        worst_mem = max(r.longest_above("memory_used_mb", SUSTAINED_MEMORY_MB) for r in ev)
+        worst_cpu = max(r.longest_above("cpu_pct", CPU_SUSTAINED_PCT, per_cpu=True) for r in ev)
+        p95s = [r.p95_ms for r in ev if r.p95_ms is not None]
+        reasons.append(
+            f"{G}, VM Sizing Strategy: no scale-up trigger — memory > 800 MB for at most "
+            f"{worst_mem:.0f} s, CPU > 70 % for at most {worst_cpu:.0f} s"
+            + (f", p95 at most {max(p95s):.0f} ms ≤ 3000 ms" if p95s else "")
+        )
+
+    n_inst = instances
+    if ha:
+        n_inst = max(instances, HA_INSTANCES)
+
+    def ok(p: Preset) -> bool:
+        if p.memory_mb < required or p.memory_mb <= min_exclusive_mb:
+            return False
+        if r512.triggered and p.memory_mb <= SMALL_PRESET_MB:
+            return False
+        if perf_needed and p.cpu_kind != "performance":
+            return False
+        return all(p.is_larger_than(q) for q in not_larger_than)
+
+    pick = _cheapest(ok, region, ps.name)
+    cur_cost = monthly_cost(cur, 1, region, price_set=ps.name)
+    if pick is None:
+        reasons.append("No Fly preset satisfies every rule: the largest is too small")
+        rec_cost = None
+        savings = None
+    else:
+        rec_cost = monthly_cost(pick, n_inst, region, price_set=ps.name)
+        savings = round(cur_cost * instances - rec_cost, 2)
+        reasons.append(
+            f"Cheapest preset satisfying every rule: {pick.name} at ${machine_price(pick, region, ps.name):.2f}"
+            f"/30 d ({region}, price set {ps.name}{', reported' if ps.status != 'confirmed' else ''})"
+        )
+        if ha:
+            reasons.append(
+                f"{G}, Scaling Options, Option 2 (high availability): {n_inst} instances → "
+                f"{n_inst} × ${machine_price(pick, region, ps.name):.2f} = ${rec_cost:.2f}/30 d "
+                '("Costs: 2x the resources")'
+            )
+        verb = "saves" if savings >= 0 else "costs"
+        reasons.append(
+            f"Current {cur.name} × {instances} = ${cur_cost * instances:.2f}/30 d → "
+            f"{pick.name} × {n_inst} {verb} ${abs(savings):.2f}/30 d"
+        )
+
+    rates = [r.req_rate for r in sizing_runs if r.req_rate]
+    pool = pool_advice(max(rates) * 60, current_pool) if rates else None
+    if pool:
+        reasons.append(pool.reason)
+
+    so = second_opinion(
+        ev,
+        cpu_kind="performance" if perf_needed else None,
+        instances=n_inst,
+        region=region,
+        price_set=ps.name,
+    )
+    caps: list[Capacity] = []
+    for r in ev:
+        if (r.profile or "") == "stress" and r.run is not None:
+            try:
+                caps.append(capacity(r, region=region, price_set=ps.name))
+            except SizingError as exc:
+                reasons.append(f"Capacity of {r.label} not computed: {exc}")
+    history_h = sum(r.history_s for r in ev) / 3600
+    confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
+    steps = [
+        f"Deploy {pick.name if pick else cur.name} (fly.toml [[vm]] size + memory; a `fly scale` "
+        "change is reset by the next deploy) and monitor for 24 h (Optimization Checklist)",
+        "Check for OOM kills: fly logs | grep -i oom, or the fly_instance_exit_oom metric",
+        "Keep the smaller size only if stable for 48 h with p95 latency unchanged "
+        "(Right-Sizing Process); otherwise revert to 1 GB",
+    ]
+    return Recommendation(
+        recommended_preset=pick.name if pick else None,
+        memory_mb=pick.memory_mb if pick else None,
+        monthly_cost_usd=rec_cost,
+        current_preset=cur.name,
+        current_monthly_cost_usd=round(cur_cost * instances, 2),
+        monthly_savings_usd=savings,
+        reasons=reasons,
+        instances=n_inst,
+        region=region,
+        price_set=ps.name,
+        required_memory_mb=required,
+        peak_memory_mb=peak,
+        cpu_kind="performance" if perf_needed else "shared",
+        rules=rules,
+        second_opinion=so,
+        pool=pool,
+        capacity=caps,
+        confidence=confidence,
+        next_steps=steps,
+        runs=[r.label for r in ev],
+    )
+
+
+# ----------------------------------------------------------------- capacity
+
+
+@dataclass
+class Capacity:
+    """Highest request rate a preset sustained within the SLOs in a stress run."""
+
+    run: str
+    preset: str | None
+    bucket_s: float
+    max_sustained_rps: float
+    first_breach_offered_rps: float | None
+    slo_p95_ms: float
+    slo_error_rate: float
+    monthly_cost_usd: float | None
+    cost_per_million_usd: float | None
+    buckets: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "buckets"}
+        for k in ("max_sustained_rps", "first_breach_offered_rps", "cost_per_million_usd"):
+            d[k] = _r(d[k], 3)
+        return d
+
+
+def _read_requests_minimal(paths: Sequence[Path]) -> pd.DataFrame:
+    """http_req_duration / http_req_failed points from k6 NDJSON, for when perflib.k6 is
+    not importable. k6 times are request ends; start = end − duration."""
+    rows = []
+    for p in paths:
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if '"http_req_duration"' not in line or '"Point"' not in line:
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                d = obj.get("data", {})
+                tags = d.get("tags") or {}
+                exp = tags.get("expected_response")
+                rows.append(
+                    {
+                        "time": d.get("time"),
+                        "duration_ms": float(d.get("value", math.nan)),
+                        "failed": None if exp is None else exp != "true",
+                        "name": tags.get("name"),
+                    }
+                )
+    df = pd.DataFrame(rows, columns=["time", "duration_ms", "failed", "name"])
+    df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
+    return df
+
+
+def _requests(run: RunDir) -> pd.DataFrame:
+    try:
+        from perflib.k6 import read_requests
+
+        return read_requests(run.path)
+    except (ImportError, AttributeError):
+        return _read_requests_minimal(run.k6_outputs)
+
+
+def capacity(
+    run: RunEvidence | RunDir | str | Path,
+    *,
+    bucket_s: float | None = None,
+    slo_p95_ms: float = 2000.0,
+    slo_error_rate: float = 0.01,
+    region: str = "iad",
+    price_set: str | None = None,
+    requests: pd.DataFrame | None = None,
+) -> Capacity:
+    """Per time bucket: completed req/s, offered (started) req/s, p95 and error rate; the
+    capacity is the highest completed rate of a bucket within both SLOs (guide: load-test
+    p95 < 2 s, error target < 1 %), priced as $ per million requests at that rate."""
+    ev = run if isinstance(run, RunEvidence) else evidence_from_run(run)
+    if requests is None:
+        if ev.run is None:
+            raise SizingError(f"{ev.label}: capacity needs a run directory with k6 output")
+        if not ev.run.k6_outputs:
+            raise SizingError(f"{ev.label}: no k6 NDJSON output in the run directory")
+        requests = _requests(ev.run)
+    req = requests.dropna(subset=["time", "duration_ms"])
+    if req.empty:
+        raise SizingError(f"{ev.label}: no HTTP requests in the k6 output")
+    bs = bucket_s or max(10.0 * ev.time_scale, 1.0)
+    t = pd.to_datetime(req["time"], utc=True)
+    if "start_time" in req:
+        start = pd.to_datetime(req["start_time"], utc=True)
+    else:
+        start = t - pd.to_timedelta(req["duration_ms"], unit="ms")
+    t0 = start.min()
+    end_bucket = ((t - t0).dt.total_seconds() // bs).astype(int)
+    start_bucket = ((start - t0).dt.total_seconds() // bs).astype(int)
+    failed = req["failed"].astype("boolean").fillna(False).astype(bool)
+    frame = pd.DataFrame(
+        {
+            "bucket": end_bucket.to_numpy(),
+            "duration_ms": req["duration_ms"].to_numpy(),
+            "failed": failed.to_numpy(),
+        }
+    )
+    g = frame.groupby("bucket")
+    buckets = pd.DataFrame(
+        {
+            "completed_rps": g.size() / bs,
+            "p95_ms": g["duration_ms"].quantile(0.95, interpolation="linear"),
+            "error_rate": g["failed"].mean(),
+        }
+    )
+    buckets["offered_rps"] = start_bucket.value_counts().reindex(buckets.index).fillna(0) / bs
+    buckets["within_slo"] = (buckets["p95_ms"] <= slo_p95_ms) & (
+        buckets["error_rate"] <= slo_error_rate
+    )
+    buckets.index = buckets.index * bs
+    buckets.index.name = "t_s"
+    # the last bucket is partial: drop it unless it is the only one
+    if len(buckets) > 1:
+        buckets = buckets.iloc[:-1]
+    good = buckets[buckets["within_slo"]]
+    best = float(good["completed_rps"].max()) if not good.empty else 0.0
+    bad = buckets[~buckets["within_slo"]]
+    breach = float(bad["offered_rps"].iloc[0]) if not bad.empty else None
+    cost = cpm = None
+    if ev.preset is not None:
+        cost = monthly_cost(ev.preset, 1, region, price_set=price_set)
+        bpr = (
+            (ev.data_received_bytes / ev.requests) if ev.data_received_bytes and ev.requests else 0
+        )
+        cpm = cost_per_million_requests(cost, best, egress_bytes_per_request=bpr, region=region)
+    return Capacity(
+        run=ev.label,
+        preset=ev.preset.name if ev.preset else None,
+        bucket_s=bs,
+        max_sustained_rps=best,
+        first_breach_offered_rps=breach,
+        slo_p95_ms=slo_p95_ms,
+        slo_error_rate=slo_error_rate,
+        monthly_cost_usd=cost,
+        cost_per_million_usd=None if cpm is None or math.isinf(cpm) else cpm,
+        buckets=buckets,
+    )
+
+
+# ----------------------------------------------------------------- preset comparison
+
+
+@dataclass
+class PresetComparison:
+    """Runs of one profile at several presets, side by side (the report's centrepiece)."""
+
+    table: pd.DataFrame  # one row per run
+    baseline: str  # label of the run the others are compared with (largest memory)
+    latency: dict[str, Any]  # label -> compare_runs result (or why it is missing)
+    recommendation: Recommendation
+    price_set: str
+    region: str
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = json.loads(self.table.to_json(orient="records"))
+        return {
+            "profile": self.table["profile"].iloc[0] if len(self.table) else None,
+            "baseline": self.baseline,
+            "price_set": self.price_set,
+            "region": self.region,
+            "runs": rows,
+            "latency_comparison": _jsonable(
+                {
+                    k: {kk: vv for kk, vv in v.items() if kk != "object"}
+                    for k, v in self.latency.items()
+                }
+            ),
+            "recommendation": self.recommendation.to_dict(),
+            "warnings": self.warnings,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict") and not isinstance(obj, pd.DataFrame | pd.Series):
+        obj = obj.to_dict()
+    elif hasattr(obj, "__dataclass_fields__"):
+        obj = asdict(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, pd.DataFrame | pd.Series):
+        return json.loads(obj.to_json())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    return obj
+
+
+def compare_latency(baseline: RunDir, other: RunDir) -> dict[str, Any]:
+    """Δp95 with a bootstrap CI + Mann–Whitney from the analysis module (imported lazily so
+    sizing works while it is absent)."""
+    try:
+        from perflib.analysis import compare_runs
+    except (ImportError, AttributeError) as exc:
+        return {"available": False, "reason": f"perflib.analysis.compare_runs unavailable: {exc}"}
+    try:
+        res = compare_runs(baseline, other)
+    except Exception as exc:  # noqa: BLE001 - the comparison is optional evidence
+        return {"available": False, "reason": f"compare_runs failed: {type(exc).__name__}: {exc}"}
+    return comparison_summary(res)
+
+
+def comparison_summary(res: Any) -> dict[str, Any]:
+    """JSON-able digest of an analysis ``Comparison`` (tables as records, no raw samples)."""
+    if isinstance(getattr(res, "latency", None), pd.DataFrame):
+        out: dict[str, Any] = {"available": True, "object": res}
+        for key in ("unit", "percentile", "confidence", "factor", "labels"):
+            out[key] = getattr(res, key, None)
+        out["verdicts"] = list(getattr(res, "verdicts", []))
+        out["changed"] = bool(getattr(res, "changed", False))
+        for key in ("latency", "errors", "memory"):
+            tab = getattr(res, key, None)
+            if isinstance(tab, pd.DataFrame):
+                out[key] = json.loads(tab.to_json(orient="records", default_handler=str))
+        return out
+    out2 = _jsonable(res)
+    if isinstance(out2, dict):
+        out2.setdefault("available", True)
+        return out2
+    return {"available": True, "result": out2}
+
+
+def compare_presets(
+    runs: Iterable[Any],
+    *,
+    region: str = "iad",
+    price_set: str | None = None,
+    current: str | None = None,
+    latency: bool = True,
+) -> PresetComparison:
+    """Compare runs of the same profile at two or more presets: memory peak/p95 against each
+    limit (headroom), OOM kills, error rate, p95 latency (+ the analysis module's Δp95 CI),
+    monthly cost of each and the saving against the largest."""
+    ev = _as_evidence(runs)
+    if len(ev) < 2:
+        raise SizingError("compare needs at least two runs (e.g. one at 1024mb, one at 512mb)")
+    missing = [r.label for r in ev if r.preset is None]
+    if missing:
+        raise SizingError(f"runs without a VM preset in their manifest: {', '.join(missing)}")
+    profiles = {r.profile for r in ev}
+    if len(profiles) > 1:
+        raise SizingError(
+            f"runs of different profiles cannot be compared: {sorted(map(str, profiles))}"
+        )
+    warnings: list[str] = []
+    if len({r.preset for r in ev}) < 2:
+        warnings.append("all runs use the same preset: this compares repeats, not sizes")
+    ps = resolve_price_set(price_set)
+    ordered = sorted(ev, key=lambda r: (r.preset.memory_mb, r.preset.cpus, r.label), reverse=True)
+    base = ordered[0]
+    base_cost = monthly_cost(base.preset, 1, region, price_set=ps.name)
+    rows = []
+    for r in ordered:
+        lim = float(r.preset.memory_mb)
+        cost = monthly_cost(r.preset, 1, region, price_set=ps.name)
+        rows.append(
+            {
+                "run": r.label,
+                "profile": r.profile,
+                "preset": r.preset.name,
+                "memory_limit_mb": lim,
+                "peak_memory_mb": _r(r.peak_mb),
+                "p95_memory_mb": _r(r.p95_memory_mb),
+                "headroom_mb": _r(lim - r.peak_mb),
+                "headroom_pct": _r((lim - r.peak_mb) / lim * 100),
+                "peak_over_limit_pct": _r(r.peak_mb / lim * 100),
+                "required_mb": _r(r.peak_mb * BUFFER),
+                "fits_with_buffer": bool(r.peak_mb * BUFFER <= lim),
+                "oom_kills": r.oom_count,
+                "restarts": r.restarts,
+                "p95_latency_ms": _r(r.p95_ms),
+                "error_rate": _r(r.error_rate, 5) if r.error_rate is not None else None,
+                "req_rate": _r(r.req_rate, 3),
+                "exit_status": r.exit_status,
+                "monthly_cost_usd": cost,
+                "saving_vs_baseline_usd": round(base_cost - cost, 2),
+                "saving_vs_baseline_pct": _r((base_cost - cost) / base_cost * 100),
+            }
+        )
+    table = pd.DataFrame(rows)
+    lat: dict[str, Any] = {}
+    for r in ordered[1:]:
+        if latency and base.run is not None and r.run is not None:
+            lat[r.label] = compare_latency(base.run, r.run)
+        else:
+            lat[r.label] = {"available": False, "reason": "no run directories"}
+    rec = recommend(ev, region=region, price_set=ps.name, current=current or base.preset.name)
+    return PresetComparison(table, base.label, lat, rec, ps.name, region, warnings)
+
+
+# ----------------------------------------------------------------- CLI
+
+
+def _print_recommendation(rec: Recommendation) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title="Right-sizing recommendation", show_header=False)
+    t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
+    t.add_row("monthly cost", f"${rec.monthly_cost_usd}" if rec.monthly_cost_usd else "–")
+    t.add_row("current", f"{rec.current_preset} (${rec.current_monthly_cost_usd}/30 d)")
+    if rec.monthly_savings_usd is not None:
+        t.add_row(
+            "saving" if rec.monthly_savings_usd >= 0 else "extra cost",
+            f"${abs(rec.monthly_savings_usd):.2f}/30 d",
+        )
+    t.add_row("price set", f"{rec.price_set} ({rec.region})")
+    if rec.second_opinion:
+        so = rec.second_opinion
+        t.add_row(
+            "VPA-style", f"{so.target_mb:.0f} MB → {so.preset} (confidence {so.confidence:.4f})"
+        )
+    if rec.pool:
+        t.add_row("DB pool", f"{rec.pool.connections} connections")
+    con.print(t)
+    for r in rec.reasons:
+        con.print(f"• {r}", highlight=False)
+    if rec.second_opinion:
+        con.print(rec.second_opinion.caveat, style="yellow", highlight=False)
+
+
+def cli_recommend(args: argparse.Namespace) -> int:
+    """``perflib recommend``: 0 ok, 2 bad input (message on stderr)."""
+    run_dirs = list(getattr(args, "run_dirs", None) or [])
+    samples = getattr(args, "samples", None)
+    events = getattr(args, "events", None)
+    if not run_dirs and not samples:
+        print("perflib recommend: give RUN_DIR... or --samples FILE.csv", file=sys.stderr)
+        return 2
+    if events and not samples:
+        print("perflib recommend: --events needs --samples", file=sys.stderr)
+        return 2
+    try:
+        rec = recommend(
+            run_dirs or None,
+            samples=samples,
+            events=events,
+            current=getattr(args, "current", None),
+            region=getattr(args, "region", "iad") or "iad",
+            instances=getattr(args, "instances", 1) or 1,
+            ha=bool(getattr(args, "ha", False)),
+            price_set=getattr(args, "price_set", None),
+        )
+    except (SizingError, PricingError) as exc:
+        print(f"perflib recommend: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(rec.to_json())
+    else:
+        _print_recommendation(rec)
+    return 0
+
+
+def cli_compare(args: argparse.Namespace) -> int:
+    """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
+    try:
+        comp = compare_presets(
+            args.run_dirs,
+            region=getattr(args, "region", "iad") or "iad",
+            price_set=getattr(args, "price_set", None),
+        )
+    except (SizingError, PricingError) as exc:
+        print(f"perflib compare: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(comp.to_json())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
+    cols = [
+        "preset",
+        "peak_memory_mb",
+        "p95_memory_mb",
+        "headroom_pct",
+        "oom_kills",
+        "p95_latency_ms",
+        "error_rate",
+        "monthly_cost_usd",
+        "saving_vs_baseline_usd",
+    ]
+    for c in cols:
+        t.add_column(c)
+    for row in comp.table.to_dict("records"):
+        t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
+    con.print(t)
+    for label, res in comp.latency.items():
+        con.print(
+            f"latency {comp.baseline} vs {label}: {json.dumps(res, default=str)[:400]}",
+            highlight=False,
+        )
+    rec = comp.recommendation
+    con.print(f"recommended: {rec.recommended_preset} (${rec.monthly_cost_usd}/30 d)")
+    for w in comp.warnings:
+        con.print(f"warning: {w}", style="yellow")
+    return 0
+
+
+__all__ = [
+    "Capacity",
+    "PoolAdvice",
+    "PresetComparison",
+    "Recommendation",
+    "RunEvidence",
+    "SecondOpinion",
+    "SizingError",
+    "capacity",
+    "cli_compare",
+    "cli_recommend",
+    "compare_presets",
+    "evidence_from_run",
+    "evidence_from_samples",
+    "pool_advice",
+    "pool_size",
+    "recommend",
+    "second_opinion",
+    "vpa_bucket_end_mb",
+    "vpa_target_mb",
+    "SECONDS_PER_MONTH",
+    "cost_breakdown",
+    "load_prices",
+    "monthly_cost",
+    "monthly_egress_gb",
+]
