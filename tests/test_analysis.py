@@ -1,0 +1,602 @@
+"""Tests of perflib.analysis against independent brute-force computations (numpy, loops)."""
+
+from __future__ import annotations
+
+import json
+import math
+from argparse import Namespace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflib import analysis as an
+from perflib.rundir import EventLog, RunDir, SampleWriter, iso
+from perflib.slo import load_slos
+
+T0 = pd.Timestamp("2026-11-01T12:00:00Z")
+ENDPOINTS = ("/health", "/api/v1/leads/process")
+
+
+# ----------------------------------------------------------------------------- builders
+# Frames use the exact column names and dtypes of the ingest contract (perflib.k6).
+
+
+def make_requests(
+    n: int = 2000,
+    *,
+    seed: int = 0,
+    duration_s: float = 120.0,
+    t0: pd.Timestamp = T0,
+    scale: float = 1.0,
+    fail_rate: float = 0.0,
+) -> pd.DataFrame:
+    """Requests as perflib.k6.read_requests returns them (time = end of request)."""
+    rng = np.random.default_rng(seed)
+    end_s = np.sort(rng.uniform(0.5, duration_s, n))
+    names = rng.choice(ENDPOINTS, size=n, p=[0.4, 0.6])
+    base = np.where(names == "/health", 8.0, 900.0) * scale
+    dur = base * rng.lognormal(0.0, 0.4, n)
+    failed = rng.random(n) < fail_rate
+    status = np.where(failed, np.where(rng.random(n) < 0.5, "502", "0"), "200")
+    error_code = np.where(status == "0", "1211", np.where(status == "502", "1502", None))
+    time = t0 + pd.to_timedelta(end_s, unit="s")
+    return pd.DataFrame(
+        {
+            "time": time,
+            "start_time": time - pd.to_timedelta(dur, unit="ms"),
+            "duration_ms": dur,
+            "blocked_ms": 0.0,
+            "connecting_ms": 0.0,
+            "tls_ms": 0.0,
+            "sending_ms": 0.01,
+            "waiting_ms": dur - 0.02,
+            "receiving_ms": 0.01,
+            "failed": pd.array(failed, dtype="boolean"),
+            "name": pd.Categorical(names),
+            "method": pd.Categorical(np.where(names == "/health", "GET", "GET")),
+            "status": pd.Categorical(status),
+            "scenario": pd.Categorical(["default"] * n),
+            "group": pd.Categorical([""] * n),
+            "error_code": pd.Categorical(error_code),
+            "expected_response": pd.Categorical(np.where(failed, "false", "true")),
+        }
+    )
+
+
+def make_samples(
+    memory: np.ndarray,
+    *,
+    t0: pd.Timestamp = T0,
+    interval_s: float = 1.0,
+    limit_mb: float = 1024.0,
+    cpu: np.ndarray | None = None,
+    throttled: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """samples.csv as RunDir.samples() returns it."""
+    n = len(memory)
+    return pd.DataFrame(
+        {
+            "time": t0 + pd.to_timedelta(np.arange(n) * interval_s, unit="s"),
+            "memory_used_mb": np.asarray(memory, dtype="float64"),
+            "memory_limit_mb": float(limit_mb),
+            "cpu_pct": np.asarray(cpu if cpu is not None else np.full(n, 20.0), dtype="float64"),
+            "cpu_throttled_pct": np.asarray(
+                throttled if throttled is not None else np.full(n, np.nan), dtype="float64"
+            ),
+            "source": pd.array(["local"] * n, dtype="string"),
+        }
+    )
+
+
+STAGES = [
+    {"name": "ramp-up", "start_s": 0.0, "duration_s": 30.0, "target": 5},
+    {"name": "steady", "start_s": 30.0, "duration_s": 60.0, "target": 10},
+    {"name": "ramp-down", "start_s": 90.0, "duration_s": 20.0, "target": 0},
+]
+
+
+def manifest(t0: pd.Timestamp = T0, **extra: object) -> dict:
+    m = {
+        "schema": 1,
+        "profile": "load",
+        "stages": STAGES,
+        "k6_started_at": iso(t0.to_pydatetime()),
+        "k6_ended_at": iso((t0 + pd.Timedelta(seconds=120)).to_pydatetime()),
+        "vm": {"preset": "shared-cpu-1x:1024mb", "memory_mb": 1024},
+    }
+    m.update(extra)
+    return m
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def test_percentile_is_k6_linear_interpolation() -> None:
+    # k6 sink.go: i = p·(n−1), interpolate between neighbours. For [1..10], p95 → i = 8.55.
+    vals = np.arange(1.0, 11.0)
+    assert an.percentile(vals, 95) == pytest.approx(9 + 0.55)
+    assert an.percentile(vals, 50) == pytest.approx(5.5)
+    assert math.isnan(an.percentile([], 95))
+    try:
+        from perflib.k6 import percentile as k6_percentile
+    except ImportError:  # pragma: no cover - ingest module not there yet
+        return
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(size=501)
+    for p in (50, 90, 95, 99, 99.9):
+        assert an.percentile(x, p) == pytest.approx(float(k6_percentile(x, p)), rel=1e-12)
+
+
+def test_latency_over_time_matches_brute_force_per_bucket() -> None:
+    req = make_requests(3000, seed=1)
+    out = an.latency_over_time(req, bucket="10s", origin=T0)
+    # brute force: loop over buckets and endpoints, numpy percentile of that bucket's raw values
+    secs = (req["time"] - T0).dt.total_seconds().to_numpy()
+    checked = 0
+    for row in out.itertuples():
+        in_bucket = (secs >= row.t_s) & (secs < row.t_s + 10)
+        if row.name != an.ALL:
+            in_bucket &= (req["name"] == row.name).to_numpy()
+        vals = req["duration_ms"].to_numpy()[in_bucket]
+        assert row.count == vals.size
+        for p in (50, 95, 99):
+            assert getattr(row, f"p{p}") == pytest.approx(np.percentile(vals, p))
+        assert row.bucket_start == T0 + pd.Timedelta(seconds=row.t_s)
+        checked += 1
+    # 12 buckets × (2 endpoints + all)
+    assert checked == 36
+    assert out.loc[out["name"] == an.ALL, "count"].sum() == len(req)
+
+
+def test_latency_over_time_is_not_an_average_of_percentiles() -> None:
+    # one bucket of 9 fast requests, another of 1 slow: the 20 s bucket p95 is not the mean
+    # of per-10 s p95s.
+    times = [T0 + pd.Timedelta(seconds=s) for s in [1, 2, 3, 4, 5, 6, 7, 8, 9, 15]]
+    req = make_requests(10).iloc[:10].copy()
+    req["time"] = pd.DatetimeIndex(times)
+    req["duration_ms"] = [10.0] * 9 + [1000.0]
+    wide = an.latency_over_time(req, bucket="20s", origin=T0, by_endpoint=False)
+    narrow = an.latency_over_time(req, bucket="10s", origin=T0, by_endpoint=False)
+    assert wide["p95"].iloc[0] == pytest.approx(np.percentile(req["duration_ms"], 95))
+    assert wide["p95"].iloc[0] != pytest.approx(narrow["p95"].mean())
+
+
+def test_latency_by_stage_splits_on_manifest_stages() -> None:
+    req = make_requests(2500, seed=2, duration_s=118)
+    out = an.latency_by_stage(req, manifest())
+    secs = (req["time"] - T0).dt.total_seconds().to_numpy()
+    for st in STAGES:
+        row = out[(out["stage"] == st["name"]) & (out["name"] == an.ALL)].iloc[0]
+        mask = (secs >= st["start_s"]) & (secs < st["start_s"] + st["duration_s"])
+        vals = req["duration_ms"].to_numpy()[mask]
+        assert row["count"] == vals.size
+        assert row["p95"] == pytest.approx(np.percentile(vals, 95))
+        assert row["req_per_s"] == pytest.approx(vals.size / st["duration_s"])
+        assert row["target"] == st["target"]
+    # the graceful-stop tail (110 s .. 118 s) is kept, under "(after)"
+    after = out[(out["stage"] == an.AFTER) & (out["name"] == an.ALL)]
+    assert after["count"].iloc[0] == int((secs >= 110).sum()) > 0
+    assert out.loc[out["name"] == an.ALL, "count"].sum() == len(req)
+    assert list(out["stage"].drop_duplicates()) == ["ramp-up", "steady", "ramp-down", an.AFTER]
+
+
+def test_assign_stage_boundaries() -> None:
+    stages = an.stage_table(manifest())
+    labels = an.assign_stage(pd.Series([-0.1, 0.0, 29.999, 30.0, 109.9, 110.0]), stages)
+    assert list(labels) == [an.BEFORE, "ramp-up", "ramp-up", "steady", "ramp-down", an.AFTER]
+
+
+# ----------------------------------------------------------------------------- throughput, errors
+
+
+def test_throughput_and_errors() -> None:
+    req = make_requests(4000, seed=4, fail_rate=0.05)
+    tp = an.throughput(req, bucket="10s", origin=T0)
+    allr = tp[tp["name"] == an.ALL]
+    assert allr["requests"].sum() == len(req)
+    assert allr["failed"].sum() == int(req["failed"].sum())
+    first = allr.iloc[0]
+    secs = (req["time"] - T0).dt.total_seconds()
+    assert first["requests"] == int((secs < 10).sum())
+    assert first["req_per_s"] == pytest.approx(first["requests"] / 10)
+
+    summ = an.throughput_summary(req, duration_s=120.0)
+    row = summ[summ["name"] == an.ALL].iloc[0]
+    assert row["req_per_s"] == pytest.approx(len(req) / 120.0)
+    assert row["error_rate_pct"] == pytest.approx(100 * req["failed"].mean())
+
+    br = an.error_breakdown(req)
+    assert br["count"].sum() == int(req["failed"].sum())
+    assert br["pct_of_failures"].sum() == pytest.approx(100.0)
+    # independent count of one cell
+    mask = (req["name"] == "/health") & (req["status"] == "502") & req["failed"].to_numpy()
+    cell = br[(br["name"] == "/health") & (br["status"] == "502")]
+    assert cell["count"].iloc[0] == int(mask.sum())
+    assert set(br["error_code"]) <= {"1211", "1502"}
+    assert (br.loc[br["status"] == "0", "error_code"] == "1211").all()
+
+
+def test_failed_falls_back_to_status_when_k6_emitted_no_http_req_failed() -> None:
+    req = make_requests(100, seed=5, fail_rate=0.3)
+    expected = int(((req["status"] == "0") | (req["status"] == "502")).sum())
+    req["failed"] = pd.array([pd.NA] * len(req), dtype="boolean")
+    rate, failed, n = an.error_rate(req)
+    assert (failed, n) == (expected, 100)
+    assert rate == pytest.approx(expected)
+
+
+def _points(rows: list[tuple[float, str, float, str | None]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": [T0 + pd.Timedelta(seconds=s) for s, *_ in rows],
+            "metric": pd.Categorical([m for _, m, _, _ in rows]),
+            "value": [v for *_, v, _ in rows],
+            "scenario": pd.Categorical([sc for *_, sc in rows]),
+        }
+    )
+
+
+def test_saturation_flag_and_evidence() -> None:
+    pts = _points(
+        [
+            (1, "vus", 5, None),
+            (2, "vus", 20, None),
+            (40.5, "dropped_iterations", 1, "enrich"),
+            (41, "dropped_iterations", 1, "enrich"),
+            (50, "dropped_iterations", 1, "health"),
+        ]
+    )
+    sat = an.saturation(pts, origin=T0)
+    assert sat.saturated and sat.dropped_iterations == 3
+    assert sat.first_t_s == pytest.approx(40.5)
+    assert sat.by_scenario == {"enrich": 2, "health": 1}
+    assert sat.max_vus == 20
+    assert "3 dropped_iterations" in sat.evidence and "40.5" in sat.evidence
+
+    calm = an.saturation(_points([(1, "vus", 5, None)]), origin=T0)
+    assert not calm.saturated and calm.dropped_iterations == 0
+    assert not an.saturation(None).saturated
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_leak_estimate_recovers_known_slope() -> None:
+    rng = np.random.default_rng(7)
+    n = 600  # 10 min at 1 s
+    truth = 3.0  # MB/min
+    mem = 300 + truth * np.arange(n) / 60 + rng.normal(0, 4, n)
+    s = make_samples(mem)
+    est = an.leak_estimate(s["time"], s["memory_used_mb"], min_mb_per_min=1.0)
+    assert est is not None
+    assert est.ci_low <= truth <= est.ci_high
+    assert est.slope_mb_per_min == pytest.approx(truth, rel=0.1)
+    assert est.suspected
+
+    flat = make_samples(300 + rng.normal(0, 4, n))
+    est0 = an.leak_estimate(flat["time"], flat["memory_used_mb"])
+    assert est0 is not None and est0.ci_low <= 0 <= est0.ci_high
+    assert not est0.suspected
+    assert an.leak_estimate(flat["time"][:5], flat["memory_used_mb"][:5]) is None
+
+
+def test_spans_above_sustained_edges() -> None:
+    # samples every 1 s; 800 crossed strictly. 61 samples above → span 60 s (sustained);
+    # 60 samples above → span 59 s (not sustained).
+    def mem(k: int) -> np.ndarray:
+        return np.concatenate([np.full(10, 500.0), np.full(k, 850.0), np.full(10, 500.0)])
+
+    for k, span in ((61, 60.0), (60, 59.0)):
+        s = make_samples(mem(k))
+        sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0)
+        assert len(sp) == 1 and sp["span_s"].iloc[0] == pytest.approx(span)
+        ms = an.memory_summary(s, {}, sustained_s=60.0)
+        assert ms.longest_above_s == pytest.approx(span)
+        assert ms.sustained_above is (span >= 60.0)
+    # exactly 800 is not above; a gap longer than max_gap_s breaks the run
+    s = make_samples(np.full(100, 800.0))
+    assert len(an.spans_above(s["time"], s["memory_used_mb"], 800.0)) == 0
+    s = make_samples(np.full(100, 900.0)).drop(index=range(40, 50)).reset_index(drop=True)
+    sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
+    assert list(sp["span_s"]) == [39.0, 49.0]
+
+
+def test_memory_summary_idle_load_peak_and_time_above() -> None:
+    # k6 starts at T0 + 20 s and runs 100 s; samples from T0.
+    mem = np.concatenate([np.full(20, 120.0), np.linspace(300, 750, 100), np.full(20, 200.0)])
+    s = make_samples(mem)
+    k6_start = T0 + pd.Timedelta(seconds=20)
+    m = manifest(
+        k6_start,
+        k6_ended_at=iso((k6_start + pd.Timedelta(seconds=99.5)).to_pydatetime()),
+    )
+    ms = an.memory_summary(s, m)
+    assert ms.idle_mb == pytest.approx(120.0)
+    assert ms.load_mb == pytest.approx(np.median(np.linspace(300, 750, 100)))
+    assert ms.peak_mb == pytest.approx(750.0) and ms.peak_t_s == pytest.approx(99.0)
+    assert ms.limit_mb == 1024.0
+    above700 = ms.time_above.set_index("threshold_mb").loc[700.0, "seconds"]
+    assert above700 == pytest.approx(float((np.linspace(300, 750, 100) > 700).sum()))
+    assert set(ms.time_above["threshold_mb"]) == {500.0, 700.0, 800.0, 1024.0}
+    assert set(ms.timeline["phase"]) == {"idle", "load", "after"}
+    # the leak window is the "steady" stage: memory rises linearly there
+    assert ms.leak is not None and ms.leak.slope_mb_per_min == pytest.approx(
+        (750 - 300) / 99 * 60, rel=0.01
+    )
+
+
+def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
+    log = (
+        "2026-11-01 12:00:05,120 INFO service.app: started\n"
+        "2026-11-01T12:01:00Z app[2865134a394268] cdg [info][  258.930660] Out of memory: "
+        "Killed process 476 (python) total-vm:38749148kB, anon-rss:32433276kB\n"
+        "2026-11-01T12:01:00Z app[2865134a394268] cdg [info] INFO Main child exited with signal\n"
+        "2026-11-01T12:01:01Z app[2865134a394268] cdg [info] INFO Process appears to have been"
+        " OOM killed!\n"
+        "app[2865134a394268] cdg [info][  261.303965] reboot: Restarting system\n"
+    )
+    found = an.parse_oom_lines(log, source="service.log")
+    assert list(found["type"]) == ["oom_killed", "oom_killed", "restart"]
+    assert found["detail"].iloc[0]["pid"] == 476 and found["detail"].iloc[0]["process"] == "python"
+    assert found["time"].iloc[0] == pd.Timestamp("2026-11-01T12:01:00Z")
+    assert pd.isna(found["time"].iloc[2])
+
+    path = tmp_path / "events.jsonl"
+    ev = EventLog(path)
+    ev.record("oom_killed", {"pid": 476}, time=datetime(2026, 11, 1, 12, 1, tzinfo=UTC))
+    ev.record("restart", {}, time=datetime(2026, 11, 1, 12, 1, 3, tzinfo=UTC))
+    ev.close()
+    from perflib.rundir import read_events
+
+    frame = an.resource_events(read_events(path), {"service.log": log}, origin=T0)
+    assert len(frame) == 5
+    assert set(frame["source"]) == {"events.jsonl", "service.log"}
+    assert frame["t_s"].iloc[0] == pytest.approx(60.0)
+    # the same kill seen in events.jsonl, the kernel line and init's line counts once
+    assert an.oom_count(frame) == 1
+    two = an.parse_oom_lines(log + log.split("\n", 1)[1], source="fly.log")
+    assert an.oom_count(an.resource_events(None, {"fly.log": log + log.split("\n", 1)[1]})) == 2
+    assert len(two) == 6
+
+
+# ----------------------------------------------------------------------------- CPU
+
+
+def test_cpu_summary_average_full_throttled_and_dedicated_rule() -> None:
+    cpu = np.concatenate([np.full(10, 5.0), np.full(70, 100.0), np.full(40, 40.0)])
+    thr = np.concatenate([np.zeros(10), np.full(70, 50.0), np.zeros(40)])
+    s = make_samples(np.full(120, 200.0), cpu=cpu, throttled=thr)
+    m = manifest(T0 + pd.Timedelta(seconds=10))
+    c = an.cpu_summary(s, m, sustained_s=60.0)
+    load = cpu[10:]
+    assert c.avg_pct == pytest.approx(load.mean())
+    assert c.p95_pct == pytest.approx(np.percentile(load, 95))
+    assert c.time_full_s == pytest.approx(70.0)
+    assert c.throttled_s == pytest.approx(70 * 0.5)
+    assert c.throttled_any_s == pytest.approx(70.0)
+    assert c.longest_above_s == pytest.approx(69.0)
+    assert c.dedicated_cpu_advised
+    short = an.cpu_summary(make_samples(np.full(60, 1.0), cpu=np.full(60, 80.0)), {})
+    assert short.longest_above_s == pytest.approx(59.0) and not short.dedicated_cpu_advised
+    assert short.throttled_s is None  # never known
+
+
+# ----------------------------------------------------------------------------- steps
+
+SERVICE_LOG = """\
+2026-11-01 12:00:01,001 INFO service.pipeline: Step 0: Checking for duplicate requests (0 ms) lead=L1
+2026-11-01 12:00:01,101 INFO service.pipeline: Step 1: Fetching lead from C2S (100 ms) lead=L1
+2026-11-01 12:00:01,301 INFO service.pipeline: Step 2: Using Diretrix to find CPF (200 ms) lead=L1
+2026-11-01 12:00:01,305 WARNING service.pipeline: Diretrix phone lookup failed: timeout
+2026-11-01 12:00:01,701 INFO service.pipeline: Step 3: Enriching 1 CPF(s) with Work API (400 ms) lead=L1
+2026-11-01 12:00:01,751 INFO service.pipeline: Step 5: Storing 1 person(s) in database (50 ms) lead=L1
+garbage Step 9: no timing here
+"""
+
+
+def test_parse_step_log_with_prefixes() -> None:
+    df = an.parse_step_log(SERVICE_LOG)
+    assert list(df["step"]) == [0, 1, 2, 3, 5]
+    assert list(df["ms"]) == [0.0, 100.0, 200.0, 400.0, 50.0]
+    assert df["what"].iloc[3] == "Enriching 1 CPF(s) with Work API"
+    assert (df["request"] == "L1").all()
+    assert df["time"].iloc[1] == pd.Timestamp("2026-11-01T12:00:01.101Z")
+    # the service's own format (service/logsetup.py FORMAT) without ids
+    plain = an.parse_step_log(
+        "2026-11-01 12:00:01,101 INFO service.pipeline: Step 1: Fetching lead from C2S (12 ms)\n"
+    )
+    assert plain["ms"].iloc[0] == 12.0 and pd.isna(plain["request"].iloc[0])
+
+
+def _step_log(seed: int = 0, n: int = 400, slow_step: int = 3, with_ids: bool = True) -> str:
+    rng = np.random.default_rng(seed)
+    base = {1: 80.0, 2: 150.0, 3: 300.0, 4: 1.0, 5: 20.0, 6: 90.0}
+    lines = []
+    for i in range(n):
+        tail = rng.random() < 0.06
+        for step, ms in base.items():
+            v = ms * rng.lognormal(0, 0.2)
+            if tail and step == slow_step:
+                v *= 15
+            rid = f" req={i:05d}" if with_ids else ""
+            lines.append(
+                f"2026-11-01 12:00:01,000 INFO service.pipeline: Step {step}: "
+                f"step {step} ({round(v)} ms){rid}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("slow_step", [2, 5])
+def test_step_attribution_finds_the_step_that_makes_the_tail(slow_step: int) -> None:
+    steps = an.parse_step_log(_step_log(slow_step=slow_step))
+    sa = an.step_attribution(steps)
+    assert sa.dominant_step == slow_step
+    # independent computation of the tail share
+    wide = steps.pivot_table(index="request", columns="step", values="ms", aggfunc="sum")
+    total = wide.sum(axis=1)
+    tail = wide[total >= np.percentile(total, 95)]
+    excess = {c: max(float((tail[c] - wide[c].median()).sum()), 0.0) for c in wide.columns}
+    assert sa.dominant_share_pct == pytest.approx(100 * excess[slow_step] / sum(excess.values()))
+    share = 100 * tail[slow_step].sum() / tail.to_numpy().sum()
+    assert sa.per_step.set_index("step").loc[slow_step, "share_tail_pct"] == pytest.approx(share)
+    assert sa.tail_requests == len(tail)
+    assert an.STEP_ADVICE[slow_step] in sa.advice
+    row = sa.per_step.set_index("step").loc[slow_step]
+    assert row["p95"] == pytest.approx(
+        np.percentile(steps.loc[steps["step"] == slow_step, "ms"], 95)
+    )
+    # without request ids it falls back to the per-step p95 shares (and says so)
+    approx = an.step_attribution(an.parse_step_log(_step_log(slow_step=slow_step, with_ids=False)))
+    assert "approximate" in approx.method
+    assert approx.dominant_step == slow_step
+
+
+def test_step_attribution_empty() -> None:
+    sa = an.step_attribution(an.parse_step_log("no steps here\n"))
+    assert sa.dominant_step is None and "no Step timings" in sa.advice
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
+    base = make_requests(3000, seed=10)
+    shifted = make_requests(3000, seed=11, scale=1.4)
+    same = make_requests(3000, seed=12)
+    ra = _analysis_stub(base)
+    cmp = an.compare_runs(ra, _analysis_stub(shifted), n_resamples=500, seed=1)
+    row = cmp.latency.set_index("name").loc["/api/v1/leads/process"]
+    assert row["change"] == "slower" and row["ci_low"] > 0
+    assert row["mannwhitney_p"] < 0.001
+    assert row["p95_b"] == pytest.approx(
+        np.percentile(shifted.loc[shifted["name"] == "/api/v1/leads/process", "duration_ms"], 95)
+    )
+    assert cmp.unit == "requests" and cmp.changed
+    assert "p95 slower (Δ +" in row["verdict"]
+
+    cmp0 = an.compare_runs(ra, _analysis_stub(same), n_resamples=500, seed=1)
+    assert (cmp0.latency["change"] == "unchanged").all()
+    assert not cmp0.changed
+    assert cmp0.latency["verdict"].str.startswith("p95 unchanged").all()
+
+
+def test_compare_groups_resample_runs() -> None:
+    group_a = [_analysis_stub(make_requests(800, seed=s)) for s in range(5)]
+    group_b = [_analysis_stub(make_requests(800, seed=100 + s, scale=1.5)) for s in range(5)]
+    cmp = an.compare_runs(group_a, group_b, n_resamples=999, seed=2)
+    assert cmp.unit == "runs"
+    row = cmp.latency.set_index("name").loc[an.ALL]
+    assert row["runs_a"] == 5 and row["runs_b"] == 5
+    run_p95_a = [np.percentile(r.requests["duration_ms"], 95) for r in group_a]
+    assert row["p95_a"] == pytest.approx(np.mean(run_p95_a))
+    assert row["change"] == "slower"
+    # with 5 vs 5 runs the smallest Mann-Whitney p is 2/252
+    assert row["mannwhitney_p"] == pytest.approx(2 / 252)
+
+
+def _analysis_stub(requests: pd.DataFrame) -> an.RunAnalysis:
+    """A RunAnalysis holding only requests (what compare_runs reads)."""
+    empty = make_samples(np.array([]))
+    mem = an.memory_summary(empty, {})
+    return an.RunAnalysis(
+        run=RunDir(Path("/nonexistent/run"), {}),
+        slos=load_slos(),
+        requests=requests,
+        points=pd.DataFrame(),
+        k6_start=T0,
+        k6_end=None,
+        stages=an.stage_table({}),
+        latency_over_time=pd.DataFrame(),
+        latency_by_stage=pd.DataFrame(),
+        throughput=pd.DataFrame(),
+        summary=pd.DataFrame(),
+        errors=pd.DataFrame(),
+        saturation=an.Saturation(False, 0),
+        vus=pd.DataFrame(),
+        samples=empty,
+        memory=mem,
+        cpu=an.cpu_summary(empty, {}),
+        steps=an.parse_step_log(""),
+        step_attribution=an.step_attribution(an.parse_step_log("")),
+    )
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+
+def write_run(
+    root: Path,
+    name: str = "run",
+    *,
+    memory: np.ndarray | None = None,
+    cpu: np.ndarray | None = None,
+    log: str = "",
+    oom: bool = False,
+    profile: str = "load",
+) -> RunDir:
+    """A run directory without k6 output (analysis must cope) + samples, events, log."""
+    start = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    run = RunDir.create(root / name, manifest(T0 - pd.Timedelta(seconds=-20), profile=profile))
+    mem = (
+        memory if memory is not None else np.concatenate([np.full(20, 120.0), np.full(120, 400.0)])
+    )
+    cpu = cpu if cpu is not None else np.full(len(mem), 30.0)
+    with SampleWriter(run.samples_path) as w:
+        for i, (m, c) in enumerate(zip(mem, cpu, strict=True)):
+            w.write(
+                {
+                    "time": start + timedelta(seconds=i),
+                    "memory_used_mb": float(m),
+                    "memory_limit_mb": 1024.0,
+                    "cpu_pct": float(c),
+                    "cpu_throttled_pct": None,
+                    "source": "local",
+                }
+            )
+    ev = EventLog(run.events_path)
+    if oom:
+        ev.record("oom_killed", {"pid": 1}, time=start + timedelta(seconds=100))
+    ev.close()
+    run.service_log_path.write_text(log, encoding="utf-8")
+    return run
+
+
+def test_analyze_run_without_k6_output_gives_no_data_verdicts(tmp_path: Path) -> None:
+    run = write_run(tmp_path, log=SERVICE_LOG, oom=True)
+    a = an.analyze_run(run.path)
+    assert any("no k6 output" in w for w in a.warnings)
+    v = a.verdicts.set_index("id")
+    assert v.loc["health_p95", "verdict"] == "no data"
+    assert v.loc["memory_idle", "verdict"] == "pass" and v.loc["memory_idle", "measured"] == 120.0
+    assert v.loc["oom_kills", "verdict"] == "critical"
+    assert v.loc["db_p95", "measured"] == pytest.approx(50.0)
+    assert "smoke_p95" not in v.index  # profile-restricted SLOs are skipped
+    assert a.worst_verdict == "critical"
+    json.dumps(a.to_dict())  # JSON-ready
+
+
+def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok = write_run(tmp_path, "ok")
+    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=None, json=False)) == 0
+    out = capsys.readouterr().out
+    assert "SLO verdicts" in out and "Memory at idle" in out
+    bad = write_run(tmp_path, "oom", oom=True)
+    assert an.cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["worst_verdict"] == "critical"
+    assert an.cli_analyze(Namespace(run_dir=str(tmp_path / "nope"), slo=None, json=False)) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("version = 1\n[[slo]]\nid = 'x'\nkind = 'latency'\n", encoding="utf-8")
+    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=str(broken), json=False)) == 2
+    assert "target" in capsys.readouterr().err
+    # --fail-on alert makes an alert fail the run
+    hot = write_run(tmp_path, "hot", cpu=np.full(140, 90.0))
+    assert an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True)) == 0
+    capsys.readouterr()
+    assert (
+        an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
+    )
