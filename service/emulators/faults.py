@@ -226,11 +226,19 @@ def profile_config(upstream: str, profile: str = "nominal", **overrides: Any) ->
     return UpstreamConfig.model_validate(data)
 
 
+# Tables that a patch replaces whole: merging weights or bodies key by key would surprise.
+REPLACED_WHOLE = frozenset({"error_statuses", "body"})
+
+
 def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """Recursively merge ``patch`` into ``base``; ``None`` replaces (e.g. disables a limit)."""
     out = dict(base)
     for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if (
+            key not in REPLACED_WHOLE
+            and isinstance(value, Mapping)
+            and isinstance(out.get(key), Mapping)
+        ):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
@@ -247,7 +255,7 @@ def merge_config(config: UpstreamConfig, patch: Mapping[str, Any]) -> UpstreamCo
             f"unknown route(s) {sorted(unknown)}; {config.upstream} routes are "
             f"{list(ROUTES[config.upstream])}"
         )
-    merged = deep_merge(config.model_dump(mode="python"), patch)
+    merged = deep_merge(config.model_dump(mode="json"), patch)
     merged["routes"] = {k: v for k, v in (merged.get("routes") or {}).items() if v is not None}
     return UpstreamConfig.model_validate(merged)
 
