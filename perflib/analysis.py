@@ -1529,7 +1529,10 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
         value = c.avg_pct if slo.stat == "avg" else c.p95_pct
         if value is None:
             return None, "no CPU samples"
-        return value, f"{slo.stat} of {c.load_samples:,} samples while k6 ran (max {c.max_pct:.0f} %)"
+        return (
+            value,
+            f"{slo.stat} of {c.load_samples:,} samples while k6 ran (max {c.max_pct:.0f} %)",
+        )
     if kind == "cpu_sustained":
         if c.samples == 0:
             return None, "no CPU samples"

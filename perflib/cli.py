@@ -112,6 +112,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--slo", default=None, help="SLO file (default data/slo.toml)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fail-on", choices=["critical", "alert", "warn"], default="critical",
+                   help="exit 1 when any verdict is at least this severe (default critical)")
 
 
 def _add_recommend(sub: argparse._SubParsersAction) -> None:
@@ -182,6 +184,30 @@ def _add_samples(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="also write Fly machine events (OOM, restarts) to this events.jsonl",
+    )
+    p.add_argument("--job", default=None, help="source process: only series with this job label")
+    p.add_argument(
+        "--memory-limit-mb",
+        type=float,
+        default=None,
+        help="source process: the VM memory limit to record (MiB)",
+    )
+    p.add_argument(
+        "--logs",
+        default=None,
+        metavar="FILE",
+        help="parse `fly logs` output from FILE ('-' = stdin) into OOM/restart events",
+    )
+    p.add_argument(
+        "--no-fly-logs",
+        action="store_true",
+        help="do not run `fly logs --no-tail` even when flyctl is installed",
+    )
+    p.add_argument(
+        "--machines-api",
+        default=None,
+        metavar="URL",
+        help="Fly Machines API base URL (default https://api.machines.dev/v1)",
     )
 
 
