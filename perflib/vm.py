@@ -440,6 +440,7 @@ class VmEmulator:
         self._memory_mb: float | None = None
         self._handled_exit: set[int] = set()
         self._pending_restart: tuple[float, str, int] | None = None
+        self._restarting: threading.Thread | None = None
         self.cores = self._choose_cores()
         self.throttle: CpuThrottle | None = None
         self.quota_method: str | None = None
@@ -617,6 +618,7 @@ class VmEmulator:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.wait_restarts(timeout=60)
         if self._throttled:
             self._set_throttled(False)
         if self.throttle is not None:
@@ -650,6 +652,9 @@ class VmEmulator:
                 return
             code = proc.poll()
             if code is not None:
+                restarting = self._restarting is not None and self._restarting.is_alive()
+                if restarting:
+                    return
                 if self._pending_restart is not None:  # the last restart attempt failed
                     t_down, reason, exit_code = self._pending_restart
                     self._restart_after(t_down, reason=reason, exit_code=exit_code)
@@ -753,13 +758,16 @@ class VmEmulator:
             self._restart_after(time.monotonic(), reason="exit", exit_code=exit_code)
 
     def _restart_after(self, t_down: float, *, reason: str, exit_code: int) -> None:
-        if self._stop.is_set():
+        """Restart under ``on-failure`` in a thread, so the watcher keeps enforcing the
+        memory limit while the new service boots (a boot that outgrows the VM dies too)."""
+        if self._stop.is_set() or self.restart is None:
             return
-        if self.restart is None:
+        if self._restarting is not None and self._restarting.is_alive():
             return
         if self.state.restarts >= self.settings.max_restarts:
             if not self.state.restart_exhausted:
                 self.state.restart_exhausted = True
+                self._pending_restart = None
                 self._record("restart_exhausted", {"max_restarts": self.settings.max_restarts})
             return
         if self._throttled:
@@ -769,36 +777,54 @@ class VmEmulator:
         self._ps = {}
         self.state.restarts += 1
         self._pending_restart = None
+        self._restarting = threading.Thread(
+            target=self._do_restart,
+            args=(t_down, reason, exit_code, self.state.restarts),
+            name="vm-restart",
+            daemon=True,
+        )
+        self._restarting.start()
+
+    def _do_restart(self, t_down: float, reason: str, exit_code: int, count: int) -> None:
+        assert self.restart is not None
         try:
             self.restart()
         except Exception as exc:
-            self._pending_restart = (t_down, reason, exit_code)
+            with self._lock:
+                self._pending_restart = (t_down, reason, exit_code)
+                self._record(
+                    "restart",
+                    {
+                        "restart_count": count,
+                        "reason": reason,
+                        "ok": False,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+            return
+        with self._lock:
+            downtime = time.monotonic() - t_down
+            self.state.downtime_s += downtime
+            new = self._proc
             self._record(
                 "restart",
                 {
-                    "restart_count": self.state.restarts,
+                    "restart_count": count,
                     "reason": reason,
-                    "ok": False,
-                    "error": f"{type(exc).__name__}: {exc}",
+                    "exit_code": exit_code,
+                    "ok": True,
+                    "downtime_s": round(downtime, 3),
+                    "pid": new.pid if new is not None else None,
+                    "policy": "on-failure",
+                    "max_retries": self.settings.max_restarts,
                 },
             )
-            return
-        downtime = time.monotonic() - t_down
-        self.state.downtime_s += downtime
-        new = self._proc
-        self._record(
-            "restart",
-            {
-                "restart_count": self.state.restarts,
-                "reason": reason,
-                "exit_code": exit_code,
-                "ok": True,
-                "downtime_s": round(downtime, 3),
-                "pid": new.pid if new is not None else None,
-                "policy": "on-failure",
-                "max_retries": self.settings.max_restarts,
-            },
-        )
+
+    def wait_restarts(self, timeout: float = 60) -> None:
+        """Block until a restart in progress has finished (tests, orderly shutdown)."""
+        thread = self._restarting
+        if thread is not None:
+            thread.join(timeout)
 
 
 def describe(preset: VmPreset) -> str:
