@@ -269,6 +269,7 @@ def run_profile(
     samplers: Sequence[Sampler] = (),
     k6_env: Mapping[str, str] | None = None,
     service_env: Mapping[str, str] | None = None,
+    emulator_env: Mapping[str, str] | None = None,
     progress: bool = True,
     health_timeout: float = 60.0,
     console: Console | None = None,
@@ -276,8 +277,8 @@ def run_profile(
     """Run one load profile and record it; never raises for a failed *run* (see exit_code).
 
     Raises :class:`RunError` (with ``exit_code``) only for bad arguments found before
-    anything started. ``k6_env`` adds k6 ``-e`` variables; ``service_env`` goes to the
-    local service (and ``EMULATOR_*`` keys to the emulators, per the stack contract).
+    anything started. ``k6_env`` adds k6 ``-e`` variables; ``service_env`` and
+    ``emulator_env`` go to the local service and the upstream emulators.
     """
     console = console or Console(stderr=True)
     try:
@@ -356,6 +357,7 @@ def run_profile(
             local,
             upstreams,
             service_env,
+            emulator_env,
             sample_interval,
             samplers,
             active,
@@ -394,6 +396,7 @@ def _execute(
     local: bool,
     upstreams: str,
     service_env: Mapping[str, str] | None,
+    emulator_env: Mapping[str, str] | None,
     sample_interval: float,
     samplers: Sequence[Sampler],
     active: list[Sampler],
@@ -417,6 +420,13 @@ def _execute(
     except ToolNotFoundError as exc:
         state.update(exit=EXIT_K6_NOT_FOUND, status="error", message=str(exc))
         return
+    if shutil.which(k6_bin) is None:
+        state.update(
+            exit=EXIT_K6_NOT_FOUND,
+            status="error",
+            message=f"k6 not found: {k6_bin!r} is not an executable",
+        )
+        return
     manifest["versions"]["k6"] = k6_version()
     emulator: VmEmulator | None = None
     if local:
@@ -437,6 +447,7 @@ def _execute(
             workdir=workdir,
             service_log=run.service_log_path,
             service_env=dict(service_env or {}),
+            emulator_env=dict(emulator_env or {}),
             on_service_start=emulator.attach,
         )
         state["stack"] = stack

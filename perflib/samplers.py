@@ -123,6 +123,30 @@ class LocalSampler(PollingSampler):
         self._last_throttled: float | None = None
         self.polls = 0
 
+    def start(self, sink: SampleWriter, events: EventLog) -> None:
+        """First reading synchronously, so the samples begin before the load does."""
+        self._write(sink, self.poll())
+        super().start(sink, events)
+
+    def _loop(self) -> None:
+        assert self._sink is not None
+        while not self._stop.wait(self.interval):
+            self._write(self._sink, self.poll())
+
+    def stop(self) -> None:
+        """A last reading after the load, so the samples cover the whole k6 window."""
+        running = self._thread is not None
+        super().stop()
+        if running and self._sink is not None:
+            self._write(self._sink, self.poll())
+
+    def _write(self, sink: SampleWriter, rows: Iterable[Mapping[str, Any]]) -> None:
+        try:
+            for row in rows:
+                sink.write(row)
+        except Exception as exc:  # a sampler must never take the run down
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
     def _pid(self) -> int | None:
         t = self._target
         if self.vm is not None and t is self.vm:
