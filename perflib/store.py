@@ -101,6 +101,7 @@ runs_table = sa.Table(
     sa.Column("indexed_at", sa.DateTime(timezone=True), nullable=False),
     # revision 0002
     sa.Column("slo_passed", sa.Boolean),
+    sa.Column("worst_verdict", sa.String(20)),
     sa.Column("recommended_preset", sa.String(100)),
     sa.Column("monthly_cost_usd", sa.Float),
     sa.Column("recommendation", sa.JSON),
@@ -120,6 +121,7 @@ slo_table = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(200), primary_key=True),
     sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("verdict", sa.String(20)),
     sa.Column("passed", sa.Boolean),
     sa.Column("observed", sa.Float),
     sa.Column("threshold", sa.Float),
@@ -208,61 +210,33 @@ def _resource_figures(run: RunDir) -> dict[str, Any]:
     return out
 
 
-def _slo_rows(run: RunDir, slo_file: str | Path | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """SLO verdicts from the analysis module, normalised to store rows."""
+def _slo_rows(
+    run: RunDir, slo_file: str | Path | None
+) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """SLO verdicts from :func:`perflib.analysis.analyze_run`, as store rows + the worst one."""
     try:
         from perflib import analysis
     except ImportError as exc:
-        return [], [f"analysis unavailable ({exc}); SLO verdicts not indexed"]
+        return [], None, [f"analysis unavailable ({exc}); SLO verdicts not indexed"]
     try:
-        verdicts = (
-            analysis.slo_verdicts(run, slo_file)
-            if slo_file is not None
-            else analysis.slo_verdicts(run)
+        result = analysis.analyze_run(run, slos=slo_file)
+    except Exception as exc:  # noqa: BLE001 - a damaged run still gets its manifest indexed
+        return [], None, [f"SLO verdicts not computed: {type(exc).__name__}: {exc}"]
+    rows = []
+    for v in result.verdicts.to_dict("records"):
+        verdict = str(v.get("verdict"))
+        rows.append(
+            {
+                "name": str(v["id"]),
+                "verdict": verdict,
+                "passed": None if verdict == "no data" else verdict == "pass",
+                "observed": _finite(v.get("measured")),
+                "threshold": _finite(v.get("target_value")),
+                "unit": None if v.get("unit") is None else str(v["unit"]),
+                "detail": f"{v.get('target', '')}; {v.get('evidence', '')}".strip("; "),
+            }
         )
-    except Exception as exc:  # noqa: BLE001 - a run without k6 output still gets indexed
-        return [], [f"SLO verdicts not computed: {type(exc).__name__}: {exc}"]
-    return [_verdict_row(v) for v in _iter_records(verdicts)], []
-
-
-def _iter_records(obj: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(obj, pd.DataFrame):
-        yield from obj.to_dict("records")
-        return
-    if isinstance(obj, Mapping):
-        obj = obj.get("verdicts", obj.values())
-    for item in obj:
-        if isinstance(item, Mapping):
-            yield item
-        elif hasattr(item, "model_dump"):
-            yield item.model_dump()
-        elif hasattr(item, "__dataclass_fields__"):
-            from dataclasses import asdict
-
-            yield asdict(item)
-        else:
-            yield vars(item)
-
-
-def _verdict_row(v: Mapping[str, Any]) -> dict[str, Any]:
-    def pick(*keys: str) -> Any:
-        for k in keys:
-            if k in v and v[k] is not None:
-                return v[k]
-        return None
-
-    passed = pick("passed", "ok", "pass")
-    if passed is None and isinstance(v.get("verdict"), str):
-        passed = v["verdict"].lower() in {"pass", "ok", "passed"}
-    detail = pick("detail", "message", "verdict", "status")
-    return {
-        "name": str(pick("name", "slo", "id", "check")),
-        "passed": None if passed is None or pd.isna(passed) else bool(passed),
-        "observed": _finite(pick("observed", "value", "actual")),
-        "threshold": _finite(pick("threshold", "limit", "target")),
-        "unit": None if pick("unit") is None else str(pick("unit")),
-        "detail": None if detail is None else str(detail),
-    }
+    return rows, result.worst_verdict, list(result.warnings)
 
 
 def _recommendation(run: RunDir) -> tuple[dict[str, Any] | None, list[str]]:
@@ -415,7 +389,7 @@ class Store:
         mf = run.manifest
         rid = run_key(run)
         metrics, notes = _summary_metrics(run)
-        verdicts, slo_notes = _slo_rows(run, slo_file)
+        verdicts, worst, slo_notes = _slo_rows(run, slo_file)
         rec, rec_notes = _recommendation(run) if recommend else (None, [])
         notes += slo_notes + rec_notes
         vm = mf.get("vm") or {}
@@ -449,6 +423,7 @@ class Store:
             "slo_passed": (
                 all(v["passed"] for v in verdicts if v["passed"] is not None) if verdicts else None
             ),
+            "worst_verdict": worst,
             "recommended_preset": (rec or {}).get("recommended_preset"),
             "monthly_cost_usd": _finite((rec or {}).get("monthly_cost_usd")),
             "recommendation": rec,
@@ -662,7 +637,7 @@ def flag_regressions(
                 try:
                     from perflib import analysis
 
-                    cmp = analysis.compare_runs(RunDir.open(a), RunDir.open(b))
+                    cmp = analysis.compare_runs(RunDir.open(a), RunDir.open(b), factor=factor)
                     stats = _comparison_stats(cmp)
                 except Exception as exc:  # noqa: BLE001 - fall back to the factor rule, say so
                     evidence += f"; comparison failed ({type(exc).__name__}: {exc})"
@@ -671,7 +646,8 @@ def flag_regressions(
                     for k in ("delta_p95_ms", "delta_ci_low", "delta_ci_high"):
                         out.at[cur, k] = stats.get(k, float("nan"))
                     significant = stats.get("significant")
-                    evidence += f"; Δp95 CI [{stats.get('delta_ci_low', float('nan')):.1f}, {stats.get('delta_ci_high', float('nan')):.1f}] ms, p={stats.get('p_value', float('nan')):.3g}"
+                    if stats.get("verdict"):
+                        evidence += f"; {stats['verdict']}"
             flagged = practical if significant is None else practical and significant
             out.at[cur, "regression"] = flagged
             out.at[cur, "evidence"] = evidence
@@ -679,34 +655,24 @@ def flag_regressions(
 
 
 def _comparison_stats(cmp: Any) -> dict[str, Any]:
-    """Pull Δp95, its CI, the p-value and the significance flag out of ``compare_runs``."""
-    d = (
-        cmp
-        if isinstance(cmp, Mapping)
-        else (cmp.to_dict() if hasattr(cmp, "to_dict") else vars(cmp))
-    )
+    """Δp95, its CI, the Mann–Whitney p and the verdict of a ``Comparison`` (all endpoints).
 
-    def pick(*keys: str) -> Any:
-        for k in keys:
-            if k in d and d[k] is not None:
-                return d[k]
-        return None
+    ``compare_runs`` already requires CI-excludes-0 *and* the practical factor for "slower".
+    """
+    from perflib.analysis import ALL
 
-    ci = pick("delta_p95_ci", "ci", "ci_ms")
-    low = pick("delta_ci_low", "ci_low", "delta_p95_ci_low")
-    high = pick("delta_ci_high", "ci_high", "delta_p95_ci_high")
-    if ci is not None and low is None:
-        low, high = ci[0], ci[1]
-    p = pick("p_value", "mannwhitney_p", "pvalue", "mw_p")
-    sig = pick("significant", "is_significant", "regression")
-    if sig is None and p is not None:
-        sig = float(p) < 0.05 and (low is None or float(low) > 0)
+    lat = cmp.latency
+    row = lat[lat["name"] == ALL]
+    if row.empty:
+        return {}
+    r = row.iloc[0]
     return {
-        "delta_p95_ms": _finite(pick("delta_p95_ms", "delta_p95", "delta_ms")),
-        "delta_ci_low": _finite(low),
-        "delta_ci_high": _finite(high),
-        "p_value": _finite(p),
-        "significant": None if sig is None else bool(sig),
+        "delta_p95_ms": _finite(r["delta_ms"]),
+        "delta_ci_low": _finite(r["ci_low"]),
+        "delta_ci_high": _finite(r["ci_high"]),
+        "p_value": _finite(r["mannwhitney_p"]),
+        "significant": r["change"] == "slower",
+        "verdict": str(r["verdict"]),
     }
 
 

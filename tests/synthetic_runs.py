@@ -108,7 +108,8 @@ def make_run(
 
     meta("http_reqs", "counter", "default")
     meta("http_req_duration", "trend", "time")
-    meta("http_req_waiting", "trend", "time")
+    for part in ("blocked", "connecting", "tls_handshaking", "sending", "waiting", "receiving"):
+        meta(f"http_req_{part}", "trend", "time")
     meta("http_req_failed", "rate", "default")
     meta("checks", "rate", "default")
     meta("vus", "gauge", "default")
@@ -126,10 +127,16 @@ def make_run(
             "expected_response": "false" if bad else "true",
             "url": f"http://127.0.0.1:1{ep}",
         }
+        d = float(dur)  # k6: duration = sending + waiting + receiving
         for metric, value in (
             ("http_reqs", 1.0),
-            ("http_req_duration", float(dur)),
-            ("http_req_waiting", float(dur) * 0.95),
+            ("http_req_duration", d),
+            ("http_req_blocked", 0.01),
+            ("http_req_connecting", 0.0),
+            ("http_req_tls_handshaking", 0.0),
+            ("http_req_sending", d * 0.02),
+            ("http_req_waiting", d * 0.95),
+            ("http_req_receiving", d * 0.03),
             ("http_req_failed", 1.0 if bad else 0.0),
         ):
             lines.append(

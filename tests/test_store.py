@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from synthetic_runs import make_run
 
 from perflib import store as st
+from perflib.pricing import monthly_cost
 from perflib.rundir import RunDir
 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -82,6 +83,20 @@ def _check_round_trip(url: str, runs: list[RunDir]) -> None:
         assert health["value"].item() == pytest.approx(np.percentile(pts, 95, method="linear"))
         stored = store.get_run(results[1].run_id)
         assert stored is not None and stored["manifest"]["vm"]["preset"] == "shared-cpu-1x:512mb"
+        # the recommendation: its preset's cost must be the price table's figure
+        rec = stored["recommendation"]
+        assert rec["recommended_preset"] == stored["recommended_preset"] is not None
+        assert stored["monthly_cost_usd"] == pytest.approx(
+            monthly_cost(rec["recommended_preset"], 1, rec["region"], price_set=rec["price_set"])
+        )
+        # SLO verdicts: one row per SLO that applies; the health p95 is the measured p95
+        slo = store.slo_frame([results[0].run_id]).set_index("name")
+        assert {"pass", "warn", "alert", "critical", "no data"} >= set(slo["verdict"])
+        health_p95 = slo.loc["health_p95"]
+        assert health_p95["observed"] == pytest.approx(np.percentile(pts, 95, method="linear"))
+        assert health_p95["threshold"] == 50.0
+        assert health_p95["passed"] == (health_p95["observed"] < 50.0)
+        assert df.loc[0, "slo_passed"] == bool(slo["passed"].dropna().all())
 
 
 def _points(run: RunDir, name: str) -> np.ndarray:
@@ -122,9 +137,10 @@ def test_indexing_is_idempotent_on_sqlite(runs: list[RunDir], tmp_path: Path) ->
 
 def _check_idempotent(url: str, runs: list[RunDir], tmp_path: Path) -> None:
     with st.Store(url) as store:
-        first = store.index_run(runs[0].path)
+        # recommend=False: the recommendation is checked in the round trip; it costs seconds
+        first = store.index_run(runs[0].path, recommend=False)
         n_metrics = len(store.metrics_frame())
-        again = store.index_run(runs[0].path)
+        again = store.index_run(runs[0].path, recommend=False)
         assert (first.created, again.created) == (True, False)
         assert again.run_id == first.run_id
         assert len(store.runs_frame()) == 1
@@ -132,14 +148,14 @@ def _check_idempotent(url: str, runs: list[RunDir], tmp_path: Path) -> None:
         # a moved copy is the same run: the row follows it instead of duplicating
         moved = tmp_path / "elsewhere" / "copy"
         shutil.copytree(runs[0].path, moved)
-        store.index_run(moved)
+        store.index_run(moved, recommend=False)
         df = store.runs_frame()
         assert len(df) == 1 and df.loc[0, "path"] == str(moved.resolve())
         # a changed run (re-recorded summary) updates in place
         mf = json.loads((moved / "manifest.json").read_text())
         mf["exit"]["status"] = "thresholds_failed"
         (moved / "manifest.json").write_text(json.dumps(mf))
-        store.index_run(moved)
+        store.index_run(moved, recommend=False)
         assert store.runs_frame()["exit_status"].tolist() == ["thresholds_failed"]
 
 
@@ -156,7 +172,7 @@ def test_migrations_are_versioned_and_upgrade_in_place(tmp_path: Path, runs: lis
     with st.Store(url) as store:  # opening upgrades to head
         assert store.revision() == st.Store.head_revision() == "0002"
         assert sa.inspect(store.engine).has_table("perflib_slo_verdicts")
-        store.index_run(runs[0].path)
+        store.index_run(runs[0].path, recommend=False)
         assert len(store.runs_frame()) == 1
 
 
@@ -181,7 +197,7 @@ def test_flag_regressions_needs_a_practical_slowdown(tmp_path: Path) -> None:
         make_run(tmp_path, "other", preset="shared-cpu-1x:512mb", started_at=t0 + timedelta(days=61), latency_scale=3.0, seed=14),
     ]  # fmt: skip
     with st.Store("sqlite://") as store:
-        store.index_runs([d.path for d in dirs])
+        store.index_runs([d.path for d in dirs], recommend=False)
         flagged = st.flag_regressions(store.runs_frame())
     by_path = {
         Path(p).name: row

@@ -26,6 +26,7 @@ def upgrade() -> None:
             primary_key=True,
         ),
         sa.Column("name", sa.String(300), primary_key=True),
+        sa.Column("verdict", sa.String(20)),
         sa.Column("passed", sa.Boolean),
         sa.Column("observed", sa.Float),
         sa.Column("threshold", sa.Float),
@@ -34,6 +35,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("perflib_runs") as batch:
         batch.add_column(sa.Column("slo_passed", sa.Boolean))
+        batch.add_column(sa.Column("worst_verdict", sa.String(20)))
         batch.add_column(sa.Column("recommended_preset", sa.String(100)))
         batch.add_column(sa.Column("monthly_cost_usd", sa.Float))
         batch.add_column(sa.Column("recommendation", sa.JSON))
@@ -44,5 +46,6 @@ def downgrade() -> None:
         batch.drop_column("recommendation")
         batch.drop_column("monthly_cost_usd")
         batch.drop_column("recommended_preset")
+        batch.drop_column("worst_verdict")
         batch.drop_column("slo_passed")
     op.drop_table("perflib_slo_verdicts")
