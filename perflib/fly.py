@@ -551,8 +551,9 @@ def merge_events(
             continue
         md = match["detail"]
         src = detail.get("source")
-        if src and src not in md["sources"]:
-            md["sources"].append(src)
+        for seen in [*(detail.get("sources") or []), *([src] if src else [])]:
+            if seen not in md["sources"]:
+                md["sources"].append(seen)
         better = SOURCE_RANK.get(src or "", 9) < SOURCE_RANK.get(md.get("source", ""), 9)
         for key, value in detail.items():
             if key in ("sources",):
