@@ -1,0 +1,1091 @@
+"""Fast, lean ingest of k6 output (``--out json`` NDJSON, summary exports) and k6's summary.
+
+Why DuckDB: one streaming, multi-threaded pass over the NDJSON (plain or ``.gz``) turns every
+line into a typed row of a Parquet cache beside the source; summaries are then SQL aggregates
+over that cache, so memory stays bounded by what the aggregates keep (like k6 itself, the
+values of each trend), never by the file. Measured 0.38 s on a 349 MB file in
+``shared/reference/k6.md`` §6; our own figures are in ``docs/ingest.md``.
+
+Statistics follow k6 (``metrics/sink.go``, v1.x): trend percentiles by linear interpolation
+between closest ranks at index ``p·(n−1)`` (= ``numpy.percentile(method="linear")`` = DuckDB
+``quantile_cont``), ``avg = sum/count``, rate = non-zero samples / samples, counter rate =
+count / test-run duration, gauge value = last sample.
+
+Heavy libraries (duckdb, pandas, pyarrow, rich) are imported inside functions, so
+``perflib summarize`` pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    import numpy as np
+    import pandas as pd
+
+#: Tags the lab reads as columns (k6 default system tags that matter for analysis).
+KNOWN_TAGS: tuple[str, ...] = (
+    "name",
+    "method",
+    "status",
+    "scenario",
+    "group",
+    "expected_response",
+    "error_code",
+    "check",
+    "url",
+    "proto",
+)
+#: Trend statistics k6 prints with ``--summary-trend-stats "avg,min,med,max,p(90),p(95),p(99),count"``.
+TREND_STATS: tuple[str, ...] = ("count", "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
+_TREND_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+#: HTTP timing trends emitted once per request, all with the request's tags and end time.
+HTTP_TIMINGS: tuple[str, ...] = (
+    "http_req_duration",
+    "http_req_blocked",
+    "http_req_connecting",
+    "http_req_tls_handshaking",
+    "http_req_sending",
+    "http_req_waiting",
+    "http_req_receiving",
+)
+#: Per-endpoint ``{name:…}`` splits stop here: a script that does not set the ``name`` tag on
+#: URLs with ids would otherwise produce one split per id.
+MAX_NAME_SPLITS = 200
+#: Bump when the cache layout changes, so stale caches are rebuilt rather than misread.
+CACHE_VERSION = 1
+CACHE_SUFFIX = ".k6cache"
+_MAX_LINE_BYTES = 16 * 1024 * 1024
+#: Other k6 system tags kept as columns when present (``vu``/``iter`` go to metadata in v1).
+SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "ip", "ocsp_status")
+
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+class K6InputError(ValueError):
+    """The input cannot be read as k6 output (missing, not k6 NDJSON, unreadable)."""
+
+
+# --------------------------------------------------------------------------- percentiles
+
+
+def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float]) -> Any:
+    """k6's percentile: linear interpolation between closest ranks at index ``p/100·(n−1)``.
+
+    ``p`` is in percent (95 for p(95)), like ``numpy.percentile``. This is k6's ``TrendSink.P``
+    (``metrics/sink.go``: ``i := pct*(count-1); j + (k-j)*(i-floor(i))``), which equals
+    ``numpy.percentile(values, p, method="linear")``. An empty input gives NaN (k6 prints 0).
+    """
+    import numpy as np
+
+    if not hasattr(values, "__len__"):
+        values = list(values)
+    arr = np.sort(np.asarray(values, dtype="float64").ravel())
+    ps = np.atleast_1d(np.asarray(p, dtype="float64"))
+    if np.any((ps < 0) | (ps > 100)):
+        raise ValueError(f"percentile p must be within [0, 100], got {p!r}")
+    n = arr.size
+    if n == 0:
+        out = np.full(ps.shape, np.nan)
+    else:
+        i = ps / 100.0 * (n - 1)
+        lo = np.floor(i).astype(np.int64)
+        hi = np.ceil(i).astype(np.int64)
+        j, k = arr[lo], arr[hi]
+        out = j + (k - j) * (i - lo)
+    return float(out[0]) if np.ndim(p) == 0 else out
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@dataclass
+class FileIngest:
+    """One k6 NDJSON file turned into a Parquet table of typed rows (its cache)."""
+
+    source: Path
+    parquet: Path
+    lines: dict[str, int]
+    kinds: dict[str, int]
+    metrics: dict[str, dict[str, Any]]
+    tags: list[str]
+    warnings: list[str]
+    start_ns: int | None
+    end_ns: int | None
+    from_cache: bool = False
+
+
+@dataclass
+class Ingest:
+    """Every file of a source, with the temporary directories to remove afterwards."""
+
+    files: list[FileIngest]
+    _tmpdirs: list[Path] = field(default_factory=list)
+
+    @property
+    def parquets(self) -> list[Path]:
+        return [f.parquet for f in self.files]
+
+    @property
+    def lines(self) -> dict[str, int]:
+        return {
+            "parsed": sum(f.lines["parsed"] for f in self.files),
+            "skipped": sum(f.lines["skipped"] for f in self.files),
+        }
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for f in self.files for w in f.warnings]
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return _merge_meta(f.metrics for f in self.files)
+
+    @property
+    def start_ns(self) -> int | None:
+        vals = [f.start_ns for f in self.files if f.start_ns is not None]
+        return min(vals) if vals else None
+
+    @property
+    def end_ns(self) -> int | None:
+        vals = [f.end_ns for f in self.files if f.end_ns is not None]
+        return max(vals) if vals else None
+
+    def cleanup(self) -> None:
+        for d in self._tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._tmpdirs.clear()
+
+
+def resolve_sources(source: Source) -> list[Path]:
+    """The k6 NDJSON files a source names: a file, a list of segment files, or a run directory."""
+    if isinstance(source, str | os.PathLike):
+        items: list[str | os.PathLike[str]] = [source]
+    else:
+        items = list(source)
+    if not items:
+        raise K6InputError("no k6 output given")
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            from perflib.rundir import MANIFEST, RunDir
+
+            run = RunDir.open(p) if (p / MANIFEST).exists() else RunDir(p)
+            found = run.k6_outputs
+            if not found:
+                raise K6InputError(f"{p}: no k6 output (k6*.ndjson[.gz]) in this directory")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise K6InputError(f"{p}: no such file or directory")
+    return out
+
+
+def _duckdb(tmp: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with bounded memory: big inputs spill to disk instead of growing."""
+    import duckdb
+
+    con = duckdb.connect(config={"preserve_insertion_order": False})
+    limit = os.environ.get("PERFLIB_DUCKDB_MEMORY", "1GB")
+    con.execute(f"SET memory_limit = '{limit}'")
+    if tmp is not None:
+        con.execute(f"SET temp_directory = '{_sql_str(tmp)}'")
+    return con
+
+
+def _sql_str(value: str | Path) -> str:
+    return str(value).replace("'", "''")
+
+
+def _time_ns_sql(t: str) -> str:
+    """RFC3339Nano (any fraction length, ``Z`` or ``±hh:mm``) → int64 ns since epoch, UTC.
+
+    DuckDB's TIMESTAMPTZ keeps µs only, and its TIMESTAMP_NS cast keeps ns but ignores a
+    numeric offset: cast to TIMESTAMP_NS, then subtract the offset by hand (k6 writes times
+    in its local zone, k6.md §1).
+    """
+    off = (
+        f"(CASE WHEN {t}[-6:-6] = '-' THEN -1 ELSE 1 END) * "
+        f"(TRY_CAST({t}[-5:-4] AS BIGINT) * 3600 + TRY_CAST({t}[-2:] AS BIGINT) * 60) "
+        f"* 1000000000"
+    )
+    return f"(epoch_ns(TRY_CAST({t} AS TIMESTAMP_NS)) - CASE WHEN {t}[-1:] = 'Z' THEN 0 ELSE {off} END)"
+
+
+def tag_column(tag: str) -> str:
+    """Column of a tag in the Parquet cache (prefixed so a tag cannot shadow ``value``…)."""
+    return f"tag_{tag}"
+
+
+def _ingest_sql(src: Path, dest: Path, compression: str, tags: Sequence[str]) -> str:
+    """One streaming pass: every non-blank line → one typed row (``kind`` says what it was).
+
+    DuckDB's NDJSON reader parses each line once into the declared struct (unknown keys,
+    e.g. ``metadata`` or undeclared custom tags, are not materialised); ``ignore_errors``
+    turns a line that is not JSON into an all-NULL row, which we count instead of losing.
+    """
+    struct = ", ".join(f'"{_sql_ident(t)}" VARCHAR' for t in tags)
+    columns = (
+        "{'metric': 'VARCHAR', 'type': 'VARCHAR', 'data': 'STRUCT(\"time\" VARCHAR, "
+        f"value DOUBLE, tags STRUCT({_sql_str(struct)}))'}}"
+    )
+    reader = (
+        f"read_json('{_sql_str(src)}', format='newline_delimited', columns={columns}, "
+        f"ignore_errors=true, compression='{compression}', "
+        f"maximum_object_size={_MAX_LINE_BYTES})"
+    )
+    tag_cols = ",\n  ".join(
+        f'data.tags."{_sql_ident(t)}" AS "{_sql_ident(tag_column(t))}"' for t in tags
+    )
+    return f"""
+COPY (
+WITH f AS (
+  SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}
+),
+k AS (
+  SELECT *,
+    CASE WHEN type = 'Point' AND metric IS NOT NULL AND data.value IS NOT NULL
+              AND time_ns IS NOT NULL THEN 'point'
+         WHEN type = 'Metric' THEN 'metric'
+         WHEN type = 'Point' THEN 'bad_point'
+         ELSE 'invalid' END AS kind
+  FROM f
+)
+SELECT kind, metric, time_ns, data.value AS value,
+  {tag_cols}
+FROM k
+) TO '{_sql_str(dest)}' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 122880)
+"""
+
+
+def _sql_ident(name: str) -> str:
+    return name.replace('"', '""')
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+_METRIC_PREFIX = b'{"type":"Metric"'
+
+
+@dataclass
+class _Scan:
+    """What a cheap byte-level pass learns before the parse (no JSON decoding)."""
+
+    lines: int = 0  # physical lines, the unterminated last one included
+    ends_with_newline: bool = True
+    metric_lines: list[bytes] = field(default_factory=list)
+    gzip_complete: bool = True
+    gzip_error: str | None = None
+    produced: int = 0
+
+
+def _chunks(path: Path, gz: bool, scan: _Scan, size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
+    """The file's bytes (decompressed), noting in ``scan`` a gzip stream that stops early."""
+    with path.open("rb") as fh:
+        if not gz:
+            while data := fh.read(size):
+                scan.produced += len(data)
+                yield data
+            return
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while True:
+            data = fh.read(size)
+            if not data:
+                scan.gzip_complete = d.eof
+                return
+            try:
+                out = d.decompress(data)
+                while d.eof and d.unused_data:  # concatenated gzip members
+                    rest = d.unused_data
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    out += d.decompress(rest)
+            except zlib.error as exc:
+                scan.gzip_complete = False
+                scan.gzip_error = str(exc)
+                return
+            scan.produced += len(out)
+            yield out
+
+
+def _prescan(path: Path, gz: bool, chunk_size: int = 8 * 1024 * 1024) -> _Scan:
+    """Count lines and collect the (few) Metric lines with byte searches only.
+
+    k6 v1 writes every Metric line as ``{"type":"Metric",…`` (fixed struct field order, k6.md
+    §1), so ``bytes.find`` locates them without decoding the Points around them.
+    """
+    scan = _Scan()
+    tail = b""  # the unfinished line carried over from the previous chunk
+    needle = b"\n" + _METRIC_PREFIX
+    last = b""
+    for data in _chunks(path, gz, scan, chunk_size):
+        scan.lines += data.count(b"\n")
+        last = data[-1:]
+        nl = data.find(b"\n")
+        if nl == -1:
+            tail = (tail + data)[:_MAX_LINE_BYTES]
+            continue
+        first = tail + data[:nl]
+        if first.startswith(_METRIC_PREFIX):
+            scan.metric_lines.append(first)
+        pos = nl
+        while (i := data.find(needle, pos)) != -1:
+            j = data.find(b"\n", i + 1)
+            if j == -1:
+                break  # finishes in the next chunk: completed through ``tail``
+            scan.metric_lines.append(data[i + 1 : j])
+            pos = j
+        tail = data[data.rfind(b"\n") + 1 :]
+    if scan.produced and last != b"\n":
+        scan.ends_with_newline = False
+        scan.lines += 1
+        if tail.startswith(_METRIC_PREFIX):
+            scan.metric_lines.append(tail)  # cut: json.loads rejects it, the parse counts it
+    return scan
+
+
+def _sanitise(src: Path, dest: Path, gz: bool) -> tuple[int, list[str]]:
+    """Stream ``src`` into a plain NDJSON copy DuckDB can read, for inputs it refuses.
+
+    Handles a gzip stream cut mid-way (k6 killed: keeps what decompresses), lines too long
+    for the reader and invalid UTF-8; every dropped line is counted and described, so
+    nothing is lost silently. Memory stays bounded (chunked I/O).
+    """
+    scan = _Scan()
+    too_long = bad_utf8 = 0
+    with dest.open("wb") as out:
+        pending = b""
+        for data in _chunks(src, gz, scan):
+            pending += data
+            parts = pending.split(b"\n")
+            pending = parts.pop()
+            keep: list[bytes] = []
+            for line in parts:
+                if len(line) > _MAX_LINE_BYTES:
+                    too_long += 1
+                    continue
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad_utf8 += 1
+                    continue
+                keep.append(line)
+            if keep:
+                out.write(b"\n".join(keep) + b"\n")
+            if len(pending) > _MAX_LINE_BYTES:
+                too_long += 1
+                pending = b""
+        if pending:
+            # The unterminated last line, usually cut mid-way: the parser judges (and counts) it.
+            try:
+                pending.decode("utf-8")
+                out.write(pending + b"\n")
+            except UnicodeDecodeError:
+                bad_utf8 += 1
+    notes = []
+    if too_long:
+        notes.append(
+            f"{src.name}: skipped {too_long} line(s) longer than "
+            f"{_MAX_LINE_BYTES // 1048576} MiB (not k6 lines)"
+        )
+    if bad_utf8:
+        notes.append(f"{src.name}: skipped {bad_utf8} line(s) that are not UTF-8 text")
+    return too_long + bad_utf8, notes
+
+
+def _cache_key(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"version": CACHE_VERSION, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cache_dir(path: Path) -> Path:
+    """Where the Parquet cache of a k6 output lives: ``<file>.k6cache/`` beside it."""
+    return path.with_name(path.name + CACHE_SUFFIX)
+
+
+def _load_cached(path: Path) -> FileIngest | None:
+    cdir = cache_dir(path)
+    parquet = cdir / "points.parquet"
+    try:
+        meta = json.loads((cdir / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != _cache_key(path) or not parquet.exists():
+        return None
+    return FileIngest(
+        source=path,
+        parquet=parquet,
+        lines=meta["lines"],
+        kinds=meta["kinds"],
+        metrics=meta["metrics"],
+        tags=meta["tags"],
+        warnings=meta["warnings"],
+        start_ns=meta["start_ns"],
+        end_ns=meta["end_ns"],
+        from_cache=True,
+    )
+
+
+def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
+    metrics: dict[str, dict[str, Any]] = {}
+    for raw in lines:
+        try:
+            data = json.loads(raw)["data"]
+            metrics[data["name"]] = {
+                "type": data.get("type"),
+                "contains": data.get("contains"),
+                "thresholds": list(data.get("thresholds") or []),
+                "submetrics": [
+                    {
+                        "name": s.get("name"),
+                        "suffix": s.get("suffix"),
+                        "tags": {str(k): str(v) for k, v in (s.get("tags") or {}).items()},
+                    }
+                    for s in (data.get("submetrics") or [])
+                ],
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a cut Metric line: the parse counts it as an invalid line
+    return metrics
+
+
+def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) -> FileIngest:
+    """Parse one k6 NDJSON file into Parquet (cached beside it unless ``cache`` is False).
+
+    The cache is keyed on the source's size and mtime: a rewritten or appended file is
+    parsed again. ``workdir`` receives the Parquet when not caching.
+    """
+    import duckdb
+
+    path = Path(path)
+    if not path.is_file():
+        raise K6InputError(f"{path}: no such file")
+    if cache:
+        hit = _load_cached(path)
+        if hit is not None:
+            return hit
+    key = _cache_key(path)
+    cdir: Path | None = None
+    if cache:
+        cdir = cache_dir(path)
+        try:
+            cdir.mkdir(exist_ok=True)
+        except OSError:
+            cache = False  # read-only location: parse into a temporary directory instead
+    if not cache:
+        if workdir is None:
+            workdir = Path(tempfile.gettempdir())
+        cdir = Path(tempfile.mkdtemp(prefix="k6ingest-", dir=workdir))
+    assert cdir is not None
+    gz = _is_gzip(path)
+    warnings: list[str] = []
+    scan = _prescan(path, gz)
+    metrics = _parse_metric_lines(scan.metric_lines)
+    custom = sorted(
+        {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
+        - set(KNOWN_TAGS)
+        - set(SYSTEM_TAGS)
+    )
+    tags = [*KNOWN_TAGS, *SYSTEM_TAGS, *custom]
+    tmp_parquet = cdir / f"points.{os.getpid()}.parquet.tmp"
+    sanitised_drop = 0
+    src, compression = path, ("gzip" if gz else "none")
+    clean = cdir / f"sanitised.{os.getpid()}.ndjson"
+    con = _duckdb(cdir)
+    try:
+        with _progress(
+            f"reading {path.name} ({path.stat().st_size / 1048576:,.0f} MiB)", path.stat().st_size
+        ):
+            if not scan.gzip_complete:
+                warnings.append(
+                    f"{path.name}: gzip stream "
+                    + (f"corrupt ({scan.gzip_error})" if scan.gzip_error else "truncated")
+                    + f" after {scan.produced:,} bytes of output (k6 killed?): every complete "
+                    "line before the cut was read"
+                )
+                sanitised_drop, notes = _sanitise(path, clean, gz)
+                warnings.extend(notes)
+                src, compression = clean, "none"
+            try:
+                con.execute(_ingest_sql(src, tmp_parquet, compression, tags))
+            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+                if src == clean:
+                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
+                sanitised_drop, notes = _sanitise(path, clean, gz)  # overlong line, bad UTF-8
+                warnings.extend(notes)
+                try:
+                    con.execute(_ingest_sql(clean, tmp_parquet, "none", tags))
+                except (duckdb.IOException, duckdb.InvalidInputException) as exc2:
+                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc2}") from exc
+        pq = f"read_parquet('{_sql_str(tmp_parquet)}')"
+        kinds = dict(con.execute(f"SELECT kind, count(*) FROM {pq} GROUP BY kind").fetchall())
+        span = con.execute(
+            f"SELECT min(time_ns), max(time_ns) FROM {pq} WHERE kind = 'point'"
+        ).fetchone()
+    except BaseException:
+        tmp_parquet.unlink(missing_ok=True)
+        if not cache:
+            shutil.rmtree(cdir, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+        clean.unlink(missing_ok=True)
+
+    rows = sum(kinds.values())
+    kinds = {k: int(v) for k, v in kinds.items()}
+    # DuckDB's reader yields no row for an empty or whitespace-only line: count them here.
+    kinds["blank"] = max(scan.lines - rows - sanitised_drop, 0)
+    kinds["dropped"] = sanitised_drop
+    parsed = kinds.get("point", 0) + kinds.get("metric", 0)
+    skipped = sum(v for k, v in kinds.items() if k not in ("point", "metric"))
+    non_blank = parsed + skipped - kinds["blank"]
+    if parsed == 0 and non_blank > 0:
+        tmp_parquet.unlink(missing_ok=True)
+        if not cache:
+            shutil.rmtree(cdir, ignore_errors=True)
+        raise K6InputError(
+            f"{path}: not k6 --out json output: none of its {non_blank:,} non-blank lines is a "
+            "k6 Metric or Point line (expected NDJSON lines like "
+            '{"metric":"http_reqs","type":"Point","data":{…}})'
+        )
+    warnings.extend(_skip_warnings(path, kinds, scan))
+    if kinds.get("point", 0) == 0:
+        warnings.append(f"{path.name}: no k6 samples")
+    parquet = cdir / "points.parquet"
+    tmp_parquet.replace(parquet)
+    result = FileIngest(
+        source=path,
+        parquet=parquet,
+        lines={"parsed": parsed, "skipped": skipped},
+        kinds=kinds,
+        metrics=metrics,
+        tags=tags,
+        warnings=warnings,
+        start_ns=span[0] if span else None,
+        end_ns=span[1] if span else None,
+    )
+    if cache:
+        meta = {
+            "key": key,
+            "source": path.name,
+            "lines": result.lines,
+            "kinds": kinds,
+            "metrics": metrics,
+            "tags": tags,
+            "warnings": warnings,
+            "start_ns": result.start_ns,
+            "end_ns": result.end_ns,
+        }
+        tmp_meta = cdir / f"meta.{os.getpid()}.json.tmp"
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        tmp_meta.replace(cdir / "meta.json")
+    return result
+
+
+def _skip_warnings(path: Path, kinds: Mapping[str, int], scan: _Scan) -> list[str]:
+    out: list[str] = []
+    name = path.name
+    if kinds.get("blank"):
+        out.append(f"{name}: skipped {kinds['blank']} blank line(s)")
+    if kinds.get("invalid"):
+        hint = ""
+        if not scan.ends_with_newline:
+            hint = " — the last line is unterminated: cut mid-write (k6 killed?)"
+        out.append(
+            f"{name}: skipped {kinds['invalid']} line(s) that are not valid JSON or "
+            f"not shaped like a k6 Metric/Point line{hint}"
+        )
+    if kinds.get("bad_point"):
+        out.append(
+            f"{name}: skipped {kinds['bad_point']} Point line(s) without a metric name, "
+            "a numeric value or an RFC 3339 time"
+        )
+    return out
+
+
+def _merge_meta(metas: Iterable[Mapping[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for meta in metas:
+        for name, m in meta.items():
+            if name not in merged:
+                merged[name] = {
+                    **m,
+                    "thresholds": list(m["thresholds"]),
+                    "submetrics": list(m["submetrics"]),
+                }
+                continue
+            cur = merged[name]
+            cur["thresholds"] += [t for t in m["thresholds"] if t not in cur["thresholds"]]
+            names = {s["name"] for s in cur["submetrics"]}
+            cur["submetrics"] += [s for s in m["submetrics"] if s["name"] not in names]
+    return merged
+
+
+def ingest(source: Source, *, cache: bool = True) -> Ingest:
+    """Parse (or load from cache) every file of ``source``; call ``.cleanup()`` when done."""
+    paths = resolve_sources(source)
+    tmpdirs: list[Path] = []
+    if not cache:
+        tmpdirs.append(Path(tempfile.mkdtemp(prefix="perflib-k6-")))
+    try:
+        files = [
+            ingest_file(p, cache=cache, workdir=tmpdirs[0] if tmpdirs else None) for p in paths
+        ]
+    except BaseException:
+        for d in tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    return Ingest(files, tmpdirs)
+
+
+@contextlib.contextmanager
+def _ingested(source: Source | Ingest, cache: bool = True) -> Iterator[Ingest]:
+    if isinstance(source, Ingest):
+        yield source
+        return
+    ing = ingest(source, cache=cache)
+    try:
+        yield ing
+    finally:
+        ing.cleanup()
+
+
+@contextlib.contextmanager
+def _progress(label: str, size: int) -> Iterator[None]:
+    """A spinner on stderr for long parses (only when stderr is a terminal)."""
+    if size < 32 * 1024 * 1024 or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(label):
+        yield
+
+
+def _parquet_list(ing: Ingest) -> str:
+    return "[" + ", ".join(f"'{_sql_str(p)}'" for p in ing.parquets) + "]"
+
+
+def _points_sql(ing: Ingest) -> str:
+    # union_by_name: segment files may carry different custom-tag columns.
+    return (
+        f"(SELECT * FROM read_parquet({_parquet_list(ing)}, union_by_name = true, "
+        "filename = true) WHERE kind = 'point')"
+    )
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def read_points(
+    source: Source, metrics: Sequence[str] | None = None, *, cache: bool = True
+) -> pd.DataFrame:
+    """One row per k6 Point: ``time`` (UTC, ns), ``metric``, ``value`` and tags as categoricals.
+
+    ``time`` is k6's sample time: for HTTP metrics the END of the request. Besides
+    :data:`KNOWN_TAGS` (always present, NA when missing), the other system tags (``error``,
+    ``tls_version`` …) and custom tags used by sub-metrics become columns when some row has
+    them. ``metrics`` restricts the rows (pushed down to the Parquet scan).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    with _ingested(source, cache) as ing:
+        schema = pa.unify_schemas([pq.read_schema(p) for p in ing.parquets])
+        dataset = ds.dataset([str(p) for p in ing.parquets], format="parquet", schema=schema)
+        flt = ds.field("kind") == "point"
+        if metrics is not None:
+            flt = flt & ds.field("metric").isin([str(m) for m in metrics])
+        tag_cols = [c for c in schema.names if c.startswith("tag_")]
+        table = dataset.to_table(columns=["time_ns", "metric", "value", *tag_cols], filter=flt)
+    df = pd.DataFrame(
+        {"time": pd.to_datetime(table.column("time_ns").to_numpy(), unit="ns", utc=True)}
+    )
+    df["metric"] = _categorical(table.column("metric"))
+    df["value"] = table.column("value").to_numpy().astype("float64")
+    for col in tag_cols:
+        tag = col[len("tag_") :]
+        values = table.column(col)
+        if tag in KNOWN_TAGS or values.null_count < len(values):
+            name = tag if tag not in ("time", "metric", "value") else f"{tag}_tag"
+            df[name] = _categorical(values)
+    return df
+
+
+def _categorical(col: Any) -> pd.Categorical:
+    """A pyarrow string column as a pandas categorical (NA kept), without a Python loop."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(col.combine_chunks() if hasattr(col, "combine_chunks") else col)
+    cats = enc.dictionary.to_pylist()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, categories=cats)
+
+
+def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
+    """One row per HTTP request, its 9 samples pivoted (they share tags and end time).
+
+    ``start_time = time − (blocked + connecting + tls + sending + waiting + receiving)``
+    (k6.md §1: ``http_req_duration`` excludes blocked/connecting/TLS). ``failed`` is NA when
+    k6 did not emit ``http_req_failed`` (response callback disabled).
+    """
+    import pandas as pd
+
+    timings = {
+        "http_req_duration": "duration_ms",
+        "http_req_blocked": "blocked_ms",
+        "http_req_connecting": "connecting_ms",
+        "http_req_tls_handshaking": "tls_ms",
+        "http_req_sending": "sending_ms",
+        "http_req_waiting": "waiting_ms",
+        "http_req_receiving": "receiving_ms",
+    }
+    out_tags = ["name", "method", "status", "scenario", "group", "error_code", "expected_response"]
+    pivots = ",\n".join(
+        f"max(value) FILTER (WHERE metric = '{m}') AS {c}" for m, c in timings.items()
+    )
+    wanted = ", ".join(f"'{m}'" for m in [*timings, "http_req_failed", "http_reqs"])
+    with _ingested(source, cache) as ing:
+        con = _duckdb()
+        try:
+            cols = [
+                r[0]
+                for r in con.execute(
+                    f"DESCRIBE SELECT * FROM read_parquet({_parquet_list(ing)}, "
+                    "union_by_name = true)"
+                ).fetchall()
+            ]
+            # Every tag is part of the request's identity (the 9 samples share all of them).
+            keys = ", ".join(f'"{_sql_ident(c)}"' for c in cols if c.startswith("tag_"))
+            sel = ", ".join(f'"tag_{t}" AS "{t}"' for t in out_tags)
+            df = con.execute(f"""
+                SELECT time_ns, {sel}, {pivots},
+                  CAST(max(value) FILTER (WHERE metric = 'http_req_failed') AS BOOLEAN) AS failed,
+                  count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs
+                FROM {_points_sql(ing)}
+                WHERE metric IN ({wanted})
+                GROUP BY time_ns, filename, {keys}
+                HAVING count(*) FILTER (WHERE metric = 'http_req_duration') > 0
+                ORDER BY time_ns
+            """).df()
+        finally:
+            con.close()
+    shared = int((df["n_reqs"] > 1).sum()) if len(df) else 0
+    if shared:
+        import warnings
+
+        warnings.warn(
+            f"{shared} request rows merge several requests that ended at the same "
+            "nanosecond with the same tags",
+            stacklevel=2,
+        )
+    out = pd.DataFrame({"time": pd.to_datetime(df["time_ns"].to_numpy(), unit="ns", utc=True)})
+    phases = ["blocked_ms", "connecting_ms", "tls_ms", "sending_ms", "waiting_ms", "receiving_ms"]
+    total_ns = (df[phases].astype("float64").sum(axis=1, min_count=1) * 1e6).round()
+    out["start_time"] = out["time"] - pd.to_timedelta(total_ns.to_numpy(), unit="ns")
+    for c in timings.values():
+        out[c] = df[c].astype("float64").to_numpy()
+    out["failed"] = df["failed"].astype("boolean").to_numpy()
+    for t in out_tags:
+        out[t] = df[t].astype("category").to_numpy()
+    return out
+
+
+def read_metric_meta(source: Source, *, cache: bool = True) -> dict[str, dict[str, Any]]:
+    """k6's declaration of each metric: ``type``, ``contains``, ``thresholds``, ``submetrics``."""
+    with _ingested(source, cache) as ing:
+        return ing.metrics
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _submetric_filter(tags: Mapping[str, str], columns: set[str]) -> str:
+    conds = []
+    for k, v in tags.items():
+        col = tag_column(k)
+        if col not in columns:
+            return "FALSE"  # a tag no sample carries: the sub-metric is empty, as in k6
+        conds.append(f"\"{_sql_ident(col)}\" = '{_sql_str(str(v))}'")
+    return " AND ".join(conds) if conds else "TRUE"
+
+
+def _tags_from_suffix(suffix: str) -> dict[str, str]:
+    """Parse k6's ``key:value,key2:value2`` sub-metric selector (``metrics.ParseMetricName``)."""
+    out: dict[str, str] = {}
+    for part in suffix.split(","):
+        if not part.strip():
+            continue
+        k, _, v = part.partition(":")
+        out[k.strip()] = v.strip().strip('"').strip("'")
+    return out
+
+
+def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
+    """k6's end-of-test statistics recomputed from raw NDJSON, in DESIGN.md's JSON shape.
+
+    Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
+    and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
+    from the first to the last sample (k6 divides by its own run clock; docs/ingest.md gives
+    the tolerance). Aggregation runs in DuckDB over the Parquet cache: memory holds the
+    aggregates (and, like k6, the values of each trend), never the file.
+    """
+    with _ingested(source, cache) as ing:
+        meta = ing.metrics
+        warnings = list(ing.warnings)
+        con = _duckdb()
+        try:
+            result = _summarize(con, ing, meta, warnings)
+        finally:
+            con.close()
+    return {"metrics": result, "lines": ing.lines, "warnings": warnings}
+
+
+def _summarize(
+    con: duckdb.DuckDBPyConnection,
+    ing: Ingest,
+    meta: dict[str, dict[str, Any]],
+    warnings: list[str],
+) -> dict[str, dict[str, Any]]:
+    con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing)}")
+    columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
+    qs = ", ".join(str(q) for q in _TREND_QUANTILES)
+    aggs = f"""count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi,
+               quantile_cont(value, [{qs}]) FILTER (WHERE is_trend) AS q,
+               count(*) FILTER (WHERE value <> 0) AS nonzero, arg_max(value, time_ns) AS last"""
+    trend_names = [m for m, d in meta.items() if d.get("type") == "trend"]
+    trend_in = ", ".join(f"'{_sql_str(m)}'" for m in trend_names) or "NULL"
+    untyped = f"metric NOT IN ({', '.join(repr_sql(m) for m in meta) or 'NULL'})"
+    # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
+    rows = con.execute(f"""
+        SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}
+        FROM (SELECT *, metric IN ({trend_in}) OR {untyped} AS is_trend FROM pts)
+        GROUP BY GROUPING SETS ((metric), (metric, tag_name))
+    """).fetchall()
+    seen = sorted({r[0] for r in rows})
+    types: dict[str, str] = {}
+    for m in seen:
+        t = (meta.get(m) or {}).get("type")
+        if t not in ("trend", "rate", "counter", "gauge"):
+            warnings.append(f"metric {m!r} has no k6 Metric declaration: summarised as a trend")
+            t = "trend"
+        types[m] = t
+    start, end = ing.start_ns, ing.end_ns
+    duration_s = (end - start) / 1e9 if start is not None and end is not None else 0.0
+
+    stats: dict[str, dict[str, Any]] = {}
+    splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+    for metric, name, whole, *agg in rows:
+        if whole:
+            stats[metric] = _stats(types[metric], *agg, duration_s)
+        elif name is not None and metric.startswith("http_req") and types[metric] != "gauge":
+            splits.setdefault(metric, []).append((name, tuple(agg)))
+
+    # Sub-metrics k6 declared (thresholds, expected_response:true): arbitrary tag filters.
+    declared: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    subs: list[tuple[str, str, str]] = []
+    for parent in seen:
+        for s in (meta.get(parent) or {}).get("submetrics", []):
+            tags = s.get("tags") or _tags_from_suffix(s.get("suffix") or "")
+            declared.add((parent, tuple(sorted(tags.items()))))
+            subs.append((s["name"], parent, _submetric_filter(tags, columns)))
+    if subs:
+        branches = " UNION ALL ".join(
+            f"SELECT {i} AS sub, metric IN ({trend_in}) AS is_trend, time_ns, value FROM pts "
+            f"WHERE metric = '{_sql_str(parent)}' AND ({where})"
+            for i, (_, parent, where) in enumerate(subs)
+        )
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(f"SELECT sub, {aggs} FROM ({branches}) GROUP BY sub").fetchall()
+        }
+        for i, (name, parent, _) in enumerate(subs):
+            agg = got.get(i, (0, 0.0, None, None, None, 0, None))
+            stats[name] = _stats(types[parent], *agg, duration_s)
+
+    for metric, values in sorted(splits.items()):
+        if len(values) > MAX_NAME_SPLITS:
+            warnings.append(
+                f"{metric}: {len(values)} distinct name tags; per-endpoint splits omitted "
+                f"(limit {MAX_NAME_SPLITS}: set the name tag on URLs that carry ids)"
+            )
+            continue
+        for name, agg in sorted(values):
+            if (metric, (("name", name),)) not in declared:
+                stats[f"{metric}{{name:{name}}}"] = _stats(types[metric], *agg, duration_s)
+
+    order = {m: i for i, m in enumerate(seen)}
+    return dict(
+        sorted(
+            stats.items(), key=lambda kv: (order.get(kv[0].split("{")[0], 0), "{" in kv[0], kv[0])
+        )
+    )
+
+
+def repr_sql(value: str) -> str:
+    """A SQL string literal."""
+    return f"'{_sql_str(value)}'"
+
+
+def _stats(
+    kind: str,
+    n: int,
+    total: float | None,
+    lo: float | None,
+    hi: float | None,
+    q: Sequence[float] | None,
+    nonzero: int,
+    last: float | None,
+    duration_s: float,
+) -> dict[str, Any]:
+    if kind == "trend":
+        if n == 0:
+            return dict.fromkeys(TREND_STATS, 0) | {"count": 0}
+        med, p90, p95, p99 = q or (lo,) * 4
+        return {
+            "count": n,
+            "avg": (total or 0.0) / n,
+            "min": lo,
+            "med": med,
+            "max": hi,
+            "p(90)": p90,
+            "p(95)": p95,
+            "p(99)": p99,
+        }
+    if kind == "rate":
+        return {"rate": nonzero / n if n else 0.0, "passes": nonzero, "fails": n - nonzero}
+    if kind == "counter":
+        count = total or 0.0
+        return {"count": count, "rate": count / duration_s if duration_s > 0 else 0.0}
+    return {
+        "value": last if last is not None else 0.0,
+        "min": lo if lo is not None else 0.0,
+        "max": hi if hi is not None else 0.0,
+    }
+
+
+def read_summary_export(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """k6's own summary as ``{metric: {k6 stat keys}}``, from either file shape it writes.
+
+    Legacy ``--summary-export`` (flat values, rate under ``value``) and ``handleSummary``'s
+    ``data`` (``metrics.X.values``) both become ``{"rate", "passes", "fails"}`` etc.; the
+    legacy file's inverted thresholds (``true`` = failed) are dropped here, not misread.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise K6InputError(f"{p}: no such file") from exc
+    except ValueError as exc:
+        raise K6InputError(f"{p}: not a k6 summary (invalid JSON: {exc})") from exc
+    metrics = doc.get("metrics") if isinstance(doc, dict) else None
+    if isinstance(metrics, list):
+        raise K6InputError(f"{p}: the new machine-readable summary (v1.5+) is not supported")
+    if not isinstance(metrics, dict):
+        raise K6InputError(f"{p}: not a k6 summary (no 'metrics' object)")
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in metrics.items():
+        if not isinstance(m, dict):
+            continue
+        if isinstance(m.get("values"), dict):  # handleSummary shape
+            values = dict(m["values"])
+        else:  # legacy flat shape
+            values = {k: v for k, v in m.items() if k != "thresholds"}
+            if "passes" in values and "fails" in values and "value" in values:
+                values["rate"] = values.pop("value")
+        out[name] = values
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _fmt(value: Any, contains: str | None) -> str:
+    if not isinstance(value, int | float):
+        return str(value)
+    if contains == "time":
+        ms = float(value)
+        if ms == 0:
+            return "0s"
+        if ms < 1:
+            return f"{ms * 1000:.2f}µs"
+        if ms < 1000:
+            return f"{ms:.2f}ms"
+        return f"{ms / 1000:.2f}s"
+    if contains == "data":
+        b = float(value)
+        for unit in ("B", "kB", "MB", "GB"):
+            if abs(b) < 1000 or unit == "GB":
+                return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+            b /= 1000
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return f"{int(value)}" if isinstance(value, float) else str(value)
+
+
+def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="k6 summary (recomputed from raw samples)", title_justify="left")
+    table.add_column("metric", overflow="fold")
+    table.add_column("type")
+    table.add_column("statistics", overflow="fold")
+    for name, stats in summary["metrics"].items():
+        parent = name.split("{")[0]
+        m = meta.get(parent) or {}
+        kind, contains = m.get("type", "?"), m.get("contains")
+        if kind == "rate":
+            text = f"{stats['rate'] * 100:.2f}%  {stats['passes']} true / {stats['fails']} false"
+        elif kind == "counter":
+            text = f"count={_fmt(stats['count'], contains)}  rate={stats['rate']:.2f}/s"
+        else:
+            text = "  ".join(
+                f"{k}={stats[k] if k == 'count' else _fmt(stats[k], contains)}" for k in stats
+            )
+        label = name if name == parent else f"  {name}"
+        table.add_row(label, kind, text)
+    console = Console()
+    console.print(table)
+    lines = summary["lines"]
+    console.print(f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped")
+
+
+def cli_summarize(args: argparse.Namespace) -> int:
+    """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
+    try:
+        ing = ingest(args.path, cache=not getattr(args, "no_cache", False))
+    except (K6InputError, FileNotFoundError) as exc:
+        print(f"perflib summarize: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = summarize(ing)
+        meta = ing.metrics
+    finally:
+        ing.cleanup()
+    for w in summary["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _render(summary, meta)
+    return 0
