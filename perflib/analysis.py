@@ -1110,7 +1110,7 @@ class StepAttribution:
             return "no Step timings in service.log"
         return (
             f"Step {self.dominant_step} dominates the slowest requests "
-            f"({self.dominant_share_pct:.0f} % of their time): "
+            f"({self.dominant_share_pct:.0f} % of their excess time): "
             f"{STEP_ADVICE.get(self.dominant_step, 'see the service log')}"
         )
 
