@@ -11,8 +11,7 @@ import argparse
 import importlib
 import sys
 
-from service.emulators.common import env_latency_scale
-from service.emulators.faults import PROFILES, UPSTREAMS
+from service.emulators.faults import PROFILES, UPSTREAMS, env_latency_scale
 
 DEFAULT_PORTS = {"c2s": 9001, "diretrix": 9002, "work": 9003}
 

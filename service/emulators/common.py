@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -22,34 +21,29 @@ from pydantic import ValidationError
 from service.emulators.dataset import SCENARIOS, Dataset, get_dataset
 from service.emulators.faults import (
     FAULT_OVERRIDES,
+    LATENCY_SCALE_ENV,
     Decision,
     FaultEngine,
+    env_latency_scale,
     profile_config,
 )
 
+__all__ = [
+    "LATENCY_SCALE_ENV",
+    "Emulator",
+    "add_admin_routes",
+    "env_latency_scale",
+    "json_response",
+]
+
 SCENARIO_HEADER = "x-emulator-scenario"
 OVERRIDES = frozenset(SCENARIOS) | frozenset(FAULT_OVERRIDES)
-LATENCY_SCALE_ENV = "EMULATOR_LATENCY_SCALE"
 
 
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
-
-
-def env_latency_scale() -> float:
-    """``EMULATOR_LATENCY_SCALE`` (default 1.0); a clear error for a bad value."""
-    raw = os.environ.get(LATENCY_SCALE_ENV, "").strip()
-    if not raw:
-        return 1.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{LATENCY_SCALE_ENV} must be a number >= 0, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{LATENCY_SCALE_ENV} must be a number >= 0, got {raw!r}")
-    return value
 
 
 class Emulator:

@@ -21,6 +21,7 @@ Figures come from the reference report (`/work/shared/reference/c2s-service-and-
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 import zlib
@@ -35,8 +36,24 @@ Z95 = NormalDist().inv_cdf(0.95)  # 1.6448536269514722
 PROFILES = ("nominal", "degraded")
 UPSTREAMS = ("c2s", "diretrix", "work")
 
+LATENCY_SCALE_ENV = "EMULATOR_LATENCY_SCALE"
+
 # Override values accepted in the X-Emulator-Scenario header (besides the lead scenarios).
 FAULT_OVERRIDES = ("ok", "error", "hang", "rate_limited", "quota_exhausted", "slow")
+
+
+def env_latency_scale() -> float:
+    """``EMULATOR_LATENCY_SCALE`` (default 1.0); a clear error for a bad value."""
+    raw = os.environ.get(LATENCY_SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{LATENCY_SCALE_ENV} must be a number >= 0, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{LATENCY_SCALE_ENV} must be a number >= 0, got {raw!r}")
+    return value
 
 
 # --- configuration models -------------------------------------------------------------------
