@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from service.emulators import c2s, diretrix, work
-from service.emulators.dataset import get_dataset
+from service.emulators.dataset import Lead, get_dataset
 from service.emulators.faults import C2S_GET, C2S_MESSAGE, DIRETRIX_PHONE, WORK_API
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,8 @@ def _reset_after(request: pytest.FixtureRequest) -> Iterator[None]:
             request.getfixturevalue(name).post("/_emulator/reset")
 
 
-def lead_of(scenario: str, n: int = 0, **want: Any):
+def lead_of(scenario: str, n: int = 0, **want: bool) -> Lead:
+    """The n-th lead of a scenario; ``phone=True`` / ``email=False`` filter on presence."""
     leads = [
         lead
         for lead in DS.leads_for(scenario)
@@ -332,7 +333,9 @@ def test_diretrix_stats_per_route(diretrix_http: httpx.Client) -> None:
 
 
 # --- Work API -------------------------------------------------------------------------------
-def work_get(client: httpx.Client, modulo: str, consulta: str, token: str = WORK_TOKEN, **kw: Any):
+def work_get(
+    client: httpx.Client, modulo: str, consulta: str, token: str = WORK_TOKEN, **kw: Any
+) -> httpx.Response:
     return client.get("/api", params={"token": token, "modulo": modulo, "consulta": consulta}, **kw)
 
 

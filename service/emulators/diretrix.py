@@ -13,6 +13,7 @@ import base64
 import binascii
 import hmac
 import os
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -83,8 +84,9 @@ def create_app(
         return emu.reply(route, decision, 200, [{"nome": person.name, "cpf": person.cpf}])
 
     async def lookup(
-        request: Request, route: str, find: Any
-    ) -> Response:  # find: () -> Response, run after auth, override and faults
+        request: Request, route: str, find: Callable[[Decision, bool], Response]
+    ) -> Response:
+        """Auth, override header and faults, then ``find(decision, hidden)``."""
         cred = credential(request)
         if cred is None:
             return unauthorized(route)
