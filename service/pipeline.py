@@ -205,7 +205,11 @@ class Pipeline:
                 "_outcome": "cpf_deduplicated",
             }
         pairs: list[tuple[str, dict[str, Any]]] = []  # each CPF with its own payload
-        with self._step(3, f"Enriching {len(to_process)} CPF(s) with Work API", timings):
+        with self._step(
+            3,
+            f"Enriching {len(to_process)} CPF{'s' if len(to_process) != 1 else ''} with Work API",
+            timings,
+        ):
             for cpf in to_process:
                 try:
                     pairs.append((cpf, await self.up.work_cpf(cpf, deadline=deadline)))
@@ -236,7 +240,11 @@ class Pipeline:
 
         # Step 5: the database (per person; a failure is logged and does not fail the request)
         stored = 0
-        with self._step(5, f"Storing {len(pairs)} person(s) in database", timings):
+        with self._step(
+            5,
+            f"Storing {len(pairs)} {'people' if len(pairs) != 1 else 'person'} in database",
+            timings,
+        ):
             for cpf, payload in pairs:
                 try:
                     await storage.store_person(
