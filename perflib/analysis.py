@@ -651,8 +651,13 @@ def leak_estimate(
     min_mb_per_min: float = 1.0,
     window: str = "",
     min_samples: int = 10,
+    min_window_s: float = 0.0,
 ) -> LeakEstimate | None:
-    """Theil–Sen slope of memory (MB/min) with its CI; None with fewer than ``min_samples``."""
+    """Theil–Sen slope of memory (MB/min) with its CI.
+
+    None with fewer than ``min_samples`` samples or a window shorter than ``min_window_s``
+    (a short window cannot tell a leak from warm-up: caches and pools fill at first).
+    """
     from scipy.stats import theilslopes
 
     df = pd.DataFrame(
@@ -664,7 +669,7 @@ def leak_estimate(
     if len(df) < min_samples:
         return None
     x = (df["t"] - df["t"].iloc[0]).dt.total_seconds().to_numpy() / 60.0
-    if np.ptp(x) <= 0:
+    if np.ptp(x) <= 0 or np.ptp(x) * 60.0 < min_window_s:
         return None
     res = theilslopes(df["m"].to_numpy(), x, alpha=confidence)
     return LeakEstimate(
@@ -826,6 +831,7 @@ def memory_summary(
     max_gap_s: float = 5.0,
     leak_stages: Sequence[str] = ("steady",),
     leak_min_mb_per_min: float = 1.0,
+    leak_min_window_s: float = 120.0,
 ) -> MemorySummary:
     """Idle / under-load / peak memory, time above thresholds, sustained-800, leak, OOMs.
 
@@ -909,16 +915,22 @@ def memory_summary(
             label = "k6 window"
         win = valid[mask]
         if len(win) and len(ev):
+            planned = ev["detail"].map(lambda d: isinstance(d, dict) and bool(d.get("planned")))
             cut = ev[
                 ev["type"].isin(["oom_killed", "restart", "service_exit"])
+                & ~planned
                 & ev["time"].notna()
                 & (ev["time"] > win["time"].min())
             ]["time"]
-            if len(cut):
+            if len(cut) and (win["time"] >= cut.min()).any():
                 win = win[win["time"] < cut.min()]
-                label += " (cut at first restart)"
+                label += " (cut at the first OOM/restart)"
         leak = leak_estimate(
-            win["time"], win["memory_used_mb"], window=label, min_mb_per_min=leak_min_mb_per_min
+            win["time"],
+            win["memory_used_mb"],
+            window=label,
+            min_mb_per_min=leak_min_mb_per_min,
+            min_window_s=leak_min_window_s,
         )
     timeline = (
         df[["time", "t_s", "memory_used_mb", "memory_limit_mb"]].copy()
@@ -1389,6 +1401,7 @@ def analyze_run(
         max_gap_s=st.max_gap_s,
         leak_stages=st.leak_stages,
         leak_min_mb_per_min=st.leak_min_mb_per_min,
+        leak_min_window_s=st.leak_min_window_s,
     )
     cpu = cpu_summary(
         samples,
@@ -1554,7 +1567,11 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
         return float(a.saturation.dropped_iterations), a.saturation.evidence
     if kind == "leak":
         if m.leak is None:
-            return None, "too few memory samples in the steady window"
+            return None, (
+                f"no leak estimate: fewer than 10 samples or under "
+                f"{slos.settings.leak_min_window_s:g} s of {', '.join(slos.settings.leak_stages)}"
+                " load"
+            )
         return m.leak.ci_low, m.leak.evidence
     return None, f"unknown kind {kind}"  # pragma: no cover (validated by pydantic)
 
@@ -1949,7 +1966,7 @@ def cli_analyze(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(analysis.to_dict(), indent=2, default=str))
         return code
-    out = Console()
+    out = Console() if Console().is_terminal else Console(width=160)
     head = f"[bold]{analysis.run.name}[/]  profile={analysis.profile}  preset={analysis.run.preset}"
     out.print(head)
     for w in analysis.warnings:

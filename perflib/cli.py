@@ -112,8 +112,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--slo", default=None, help="SLO file (default data/slo.toml)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--fail-on", choices=["critical", "alert", "warn"], default="critical",
-                   help="exit 1 when any verdict is at least this severe (default critical)")
+    p.add_argument(
+        "--fail-on",
+        choices=["critical", "alert", "warn"],
+        default="critical",
+        help="exit 1 when any verdict is at least this severe (default critical)",
+    )
 
 
 def _add_recommend(sub: argparse._SubParsersAction) -> None:

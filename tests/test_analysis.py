@@ -313,7 +313,7 @@ def test_memory_summary_idle_load_peak_and_time_above() -> None:
         k6_start,
         k6_ended_at=iso((k6_start + pd.Timedelta(seconds=99.5)).to_pydatetime()),
     )
-    ms = an.memory_summary(s, m)
+    ms = an.memory_summary(s, m, leak_min_window_s=30.0)
     assert ms.idle_mb == pytest.approx(120.0)
     assert ms.load_mb == pytest.approx(np.median(np.linspace(300, 750, 100)))
     assert ms.peak_mb == pytest.approx(750.0) and ms.peak_t_s == pytest.approx(99.0)
@@ -326,6 +326,9 @@ def test_memory_summary_idle_load_peak_and_time_above() -> None:
     assert ms.leak is not None and ms.leak.slope_mb_per_min == pytest.approx(
         (750 - 300) / 99 * 60, rel=0.01
     )
+    assert ms.leak.window == "stages steady"
+    # the steady stage lasts 60 s: under the default 120 s minimum no slope is claimed
+    assert an.memory_summary(s, m).leak is None
 
 
 def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:

@@ -168,13 +168,16 @@ def test_error_rate_verdicts(failed: int, verdict: str) -> None:
 
 
 def _resource_run(
-    memory: np.ndarray, cpu: np.ndarray | None = None, idle_s: int = 20
+    memory: np.ndarray,
+    cpu: np.ndarray | None = None,
+    idle_s: int = 20,
+    leak_min_window_s: float = 30.0,
 ) -> an.RunAnalysis:
     a = _analysis_stub(make_requests(50))
     s = make_samples(memory, cpu=cpu)
     m = manifest(T0 + pd.Timedelta(seconds=idle_s))
     m["k6_ended_at"] = None
-    a.memory = an.memory_summary(s, m)
+    a.memory = an.memory_summary(s, m, leak_min_window_s=leak_min_window_s)
     a.cpu = an.cpu_summary(s, m)
     return a
 
@@ -236,6 +239,10 @@ def test_step_saturation_leak_and_profile_verdicts() -> None:
     rising = _resource_run(np.concatenate([np.full(30, 100.0), 200 + np.arange(90) * 0.1]))
     measured, v = _verdict(rising, "memory_leak")  # 6 MB/min during "steady"
     assert measured == pytest.approx(6.0, rel=0.01) and v == "alert"
+    short = _resource_run(
+        np.concatenate([np.full(30, 100.0), 200 + np.arange(90) * 0.1]), leak_min_window_s=120.0
+    )
+    assert _verdict(short, "memory_leak")[1] == "no data"
 
     assert "load_p95" not in set(an.slo_verdicts(a)["id"])  # no profile: profile SLOs skipped
     a.run.manifest["profile"] = "load"
