@@ -164,39 +164,25 @@ def samplers_for(args: argparse.Namespace) -> list[Sampler]:
     return samplers
 
 
-def _sampler_class(name: str, flag: str) -> Any:
-    from perflib import samplers as mod
+def _remote_factory(args: argparse.Namespace) -> list[Sampler]:
+    """``--fly-app`` / ``--prometheus`` → perflib.samplers_remote (Fly helper's module)."""
+    if not (getattr(args, "fly_app", None) or getattr(args, "prometheus", None)):
+        return []
+    from perflib.fly import FlyError
+    from perflib.samplers_remote import remote_samplers
 
-    cls = getattr(mod, name, None)
-    if cls is None:
-        raise RunError(
-            f"{flag} needs perflib.samplers.{name}, which this version lacks", EXIT_USAGE
+    try:
+        return remote_samplers(
+            fly_app=getattr(args, "fly_app", None),
+            fly_org=getattr(args, "fly_org", None),
+            prometheus_url=getattr(args, "prometheus", None),
+            interval=getattr(args, "sample_interval", 1.0),
         )
-    return cls
+    except (FlyError, ValueError) as exc:  # e.g. FLY_API_TOKEN missing: exit 2, no traceback
+        raise RunError(str(exc), EXIT_USAGE) from None
 
 
-def _prometheus_factory(args: argparse.Namespace) -> list[Sampler]:
-    if not getattr(args, "prometheus", None):
-        return []
-    cls = _sampler_class("PrometheusSampler", "--prometheus")
-    return [cls.from_args(args) if hasattr(cls, "from_args") else cls(args.prometheus)]
-
-
-def _fly_factory(args: argparse.Namespace) -> list[Sampler]:
-    if not getattr(args, "fly_app", None):
-        return []
-    cls = _sampler_class("FlySampler", "--fly-app")
-    return [
-        cls.from_args(args)
-        if hasattr(cls, "from_args")
-        else cls(app=args.fly_app, org=getattr(args, "fly_org", None))
-    ]
-
-
-SAMPLER_FACTORIES: list[Callable[[argparse.Namespace], list[Sampler]]] = [
-    _prometheus_factory,
-    _fly_factory,
-]
+SAMPLER_FACTORIES: list[Callable[[argparse.Namespace], list[Sampler]]] = [_remote_factory]
 
 
 class _Progress:
@@ -336,7 +322,7 @@ def run_profile(
     run = RunDir.create(run_path, manifest)
     manifest = run.manifest  # one dict: later edits must reach save_manifest()
     events = EventLog(run.events_path)
-    sink = SampleWriter(run.samples_path)
+    sink = SampleWriter(run.samples_path, with_instance=bool(samplers))  # remote: per instance
     run.service_log_path.touch()
     state: dict[str, Any] = {
         "interrupted": False,

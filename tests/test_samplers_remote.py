@@ -454,3 +454,18 @@ def test_cli_no_data_exit_code(
     assert captured.out.splitlines() == [
         "time,memory_used_mb,memory_limit_mb,cpu_pct,cpu_throttled_pct,source,instance"
     ]
+
+
+def test_runner_hook_uses_remote_samplers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perflib import runner
+
+    args = build_parser().parse_args(
+        ["run", "smoke", "--base-url", "https://x.fly.dev", "--fly-app", "x", "--fly-org", "acme"]
+    )
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(runner.RunError) as info:
+        runner.samplers_for(args)
+    assert info.value.exit_code == 2 and TOKEN_ENV in str(info.value)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    (fly,) = runner.samplers_for(args)
+    assert isinstance(fly, FlySampler) and fly.app == "x"
