@@ -19,6 +19,16 @@ _EXPORTS: dict[str, str] = {
     "read_events": "perflib.rundir",
     # profiles / vm / runner exports
     # samplers exports
+    "FlySampler": "perflib.samplers_remote",
+    "ProcessSampler": "perflib.samplers_remote",
+    "PrometheusSampler": "perflib.samplers_remote",
+    "remote_samplers": "perflib.samplers_remote",
+    "PrometheusClient": "perflib.prometheus",
+    "PrometheusServer": "perflib.prometheus",
+    "start_for_stack": "perflib.prometheus",
+    "MachinesClient": "perflib.fly",
+    "machine_events": "perflib.fly",
+    "parse_log_lines": "perflib.fly",
     # k6 ingest exports
     # analysis exports
     # plots exports
