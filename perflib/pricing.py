@@ -323,12 +323,18 @@ def regions() -> pd.DataFrame:
     return _regions().copy()
 
 
-def region_multiplier(region: str) -> float:
+@cache
+def _multipliers() -> dict[str, float]:
     r = _regions()
-    hit = r.loc[r["region"] == region.strip().lower(), "multiplier"]
-    if hit.empty:
-        raise PricingError(f"unknown region {region!r}; known: {', '.join(r['region'])}")
-    return float(hit.iloc[0])
+    return dict(zip(r["region"], r["multiplier"].astype(float), strict=True))
+
+
+def region_multiplier(region: str) -> float:
+    m = _multipliers()
+    key = region.strip().lower()
+    if key not in m:
+        raise PricingError(f"unknown region {region!r}; known: {', '.join(m)}")
+    return m[key]
 
 
 def egress_usd_per_gb(region: str, private: bool = False) -> float:
@@ -399,7 +405,8 @@ def write_price_table(path: Path = PRICING_CSV) -> Path:
     with path.open("w", encoding="utf-8", newline="") as fh:
         fh.write(HEADER)
         df.to_csv(fh, index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.2f")
-    _load_all_prices.cache_clear()
+    for f in (_load_all_prices, _price_index, _machine_price):
+        f.cache_clear()
     return path
 
 
@@ -419,20 +426,35 @@ def load_prices(price_set: str | None = None) -> pd.DataFrame:
     return out
 
 
+@cache
+def _price_index() -> dict[tuple[str, str, str], float]:
+    """(price set, region, preset) → $/30 d for every row of the table (fast lookups)."""
+    t = _load_all_prices()
+    return {
+        (ps, region, preset): float(usd)
+        for ps, region, preset, usd in zip(
+            t["price_set"], t["region"], t["preset"], t["usd_per_30d"], strict=True
+        )
+    }
+
+
+@cache
+def _machine_price(name: str, region: str, ps_name: str) -> float:
+    hit = _price_index().get((ps_name, region, name))
+    if hit is not None:
+        return hit
+    ps = load_price_sets()[ps_name]
+    return js_round2(formula_price(ps, parse_preset(name), region_multiplier(region)))
+
+
 def machine_price(preset: str | Preset, region: str = "iad", price_set: str | None = None) -> float:
     """$/30 d for one started Machine: the published figure where one exists, else the
     formula with the region multiplier (what Fly's calculator shows)."""
     p = parse_preset(preset)
     ps = resolve_price_set(price_set)
     region = region.strip().lower()
-    mult = region_multiplier(region)
-    table = _load_all_prices()
-    hit = table[
-        (table["price_set"] == ps.name) & (table["region"] == region) & (table["preset"] == p.name)
-    ]
-    if not hit.empty:
-        return float(hit["usd_per_30d"].iloc[0])
-    return js_round2(formula_price(ps, p, mult))
+    region_multiplier(region)  # unknown regions raise here
+    return _machine_price(p.name, region, ps.name)
 
 
 # --------------------------------------------------------------------------- cost model

@@ -61,6 +61,7 @@ SUSTAINED_S = 60.0  #: "consistently": longest span above a threshold (same as d
 MAX_GAP_S = 5.0  #: a gap between samples longer than this breaks a span
 POOL_MB_PER_CONNECTION = (5.0, 10.0)  #: "Each connection uses ~5-10 MB"
 DEFAULT_CURRENT = "shared-cpu-1x:1024mb"  #: the guide's "Current Configuration"
+GUIDE_VM_MB = 1024  #: the VM the guide's thresholds were written for
 SERVICE_POOL_DEFAULT = 10  #: service/settings.py db_pool_size
 
 G = "Guide"  # citation prefix
@@ -837,8 +838,9 @@ def recommend(
         rules.append(m)
         if m.triggered:
             reasons.append(m.reason)
+            # the guide wrote this for its 1 GB VM: scale up = more than min(limit, 1 GB)
             lim = r.memory_limit_mb or r.peak_mb
-            min_exclusive_mb = max(min_exclusive_mb, lim)
+            min_exclusive_mb = max(min_exclusive_mb, min(lim, GUIDE_VM_MB))
         p = rule_p95(r)
         rules.append(p)
         if p.triggered:
@@ -1039,10 +1041,9 @@ def capacity(
         raise SizingError(f"{ev.label}: no HTTP requests in the k6 output")
     bs = bucket_s or max(10.0 * ev.time_scale, 1.0)
     t = pd.to_datetime(req["time"], utc=True)
-    if "start_time" in req:
-        start = pd.to_datetime(req["start_time"], utc=True)
-    else:
-        start = t - pd.to_timedelta(req["duration_ms"], unit="ms")
+    start = t - pd.to_timedelta(req["duration_ms"], unit="ms")
+    if "start_time" in req:  # k6 ingest: end − all phases (incl. blocked/connecting)
+        start = pd.to_datetime(req["start_time"], utc=True).fillna(start)
     t0 = start.min()
     end_bucket = ((t - t0).dt.total_seconds() // bs).astype(int)
     start_bucket = ((start - t0).dt.total_seconds() // bs).astype(int)

@@ -1,0 +1,615 @@
+"""The recommender's rules (each with a triggering case and one just below it), the VPA-style
+second opinion against the anchor's worked numbers, pool sizing, capacity and the preset
+comparison. Synthetic run directories are written through perflib.rundir, exactly as the
+runner writes them; expected prices come from fly.md §4, not from the price table."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perflib import cli
+from perflib.rundir import EventLog, RunDir, SampleWriter
+from perflib.sizing import (
+    SizingError,
+    capacity,
+    compare_presets,
+    evidence_from_samples,
+    longest_span_above,
+    pool_advice,
+    pool_size,
+    recommend,
+    rule_512,
+    rule_buffer,
+    second_opinion,
+    vpa_bucket_end_mb,
+    vpa_confidence,
+    vpa_percentile_mb,
+    vpa_target_mb,
+)
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# fly.md §4, 2026-10-01 set ($6/GB): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)
+# We use prices derived by hand from the formula 0.695 + 6 × GB, rounded like Fly:
+P26 = {"512": 3.69, "768": 5.20, "1024": 6.70, "1280": 8.20, "shared-2x:1024": 7.39}
+P25 = {"512": 3.19, "1024": 5.70}  # published 2025-08-19
+
+
+def write_k6(path: Path, requests: Sequence[tuple[float, float, bool]]) -> None:
+    """k6 NDJSON: one request = http_reqs, http_req_duration, http_req_failed points at its
+    end time (t seconds after T0, duration ms, failed)."""
+    lines = [
+        {
+            "type": "Metric",
+            "metric": m,
+            "data": {"name": m, "type": k, "contains": c, "thresholds": [], "submetrics": None},
+        }
+        for m, k, c in [
+            ("http_reqs", "counter", "default"),
+            ("http_req_duration", "trend", "time"),
+            ("http_req_failed", "rate", "default"),
+        ]
+    ]
+    for t, dur, failed in requests:
+        ts = (T0 + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
+        tags = {
+            "name": "/api/v1/leads/process",
+            "method": "GET",
+            "scenario": "default",
+            "status": "500" if failed else "200",
+            "expected_response": "false" if failed else "true",
+        }
+        for metric, value in (
+            ("http_reqs", 1),
+            ("http_req_duration", dur),
+            ("http_req_failed", int(failed)),
+        ):
+            lines.append(
+                {
+                    "type": "Point",
+                    "metric": metric,
+                    "data": {"time": ts, "value": value, "tags": tags},
+                }
+            )
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for obj in lines:
+            fh.write(json.dumps(obj) + "\n")
+
+
+def make_run(
+    path: Path,
+    preset: str,
+    memory: Sequence[float],
+    *,
+    cpu: Sequence[float] | None = None,
+    oom_at: int | None = None,
+    p95_ms: float = 800.0,
+    rate: float = 0.5,
+    profile: str = "load",
+    time_scale: float = 1.0,
+    requests: Sequence[tuple[float, float, bool]] | None = None,
+) -> RunDir:
+    """A run directory with one sample per second and a k6 summary-export file."""
+    n = len(memory)
+    limit = float(preset.split(":")[1].removesuffix("mb"))
+    run = RunDir.create(
+        path,
+        {
+            "schema": 1,
+            "profile": profile,
+            "time_scale": time_scale,
+            "vm": {"preset": preset, "cpu_kind": "shared", "cpus": 1, "memory_mb": limit},
+            "k6_started_at": T0.isoformat(),
+            "k6_ended_at": (T0 + timedelta(seconds=n)).isoformat(),
+            "exit": {"status": "oom_killed" if oom_at is not None else "ok"},
+        },
+    )
+    with SampleWriter(run.samples_path) as w:
+        for i, m in enumerate(memory):
+            w.write(
+                {
+                    "time": T0 + timedelta(seconds=i),
+                    "memory_used_mb": float(m),
+                    "memory_limit_mb": limit,
+                    "cpu_pct": float(cpu[i]) if cpu else 20.0,
+                    "cpu_throttled_pct": None,
+                    "source": "test",
+                }
+            )
+    log = EventLog(run.events_path)
+    if oom_at is not None:
+        log.record("oom_killed", {"memory_mb": limit}, time=T0 + timedelta(seconds=oom_at))
+    log.close()
+    count = rate * n
+    run.summary_path.write_text(
+        json.dumps(
+            {
+                "metrics": {
+                    "http_req_duration": {"avg": p95_ms / 2, "med": p95_ms / 2, "p(95)": p95_ms},
+                    "http_reqs": {"count": count, "rate": rate},
+                    "http_req_failed": {"passes": 0, "fails": int(count), "value": 0.0},
+                    "data_received": {"count": 2000.0 * count, "rate": 2000.0 * rate},
+                }
+            }
+        )
+    )
+    if requests is not None:
+        write_k6(run.path / "k6.ndjson.gz", requests)
+    return run
+
+
+def ramp(peak: float, n: int = 240, start: float = 150.0) -> np.ndarray:
+    return np.linspace(start, peak, n)
+
+
+def plateau(level: float, seconds: int, n: int = 240, base: float = 300.0) -> list[float]:
+    """``base`` MB except ``seconds`` consecutive samples at ``level`` in the middle."""
+    out = [base] * n
+    s = (n - seconds) // 2
+    out[s : s + seconds] = [level] * seconds
+    return out
+
+
+# ----------------------------------------------------------------- the 30 % buffer
+
+
+def test_buffer_rule_arithmetic_and_reason() -> None:
+    req, why = rule_buffer(412.0)
+    assert req == pytest.approx(535.6)
+    assert "peak 412 MB × 1.3 = 536 MB" in why and why.startswith("Guide, Optimization Checklist")
+
+
+def test_buffer_picks_smallest_memory_step_that_fits(tmp_path: Path) -> None:
+    # 393 × 1.3 = 510.9 ≤ 512 → 512 MB; 394 × 1.3 = 512.2 → 768 MB (next 256 MB step)
+    a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(393))
+    b = make_run(tmp_path / "b", "shared-cpu-1x:1024mb", ramp(394))
+    ra, rb = recommend([a.path]), recommend([b.path])
+    assert ra.recommended_preset == "shared-cpu-1x:512mb"
+    assert rb.recommended_preset == "shared-cpu-1x:768mb"
+    assert ra.monthly_cost_usd == P26["512"] and rb.monthly_cost_usd == P26["768"]
+    # current = the runs' preset (1 GB): saving = 6.70 − 3.69
+    assert ra.current_preset == "shared-cpu-1x:1024mb"
+    assert ra.monthly_savings_usd == pytest.approx(P26["1024"] - P26["512"])
+    assert ra.memory_mb == 512
+
+
+# ----------------------------------------------------------------- 512 MB only below 400 MB
+
+
+def test_512_rule_boundary() -> None:
+    assert rule_512(400.0).triggered  # "Peak memory <400 MB": 400 is not below
+    assert "rules out 512 MB" in rule_512(400.0).reason
+    assert not rule_512(399.9).triggered
+    assert "allows 512 MB" in rule_512(399.9).reason
+
+
+def test_512_rule_is_cited_in_recommendation(tmp_path: Path) -> None:
+    r = recommend([make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(405)).path])
+    assert any(
+        "Option 1: load-test peak 405 MB ≥ 400 MB → rules out 512 MB" in x for x in r.reasons
+    )
+    assert r.memory_mb > 512
+
+
+# ----------------------------------------------------------------- OOM
+
+
+def test_oom_rules_out_that_size_and_smaller(tmp_path: Path) -> None:
+    ok = make_run(tmp_path / "big", "shared-cpu-1x:1024mb", ramp(300))
+    oom = make_run(tmp_path / "small", "shared-cpu-1x:512mb", ramp(512, n=120), oom_at=119)
+    # without the OOM run: 300 × 1.3 = 390 MB and 300 < 400 → 512 MB
+    assert recommend([ok.path]).recommended_preset == "shared-cpu-1x:512mb"
+    r = recommend([ok.path, oom.path])
+    assert r.memory_mb > 512
+    assert r.recommended_preset == "shared-cpu-1x:768mb"
+    assert any(
+        "1 OOM kill(s) at shared-cpu-1x:512mb → 512 MB and every smaller size ruled out" in x
+        for x in r.reasons
+    )
+    # the OOM run's peak is cut off at its limit: the buffer uses the completed run's peak
+    assert r.peak_memory_mb == pytest.approx(300.0)
+
+
+def test_oom_at_1gb_forces_more_than_1gb(tmp_path: Path) -> None:
+    oom = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(1000, n=60), oom_at=59)
+    r = recommend([oom.path])
+    assert r.memory_mb > 1024
+    assert r.recommended_preset == "shared-cpu-1x:1536mb"  # 1000 × 1.3 = 1300 → 1536
+    no_oom = make_run(tmp_path / "b", "shared-cpu-1x:1024mb", ramp(700, n=60))
+    assert recommend([no_oom.path]).memory_mb == 1024  # 700 × 1.3 = 910
+
+
+# ----------------------------------------------------------------- memory consistently > 800
+
+
+def test_longest_span_above() -> None:
+    times = [T0 + timedelta(seconds=i) for i in range(10)]
+    vals = [0, 900, 900, 900, 0, 900, 900, 900, 900, 0]
+    import pandas as pd
+
+    assert longest_span_above(pd.Series(times), pd.Series(vals), 800) == 4.0
+    assert longest_span_above(pd.Series(times), pd.Series(vals), 900) == 0.0  # strictly above
+    # a gap longer than max_gap_s breaks a span
+    gap = times[:3] + [t + timedelta(seconds=30) for t in times[3:]]
+    assert longest_span_above(pd.Series(gap), pd.Series([900] * 10), 800) == 7.0
+
+
+def _rule(rec, name):  # noqa: ANN001, ANN202
+    return [x for x in rec.rules if x.rule == name]
+
+
+def test_memory_consistently_above_800(tmp_path: Path) -> None:
+    hit = make_run(tmp_path / "hit", "shared-cpu-1x:2048mb", plateau(810, 61))
+    below = make_run(tmp_path / "below", "shared-cpu-1x:2048mb", plateau(810, 59))
+    at = make_run(tmp_path / "at", "shared-cpu-1x:2048mb", plateau(800, 120))
+    rh, rb, ra = recommend([hit.path]), recommend([below.path]), recommend([at.path])
+    assert _rule(rh, "memory_sustained")[0].triggered
+    assert not _rule(rb, "memory_sustained")[0].triggered
+    assert not _rule(ra, "memory_sustained")[0].triggered  # 800 is not above 800
+    assert any(
+        "Memory consistently >800 MB" in x and "61 s ≥ 60 s → scale up" in x for x in rh.reasons
+    )
+    assert rh.memory_mb > 1024
+
+
+def test_sustain_window_scales_with_time_scale(tmp_path: Path) -> None:
+    # a run shortened 10×: 7 s above 800 MB counts as "consistently" (≥ 6 s)
+    r = make_run(tmp_path / "a", "shared-cpu-1x:2048mb", plateau(810, 7, n=40), time_scale=0.1)
+    assert _rule(recommend([r.path]), "memory_sustained")[0].triggered
+    r2 = make_run(tmp_path / "b", "shared-cpu-1x:2048mb", plateau(810, 5, n=40), time_scale=0.1)
+    assert not _rule(recommend([r2.path]), "memory_sustained")[0].triggered
+
+
+# ----------------------------------------------------------------- p95 > 3 s
+
+
+def test_p95_above_3s_scales_up(tmp_path: Path) -> None:
+    slow = make_run(tmp_path / "slow", "shared-cpu-1x:1024mb", ramp(300), p95_ms=3001)
+    edge = make_run(tmp_path / "edge", "shared-cpu-1x:1024mb", ramp(300), p95_ms=3000)
+    rs, re_ = recommend([slow.path]), recommend([edge.path])
+    # strictly larger than shared-cpu-1x:1024mb, cheapest: shared-cpu-2x:1024mb (1.39 + 6)
+    assert rs.recommended_preset == "shared-cpu-2x:1024mb"
+    assert rs.monthly_cost_usd == P26["shared-2x:1024"]
+    assert any("p95 latency >3s" in x and "3001 ms > 3000 ms" in x for x in rs.reasons)
+    assert re_.recommended_preset == "shared-cpu-1x:512mb"
+    assert not _rule(re_, "p95")[0].triggered
+
+
+# ----------------------------------------------------------------- CPU > 70 % sustained
+
+
+def test_cpu_sustained_above_70_needs_performance(tmp_path: Path) -> None:
+    hot = make_run(
+        tmp_path / "hot", "shared-cpu-1x:1024mb", ramp(300), cpu=plateau(75, 61, base=20)
+    )
+    short = make_run(
+        tmp_path / "short", "shared-cpu-1x:1024mb", ramp(300), cpu=plateau(75, 59, base=20)
+    )
+    flat = make_run(
+        tmp_path / "flat", "shared-cpu-1x:1024mb", ramp(300), cpu=plateau(70, 200, base=20)
+    )
+    r = recommend([hot.path])
+    assert r.recommended_preset == "performance-1x:2048mb"
+    assert r.monthly_cost_usd == 33.00  # fly.md: 2026-10-01 quote
+    assert r.cpu_kind == "performance"
+    assert any("CPU consistently >70%" in x for x in r.reasons)
+    assert recommend([short.path]).cpu_kind == "shared"
+    assert recommend([flat.path]).cpu_kind == "shared"  # 70 % is not above 70 %
+
+
+# ----------------------------------------------------------------- HA
+
+
+def test_ha_doubles_instances_and_cost(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    single = recommend([run.path], price_set="2025-08-19")
+    ha = recommend([run.path], ha=True, price_set="2025-08-19")
+    assert ha.instances == 2 and single.instances == 1
+    assert ha.monthly_cost_usd == pytest.approx(2 * P25["512"])
+    assert ha.monthly_savings_usd == pytest.approx(P25["1024"] - 2 * P25["512"])
+    assert any("Option 2" in x and "2 instances" in x for x in ha.reasons)
+
+
+def test_price_set_choice_and_region(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    r25 = recommend([run.path], price_set="2025-08-19")
+    assert r25.monthly_cost_usd == P25["512"] and r25.price_set == "2025-08-19"
+    assert recommend([run.path]).price_set == "2026-10-01"
+    # sjc 2025: 1.1923 × 3.195 = 3.8094 → 3.81
+    assert recommend([run.path], price_set="2025-08-19", region="sjc").monthly_cost_usd == 3.81
+    with pytest.raises(SizingError, match="unknown price set"):
+        recommend([run.path], price_set="1999")
+
+
+def test_json_keys_from_design(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    d = json.loads(recommend([run.path]).to_json())
+    for key in (
+        "recommended_preset",
+        "memory_mb",
+        "monthly_cost_usd",
+        "current_preset",
+        "monthly_savings_usd",
+        "reasons",
+        "second_opinion",
+        "pool_size",
+        "price_set",
+    ):
+        assert key in d
+    assert isinstance(d["reasons"], list) and all(isinstance(x, str) for x in d["reasons"])
+
+
+# ----------------------------------------------------------------- pool size
+
+
+@pytest.mark.parametrize(
+    ("rpm", "n"), [(0, 5), (9.99, 5), (10, 10), (50, 10), (50.01, 20), (600, 20)]
+)
+def test_pool_size_boundaries(rpm: float, n: int) -> None:
+    assert pool_size(rpm) == n
+
+
+def test_pool_advice_memory() -> None:
+    a = pool_advice(60.0, current=10)
+    assert (a.connections, a.memory_mb_low, a.memory_mb_high) == (20, 100.0, 200.0)
+    assert "+10 connections ≈ +50 to +100 MB" in a.reason
+    with pytest.raises(SizingError):
+        pool_size(-1)
+
+
+def test_pool_from_measured_rate(tmp_path: Path) -> None:
+    # 0.5 req/s = 30 req/min → 10 connections
+    r = recommend([make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300), rate=0.5).path])
+    assert r.pool is not None and r.pool.connections == 10 and r.pool.req_per_min == 30
+
+
+# ----------------------------------------------------------------- VPA second opinion
+
+
+@pytest.mark.parametrize(
+    ("p90", "target"), [(300, 362.6), (380, 454.4), (420, 488.1), (445, 523.4)]
+)
+def test_vpa_target_matches_anchor_table(p90: float, target: float) -> None:
+    # anchors-sizing-stats-notebooks.md §1.1 "Worked numbers for our 512 MB question"
+    assert vpa_target_mb(p90) == pytest.approx(target, abs=0.05)
+
+
+def test_vpa_bucket_end_independent() -> None:
+    # bucket b spans [1e7·(1.05^b − 1)/0.05, 1e7·(1.05^(b+1) − 1)/0.05) bytes
+    x = 300 * 1024 * 1024
+    b = 0
+    while 1e7 * (1.05 ** (b + 1) - 1) / 0.05 <= x:
+        b += 1
+    assert vpa_bucket_end_mb(300) == pytest.approx(1e7 * (1.05 ** (b + 1) - 1) / 0.05 / 2**20)
+
+
+def test_vpa_percentile_walks_buckets() -> None:
+    vals = [100.0 * i for i in range(1, 11)]  # 10 peaks, p90 → 9th bucket
+    assert vpa_percentile_mb(vals, 0.9) == pytest.approx(vpa_bucket_end_mb(900))
+    assert vpa_percentile_mb(vals, 0.5) == pytest.approx(vpa_bucket_end_mb(500))
+
+
+def test_vpa_confidence() -> None:
+    assert vpa_confidence(86400, 1440) == 1.0  # one day of per-minute samples
+    assert vpa_confidence(240, 240) == pytest.approx(240 / 86400)  # a 4-minute test
+    assert vpa_confidence(8 * 86400, 1440) == 1.0  # few samples cap it
+
+
+def test_second_opinion_per_interval_peaks_and_oom_bump(tmp_path: Path) -> None:
+    # ten 60-s intervals whose peaks are 100..1000 MB
+    mem = [50.0] * 600
+    for i in range(10):
+        mem[i * 60 + 30] = 100.0 * (i + 1)
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", mem)
+    from perflib.sizing import evidence_from_run
+
+    ev = evidence_from_run(run)
+    so = second_opinion([ev], interval_s=60)
+    assert so.intervals == 10
+    assert so.target_mb == pytest.approx(vpa_bucket_end_mb(900) * 1.15)
+    assert so.p90_peak_mb == pytest.approx(np.percentile(np.arange(100, 1001, 100), 90))
+    assert so.krr_mb == pytest.approx(1000 * 1.15)
+    assert so.confidence == pytest.approx(min(600 / 86400, 600 / 1440))
+    assert "not 24 h of production" in so.caveat and "24 h" in so.caveat
+    # an OOM at 512 MB adds max(512 + 100, 512 × 1.2) = 614.4 MB
+    oom = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(500, n=120), oom_at=119)
+    so2 = second_opinion([evidence_from_run(oom)], interval_s=60)
+    assert so2.oom_bump_mb == pytest.approx(614.4)
+    assert so2.target_mb >= vpa_bucket_end_mb(614.4) * 1.15 - 1e-9
+
+
+def test_second_opinion_shown_in_recommendation(tmp_path: Path) -> None:
+    r = recommend([make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300)).path])
+    assert r.second_opinion is not None
+    assert r.second_opinion.preset is not None
+    assert r.confidence == "low"
+
+
+# ----------------------------------------------------------------- samples input
+
+
+def test_recommend_from_samples_and_events(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:512mb", ramp(500, n=100), oom_at=99)
+    r = recommend(samples=run.samples_path, events=run.events_path)
+    assert r.memory_mb > 500  # OOM at the limit seen in samples (512) rules out ≤ 512
+    assert any("OOM" in x for x in r.reasons)
+    ev = evidence_from_samples(run.samples_path)
+    assert ev.oom_count == 0 and ev.peak_mb == pytest.approx(500)
+
+
+# ----------------------------------------------------------------- capacity
+
+
+def test_capacity_from_stress_run(tmp_path: Path) -> None:
+    reqs = []
+    # 0–30 s: 5 req/s at 100 ms; 30–60 s: 10 req/s at 200 ms; 60–90 s: 20 req/s at 3 s
+    for lo, hi, rps, dur in ((0, 30, 5, 100.0), (30, 60, 10, 200.0), (60, 90, 20, 3000.0)):
+        for k in range((hi - lo) * rps):
+            end = lo + (k + 0.5) / rps
+            reqs.append((end, dur, False))
+    reqs.append((95.0, 100.0, False))  # a last partial bucket
+    run = make_run(
+        tmp_path / "s", "shared-cpu-1x:1024mb", ramp(300, n=96), profile="stress", requests=reqs
+    )
+    cap = capacity(run.path, bucket_s=10)
+    assert cap.max_sustained_rps == pytest.approx(10.0)
+    assert cap.monthly_cost_usd == P26["1024"]
+    # $6.70 / (10 req/s × 2.592 M s) per million + 2 kB/request egress at $0.02/GB
+    assert cap.cost_per_million_usd == pytest.approx(6.70 / 25.92 + 2000 / 1e9 * 0.02 * 1e6)
+    assert cap.first_breach_offered_rps is not None
+    r = recommend([run.path])
+    assert len(r.capacity) == 1 and r.capacity[0].max_sustained_rps == pytest.approx(10.0)
+
+
+# ----------------------------------------------------------------- preset comparison
+
+
+def _latency_requests(dur: float, n: int = 120) -> list[tuple[float, float, bool]]:
+    rng = np.random.default_rng(7)
+    return [(i * 2.0 + 1, float(dur * rng.uniform(0.8, 1.2)), False) for i in range(n)]
+
+
+def test_compare_presets_synthetic(tmp_path: Path) -> None:
+    big = make_run(
+        tmp_path / "gb", "shared-cpu-1x:1024mb", ramp(350), requests=_latency_requests(500)
+    )
+    small = make_run(
+        tmp_path / "half", "shared-cpu-1x:512mb", ramp(380), requests=_latency_requests(520)
+    )
+    comp = compare_presets([small.path, big.path])
+    t = comp.table.set_index("preset")
+    assert comp.baseline == "gb"
+    assert t.loc["shared-cpu-1x:512mb", "headroom_mb"] == pytest.approx(512 - 380)
+    assert t.loc["shared-cpu-1x:1024mb", "peak_memory_mb"] == pytest.approx(350)
+    assert t.loc["shared-cpu-1x:512mb", "monthly_cost_usd"] == P26["512"]
+    assert t.loc["shared-cpu-1x:512mb", "saving_vs_baseline_usd"] == pytest.approx(
+        P26["1024"] - P26["512"]
+    )
+    assert t.loc["shared-cpu-1x:512mb", "oom_kills"] == 0
+    lat = comp.latency["half"]
+    if lat.get("available"):  # analysis module present: Δp95 CI + Mann–Whitney
+        assert lat["latency"] and "ci_low" in lat["latency"][0]
+    d = json.loads(comp.to_json())
+    assert d["recommendation"]["recommended_preset"] == comp.recommendation.recommended_preset
+    # 380 × 1.3 = 494 ≤ 512 and 380 < 400 → 512 MB
+    assert comp.recommendation.recommended_preset == "shared-cpu-1x:512mb"
+
+
+def test_compare_needs_two_runs_of_one_profile(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(300), profile="smoke")
+    with pytest.raises(SizingError, match="at least two runs"):
+        compare_presets([a.path])
+    with pytest.raises(SizingError, match="different profiles"):
+        compare_presets([a.path, b.path])
+
+
+def test_plot_preset_comparison(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from perflib.plots_sizing import plot_preset_comparison
+
+    a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(420))
+    b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(512, n=100), oom_at=99)
+    comp = compare_presets([a.path, b.path], latency=False)
+    fig = plot_preset_comparison(comp)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    # the recommendation (768 MB: 420 × 1.3 = 546) was not run: added as its own bar
+    assert labels == ["shared-cpu-1x\n512mb", "shared-cpu-1x\n768mb", "shared-cpu-1x\n1024mb"]
+    heights = [round(p.get_height(), 2) for p in ax.patches]
+    assert heights == [P26["512"], P26["768"], P26["1024"]]
+    fig.savefig(tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------- CLI
+
+
+def test_cli_recommend_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    assert cli.main(["recommend", str(run.path), "--json", "--price-set", "2025-08-19"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["recommended_preset"] == "shared-cpu-1x:512mb"
+    assert d["monthly_cost_usd"] == P25["512"]
+    assert d["monthly_savings_usd"] == pytest.approx(P25["1024"] - P25["512"])
+    assert cli.main(["recommend", str(run.path)]) == 0  # rich table
+    assert "shared-cpu-1x:512mb" in capsys.readouterr().out
+
+
+def test_cli_recommend_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    code = cli.main(
+        [
+            "recommend",
+            "--samples",
+            str(run.samples_path),
+            "--events",
+            str(run.events_path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["current_preset"] == "shared-cpu-1x:1024mb"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "give RUN_DIR... or --samples"),
+        (["--samples", "{tmp}/nope.csv"], "samples file not found"),
+        (["--samples", "{tmp}/empty.csv"], "empty samples file"),
+        (["--samples", "{tmp}/header.csv"], "no memory samples"),
+        (["{run}", "--current", "shared-cpu-3x"], "unknown preset 'shared-cpu-3x'"),
+        (["{run}", "--price-set", "2024"], "unknown price set '2024'"),
+        (["{tmp}/missing-run"], "no such run directory"),
+        (["{tmp}"], "not a run directory"),
+    ],
+)
+def test_cli_recommend_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    run = make_run(tmp_path / "run", "shared-cpu-1x:1024mb", ramp(300))
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text(
+        "time,memory_used_mb,memory_limit_mb,cpu_pct,cpu_throttled_pct,source\n"
+    )
+    args = [a.format(tmp=tmp_path, run=run.path) for a in argv]
+    assert cli.main(["recommend", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+
+
+def test_cli_recommend_run_without_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    run.samples_path.unlink()
+    assert cli.main(["recommend", str(run.path)]) == 2
+    assert "missing samples.csv" in capsys.readouterr().err
+
+
+def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(310))
+    assert cli.main(["compare", str(a.path), str(b.path), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [r["preset"] for r in d["runs"]] == ["shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"]
+    assert cli.main(["compare", str(a.path)]) == 2
+    assert "at least two runs" in capsys.readouterr().err
+    assert cli.main(["compare", str(a.path), str(b.path)]) == 0
+
+
+def test_nan_free_json(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    text = recommend([run.path]).to_json()
+    assert "NaN" not in text and "Infinity" not in text
+    assert not math.isnan(json.loads(text)["required_memory_mb"])
