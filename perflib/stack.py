@@ -69,6 +69,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True when something already listens on ``host:port`` (or we may not bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as servers do: a port whose old connections linger in TIME_WAIT is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
