@@ -603,3 +603,158 @@ def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (
         an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
     )
+
+
+# ----------------------------------------------------------------------------- real k6
+
+K6_SCRIPT = """
+import http from 'k6/http';
+const B = __ENV.BASE_URL;
+export const options = {
+  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(95)', 'p(99)', 'count'],
+  scenarios: {
+    mixed: { executor: 'constant-vus', vus: 2, duration: '3s', exec: 'mixed' },
+    flood: { executor: 'constant-arrival-rate', rate: 40, timeUnit: '1s', duration: '2s',
+             preAllocatedVUs: 1, maxVUs: 1, exec: 'flood' },
+  },
+  thresholds: {
+    'http_req_duration{name:/fast}': ['p(95)<60000'],
+    'http_req_duration{name:/slow}': ['p(95)<60000'],
+    'http_req_duration{name:/fail}': ['p(95)<60000'],
+  },
+};
+let i = 0;
+export function mixed() {
+  http.get(`${B}/fast`, { tags: { name: '/fast' } });
+  http.get(`${B}/slow`, { tags: { name: '/slow' } });
+  if (i++ % 3 === 0) http.get(`${B}/fail`, { tags: { name: '/fail' } });
+}
+export function flood() { http.get(`${B}/slow`, { tags: { name: '/slow' } }); }
+"""
+
+
+@pytest.fixture(scope="module")
+def k6_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A real k6 run against a loopback server: NDJSON + k6's own --summary-export."""
+    import subprocess
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from perflib.tooling import find_k6
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's API
+            if self.path.startswith("/slow"):
+                time.sleep(0.03)
+            code = 503 if self.path.startswith("/fail") else 200
+            body = b"ok"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    d = tmp_path_factory.mktemp("k6run")
+    (d / "script.js").write_text(K6_SCRIPT, encoding="utf-8")
+    started = datetime.now(UTC)
+    try:
+        proc = subprocess.run(
+            [
+                find_k6(),
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                "--out",
+                f"json={d / 'k6.ndjson.gz'}",
+                "--summary-export",
+                str(d / "summary.json"),
+                "-e",
+                f"BASE_URL=http://127.0.0.1:{server.server_address[1]}",
+                str(d / "script.js"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ended = datetime.now(UTC)
+    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))["metrics"]
+    run = RunDir.create(
+        d / "run",
+        {
+            "schema": 1,
+            "profile": "smoke",
+            "k6_outputs": ["k6.ndjson.gz"],
+            "stages": [{"name": "steady", "start_s": 0.0, "duration_s": 3.0, "target": 2}],
+            "k6_started_at": iso(started),
+            "k6_ended_at": iso(ended),
+            "vm": {"preset": "shared-cpu-1x:1024mb", "memory_mb": 1024},
+        },
+    )
+    (d / "k6.ndjson.gz").rename(run.path / "k6.ndjson.gz")
+    return run.path, summary
+
+
+@pytest.mark.k6
+def test_real_k6_run_figures_equal_k6_summary(k6_run: tuple[Path, dict]) -> None:
+    from perflib import k6
+
+    path, summary = k6_run
+    req = k6.read_requests(path)
+    points = k6.read_points(path, metrics=["vus", "vus_max", "dropped_iterations"])
+    dur = summary["http_req_duration"]
+    assert len(req) == summary["http_reqs"]["count"] == dur["count"]
+
+    # whole-run percentiles and per-endpoint splits equal k6's own (sink.go interpolation)
+    summ = an.throughput_summary(req).set_index("name")
+    assert summ.loc[an.ALL, "p95"] == pytest.approx(dur["p(95)"], rel=1e-9)
+    assert summ.loc[an.ALL, "p99"] == pytest.approx(dur["p(99)"], rel=1e-9)
+    assert summ.loc[an.ALL, "p50"] == pytest.approx(dur["med"], rel=1e-9)
+    for name in ("/fast", "/slow", "/fail"):
+        sub = summary[f"http_req_duration{{name:{name}}}"]
+        assert summ.loc[name, "requests"] == sub["count"]
+        assert summ.loc[name, "p95"] == pytest.approx(sub["p(95)"], rel=1e-9)
+
+    # one bucket spanning the run = the whole-run figure (nothing averaged)
+    lot = an.latency_over_time(req, bucket="1h")
+    row = lot[lot["name"] == an.ALL].iloc[0]
+    assert row["count"] == dur["count"] and row["p95"] == pytest.approx(dur["p(95)"], rel=1e-9)
+
+    # errors: k6's http_req_failed rate, all of them the 503s of /fail (error_code 1503)
+    failed = summary["http_req_failed"]
+    assert an.error_rate(req)[1] == failed["passes"]
+    br = an.error_breakdown(req)
+    assert list(br["name"]) == ["/fail"] and list(br["status"]) == ["503"]
+    assert list(br["error_code"]) == ["1503"] and br["count"].sum() == failed["passes"]
+
+    # the arrival-rate scenario with one VU cannot keep up: k6 dropped iterations
+    sat = an.saturation(points)
+    assert sat.saturated
+    assert sat.dropped_iterations == summary["dropped_iterations"]["count"] > 0
+    assert set(sat.by_scenario) == {"flood"}
+
+
+@pytest.mark.k6
+def test_analyze_run_on_a_real_k6_run(k6_run: tuple[Path, dict]) -> None:
+    path, summary = k6_run
+    a = an.analyze_run(path)
+    v = a.verdicts.set_index("id")
+    assert v.loc["smoke_p95", "measured"] == pytest.approx(
+        summary["http_req_duration"]["p(95)"], rel=1e-9
+    )
+    assert v.loc["smoke_errors", "measured"] == pytest.approx(
+        100 * summary["http_req_failed"]["value"], rel=1e-9
+    )
+    assert v.loc["saturation", "verdict"] == "alert"
+    assert v.loc["memory_idle", "verdict"] == "no data"  # no samples.csv in this run
+    assert any("samples.csv" in w for w in a.warnings)
+    by_stage = a.latency_by_stage
+    assert by_stage.loc[by_stage["name"] == an.ALL, "count"].sum() == len(a.requests)
+    assert a.vus["vus"].max() >= 2
