@@ -179,7 +179,12 @@ def _add_samples(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--org", default=None)
     p.add_argument("--start", required=True, help="ISO 8601")
     p.add_argument("--end", required=True, help="ISO 8601")
-    p.add_argument("--step", type=float, default=None, help="seconds (default: from the window)")
+    p.add_argument(
+        "--step",
+        type=float,
+        default=None,
+        help="seconds (default: the data's resolution: 15 for fly, the scrape interval for process)",
+    )
     p.add_argument(
         "--out", default=None, metavar="FILE", help="samples.csv to write (default stdout)"
     )
