@@ -31,7 +31,36 @@ _EXPORTS: dict[str, str] = {
     "parse_log_lines": "perflib.fly",
     # k6 ingest exports
     # analysis exports
+    "analyze_run": "perflib.analysis",
+    "RunAnalysis": "perflib.analysis",
+    "latency_over_time": "perflib.analysis",
+    "latency_by_stage": "perflib.analysis",
+    "throughput": "perflib.analysis",
+    "throughput_summary": "perflib.analysis",
+    "error_breakdown": "perflib.analysis",
+    "error_rate": "perflib.analysis",
+    "saturation": "perflib.analysis",
+    "memory_summary": "perflib.analysis",
+    "cpu_summary": "perflib.analysis",
+    "leak_estimate": "perflib.analysis",
+    "spans_above": "perflib.analysis",
+    "resource_events": "perflib.analysis",
+    "parse_oom_lines": "perflib.analysis",
+    "parse_step_log": "perflib.analysis",
+    "step_attribution": "perflib.analysis",
+    "slo_verdicts": "perflib.analysis",
+    "compare_runs": "perflib.analysis",
+    "Comparison": "perflib.analysis",
+    "load_slos": "perflib.slo",
+    "SloFile": "perflib.slo",
     # plots exports
+    "plot_latency_over_time": "perflib.plots",
+    "plot_latency_distribution": "perflib.plots",
+    "plot_memory": "perflib.plots",
+    "plot_cpu": "perflib.plots",
+    "plot_steps": "perflib.plots",
+    "plot_comparison": "perflib.plots",
+    "plot_run": "perflib.plots",
     # sizing exports
     # store / report exports
 }

@@ -683,6 +683,7 @@ def k6_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         )
     finally:
         server.shutdown()
+        server.server_close()
     assert proc.returncode == 0, proc.stderr[-2000:]
     ended = datetime.now(UTC)
     summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))["metrics"]
