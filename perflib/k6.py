@@ -804,9 +804,9 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
     out["start_time"] = out["time"] - pd.to_timedelta(total_ns.to_numpy(), unit="ns")
     for c in timings.values():
         out[c] = df[c].astype("float64").to_numpy()
-    out["failed"] = df["failed"].astype("boolean").to_numpy()
+    out["failed"] = pd.array(df["failed"], dtype="boolean")
     for t in out_tags:
-        out[t] = df[t].astype("category").to_numpy()
+        out[t] = pd.Categorical(df[t])
     return out
 
 
@@ -869,7 +869,7 @@ def _summarize(
     con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing)}")
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
-    aggs = f"""count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi,
+    aggs = f"""count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
                quantile_cont(value, [{qs}]) FILTER (WHERE is_trend) AS q,
                count(*) FILTER (WHERE value <> 0) AS nonzero, arg_max(value, time_ns) AS last"""
     trend_names = [m for m, d in meta.items() if d.get("type") == "trend"]
@@ -1065,6 +1065,8 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
         label = name if name == parent else f"  {name}"
         table.add_row(label, kind, text)
     console = Console()
+    if not console.is_terminal:  # piped: do not fold metric names at 80 columns
+        console = Console(width=200)
     console.print(table)
     lines = summary["lines"]
     console.print(f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped")

@@ -1,0 +1,660 @@
+"""perflib.k6 against real k6 v1.1.0 runs: summaries equal k6's own, robust ingest, frames.
+
+The k6 runs (a mixed script and two execution segments) start together once per session
+against a threaded HTTP server in this process, on a free port; everything else reads their
+outputs. Independent computations: k6's ``--summary-export``/``handleSummary`` files, the
+``json`` module over the raw lines, numpy percentiles, pandas timestamp parsing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflib import k6
+from perflib.cli import main as cli_main
+from perflib.rundir import RunDir
+from perflib.tooling import ToolNotFoundError, find_k6
+
+SCRIPTS = Path(__file__).parent / "k6_scripts"
+FIXTURES = Path(__file__).parent / "fixtures" / "k6"
+TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
+#: Counter rates: k6 divides by its run clock, we by the first→last sample span (docs/ingest.md).
+COUNTER_RATE_RTOL = 0.03
+
+
+# --------------------------------------------------------------------------- harness
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """200/404/500 and a slow path, chosen by the URL path."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        path = self.path
+        code = 404 if path.startswith("/404") else 500 if path.startswith("/500") else 200
+        if path.startswith("/slow"):
+            time.sleep(0.03)
+        body = json.dumps({"path": path, "status": code}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _reply
+    do_POST = _reply
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _refused_url() -> str:
+    """A loopback URL nobody listens on (a port just released by the OS)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/refused"
+
+
+def _k6_cmd(script: str, outdir: Path, stem: str, base_url: str, *extra: str) -> list[str]:
+    return [
+        find_k6(), "run", "--quiet", "--no-color",
+        "--summary-trend-stats", TREND_STATS,
+        "--summary-export", str(outdir / f"{stem}-export.json"),
+        "-e", f"BASE_URL={base_url}", "-e", f"REFUSED_URL={_refused_url()}",
+        *extra, str(SCRIPTS / script),
+    ]  # fmt: skip
+
+
+def run_k6_set(outdir: Path, base_url: str) -> dict[str, Path]:
+    """Run the mixed script and two execution segments concurrently; return their files."""
+    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    jobs = {
+        # TZ makes k6 write local times with a +05:30 offset: ingest must normalise to UTC.
+        "mixed": (
+            _k6_cmd("mixed.js", outdir, "mixed", base_url,
+                    "--out", f"json={outdir / 'mixed.ndjson'}",
+                    "--out", f"json={outdir / 'mixed.ndjson.gz'}",
+                    "-e", f"SUMMARY_JSON={outdir / 'mixed-handle.json'}"),
+            {**env, "TZ": "Asia/Kolkata"},
+        ),
+        "seg0": (
+            _k6_cmd("segment.js", outdir, "seg0", base_url,
+                    "--execution-segment", "0:1/2",
+                    "--execution-segment-sequence", "0,1/2,1",
+                    "--out", f"json={outdir / 'k6-0.ndjson.gz'}"),
+            env,
+        ),
+        "seg1": (
+            _k6_cmd("segment.js", outdir, "seg1", base_url,
+                    "--execution-segment", "1/2:1",
+                    "--execution-segment-sequence", "0,1/2,1",
+                    "--out", f"json={outdir / 'k6-1.ndjson'}"),
+            env,
+        ),
+    }  # fmt: skip
+    procs = {
+        name: subprocess.Popen(cmd, env=e, cwd=outdir, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        for name, (cmd, e) in jobs.items()
+    }  # fmt: skip
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, f"k6 {name} failed ({proc.returncode}):\n{out[-3000:]}"
+    return {
+        "mixed": outdir / "mixed.ndjson",
+        "mixed_gz": outdir / "mixed.ndjson.gz",
+        "mixed_export": outdir / "mixed-export.json",
+        "mixed_handle": outdir / "mixed-handle.json",
+        "seg0": outdir / "k6-0.ndjson.gz",
+        "seg1": outdir / "k6-1.ndjson",
+        "seg0_export": outdir / "seg0-export.json",
+        "seg1_export": outdir / "seg1-export.json",
+    }
+
+
+@pytest.fixture(scope="session")
+def k6_runs(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> dict[str, Path]:
+    try:
+        find_k6()
+    except ToolNotFoundError as exc:  # pragma: no cover - k6 ships with the venv
+        pytest.skip(str(exc))
+    return run_k6_set(tmp_path_factory.mktemp("k6runs"), http_server)
+
+
+@pytest.fixture()
+def mixed_copy(k6_runs: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the plain output (tests that mutate it or its cache)."""
+    dest = tmp_path / "mixed.ndjson"
+    shutil.copyfile(k6_runs["mixed"], dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def raw_points(path: Path) -> list[dict[str, Any]]:
+    """Point lines decoded by the json module (the independent reading)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                obj = json.loads(line)
+                if obj.get("type") == "Point":
+                    out.append(obj)
+    return out
+
+
+def assert_matches_k6(mine: dict[str, dict[str, Any]], ref: dict[str, dict[str, Any]]) -> int:
+    """Every statistic k6 reported for a metric we also report is equal (rates: tolerance)."""
+    compared = 0
+    for name, stats in ref.items():
+        assert name in mine, f"{name} in k6's summary but not in ours"
+        for key, expected in stats.items():
+            if key not in mine[name]:
+                continue
+            got = mine[name][key]
+            if key == "rate" and "count" in stats:  # counter rate: run clock vs sample span
+                assert got == pytest.approx(expected, rel=COUNTER_RATE_RTOL), (name, key)
+            else:
+                assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, key)
+            compared += 1
+    return compared
+
+
+# --------------------------------------------------------------------------- percentile
+
+
+def test_percentile_is_k6_linear_interpolation() -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 101, 1000):
+        values = rng.lognormal(3, 1, n)
+        for p in (0, 1, 50, 90, 95, 99, 99.9, 100):
+            assert k6.percentile(values, p) == pytest.approx(
+                np.percentile(values, p, method="linear"), rel=1e-12
+            )
+    # k6's formula by hand on a tiny sample: index 0.95*(4-1)=2.85 → 30 + 0.85*(40-30).
+    assert k6.percentile([40, 10, 30, 20], 95) == pytest.approx(38.5)
+    assert k6.percentile(iter([1.0, 2.0]), 50) == 1.5
+    assert list(k6.percentile([1, 2, 3], [0, 50, 100])) == [1, 2, 3]
+    assert math.isnan(k6.percentile([], 95))
+    with pytest.raises(ValueError):
+        k6.percentile([1, 2], 101)
+
+
+# --------------------------------------------------------------------------- summary = k6
+
+
+@pytest.mark.k6
+@pytest.mark.parametrize("which", ["mixed", "mixed_gz"])
+def test_summarize_equals_k6_summary_export(
+    k6_runs: dict[str, Path], which: str, tmp_path: Path
+) -> None:
+    src = tmp_path / k6_runs[which].name
+    shutil.copyfile(k6_runs[which], src)
+    summary = k6.summarize(src)
+    ref = k6.read_summary_export(k6_runs["mixed_export"])
+    compared = assert_matches_k6(summary["metrics"], ref)
+    assert compared > 100
+    # Sub-metrics exist only because thresholds declared them: custom tags, name, group.
+    for name in (
+        "http_req_duration{name:slow}",
+        "http_req_duration{scenario:api}",
+        "http_reqs{status:404}",
+        "http_req_failed{scenario:browse}",
+        "think_time{kind:x}",
+        "items_processed{kind:x}",
+        "queue_depth{kind:x}",
+        "checks{check:is 200}",
+        "group_duration{group:::outer::inner}",
+        "http_req_duration{expected_response:true}",
+    ):
+        assert name in ref and name in summary["metrics"], name
+    # Failures really happened (404, 500, refused) and custom metrics are there.
+    assert ref["http_req_failed"]["passes"] > 0
+    assert {"think_time", "ok_rate", "items_processed", "queue_depth"} <= set(ref)
+    assert summary["lines"]["skipped"] == 0 and summary["warnings"] == []
+    assert set(summary) == {"metrics", "lines", "warnings"}
+
+
+@pytest.mark.k6
+def test_handle_summary_shape_normalises_like_legacy_export(k6_runs: dict[str, Path]) -> None:
+    legacy = k6.read_summary_export(k6_runs["mixed_export"])
+    handle = k6.read_summary_export(k6_runs["mixed_handle"])
+    assert set(legacy) == set(handle)
+    for name, stats in legacy.items():
+        assert stats == pytest.approx(handle[name]), name
+    assert set(legacy["http_req_failed"]) == {"rate", "passes", "fails"}
+    raw = json.loads(k6_runs["mixed_export"].read_text())
+    assert "value" in raw["metrics"]["http_req_failed"]  # the legacy spelling we renamed
+
+
+@pytest.mark.k6
+def test_counter_rate_tolerance_against_k6_run_duration(k6_runs: dict[str, Path]) -> None:
+    handle = json.loads(k6_runs["mixed_handle"].read_text())
+    run_s = handle["state"]["testRunDurationMs"] / 1000
+    summary = k6.summarize(k6_runs["mixed"], cache=False)
+    count = summary["metrics"]["http_reqs"]["count"]
+    span_s = count / summary["metrics"]["http_reqs"]["rate"]
+    assert count == handle["metrics"]["http_reqs"]["values"]["count"]
+    # The sample span sits inside k6's run clock and misses at most a few tens of ms.
+    assert span_s <= run_s + 0.05
+    assert abs(span_s / run_s - 1) < COUNTER_RATE_RTOL
+
+
+@pytest.mark.k6
+def test_name_splits_match_bruteforce(k6_runs: dict[str, Path]) -> None:
+    summary = k6.summarize(k6_runs["mixed"], cache=False)["metrics"]
+    by_name: dict[str, list[float]] = defaultdict(list)
+    failed: dict[str, list[float]] = defaultdict(list)
+    for p in raw_points(k6_runs["mixed"]):
+        tags = p["data"]["tags"] or {}
+        if p["metric"] == "http_req_duration":
+            by_name[tags["name"]].append(p["data"]["value"])
+        if p["metric"] == "http_req_failed":
+            failed[tags["name"]].append(p["data"]["value"])
+    assert {"slow", "item"} <= set(by_name) and len(by_name) >= 5
+    for name, values in by_name.items():
+        stats = summary[f"http_req_duration{{name:{name}}}"]
+        assert stats["count"] == len(values)
+        assert stats["avg"] == pytest.approx(float(np.mean(values)), rel=1e-9)
+        for key, p in (("med", 50), ("p(90)", 90), ("p(95)", 95), ("p(99)", 99)):
+            assert stats[key] == pytest.approx(np.percentile(values, p), rel=1e-9), (name, key)
+        rate = summary[f"http_req_failed{{name:{name}}}"]
+        assert rate["passes"] == sum(1 for v in failed[name] if v)
+        assert rate["passes"] + rate["fails"] == len(failed[name])
+        assert summary[f"http_reqs{{name:{name}}}"]["count"] == len(values)
+
+
+@pytest.mark.k6
+def test_execution_segments_merge_to_the_sum(k6_runs: dict[str, Path]) -> None:
+    parts = [k6.read_summary_export(k6_runs[f"seg{i}_export"]) for i in (0, 1)]
+    merged = k6.summarize([k6_runs["seg0"], k6_runs["seg1"]], cache=False)["metrics"]
+    for metric in ("http_reqs", "iterations", "items_processed"):
+        assert merged[metric]["count"] == sum(p[metric]["count"] for p in parts), metric
+    assert merged["iterations"]["count"] == 24  # the script's shared-iterations total
+    assert merged["http_req_duration"]["count"] == sum(
+        p["http_req_duration"]["count"] for p in parts
+    )
+    # Each segment alone still equals its own k6 summary.
+    for i, part in enumerate(parts):
+        alone = k6.summarize(k6_runs[f"seg{i}"], cache=False)["metrics"]
+        assert_matches_k6(alone, part)
+
+
+@pytest.mark.k6
+def test_run_directory_source(k6_runs: dict[str, Path], tmp_path: Path) -> None:
+    for i in (0, 1):
+        shutil.copyfile(k6_runs[f"seg{i}"], tmp_path / k6_runs[f"seg{i}"].name)
+    RunDir.create(tmp_path, {"schema": 1, "k6_outputs": ["k6-0.ndjson.gz", "k6-1.ndjson"]})
+    from_dir = k6.summarize(tmp_path)
+    from_files = k6.summarize([k6_runs["seg0"], k6_runs["seg1"]], cache=False)
+    assert from_dir["metrics"].keys() == from_files["metrics"].keys()
+    for name, stats in from_dir["metrics"].items():
+        assert stats == pytest.approx(from_files["metrics"][name], rel=1e-12), name
+    assert from_dir["lines"]["parsed"] == sum(
+        1 for f in ("seg0", "seg1") for _ in raw_points(k6_runs[f])
+    ) + sum(len(k6.read_metric_meta(k6_runs[f], cache=False)) for f in ("seg0", "seg1"))
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@pytest.mark.k6
+def test_read_points_types_and_nanosecond_utc_times(k6_runs: dict[str, Path]) -> None:
+    df = k6.read_points(k6_runs["mixed_gz"], cache=False)
+    raw = raw_points(k6_runs["mixed"])
+    assert len(df) == len(raw)
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"
+    assert isinstance(df["metric"].dtype, pd.CategoricalDtype)
+    assert df["value"].dtype == "float64"
+    for tag in k6.KNOWN_TAGS:
+        assert isinstance(df[tag].dtype, pd.CategoricalDtype), tag
+    assert "kind" in df.columns  # a custom tag a sub-metric uses
+    # k6 wrote +05:30 local times (TZ=Asia/Kolkata): ns kept, offset applied.
+    assert raw[0]["data"]["time"].endswith("+05:30")
+    expected = pd.to_datetime([p["data"]["time"] for p in raw], format="ISO8601", utc=True)
+    got = df.sort_values("time", kind="stable")["time"].to_numpy()
+    assert (np.sort(expected.to_numpy()) == got).all()
+    assert (expected.asi8 % 1000 != 0).any()  # sub-µs digits exist and survived
+    assert abs(df["time"].max() - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(hours=1)
+    # Filter pushdown.
+    only = k6.read_points(k6_runs["mixed"], metrics=["http_reqs"], cache=False)
+    assert set(only["metric"].unique()) == {"http_reqs"}
+    assert len(only) == sum(1 for p in raw if p["metric"] == "http_reqs")
+
+
+@pytest.mark.k6
+def test_read_requests_start_time_from_timings(k6_runs: dict[str, Path]) -> None:
+    req = k6.read_requests(k6_runs["mixed"], cache=False)
+    raw = raw_points(k6_runs["mixed"])
+    phases = {
+        "http_req_blocked",
+        "http_req_connecting",
+        "http_req_tls_handshaking",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+    }
+    # Independent pivot: the 9 samples of a request share its end time and tags.
+    groups: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for p in raw:
+        if p["metric"].startswith("http_req"):
+            key = (p["data"]["time"], json.dumps(p["data"]["tags"], sort_keys=True))
+            groups[key][p["metric"]] = p["data"]["value"]
+    assert len(req) == len(groups) == sum(1 for p in raw if p["metric"] == "http_reqs")
+    expected_start = sorted(
+        pd.Timestamp(t).tz_convert("UTC") - pd.Timedelta(sum(v[m] for m in phases) * 1e6, "ns")
+        for (t, _), v in groups.items()
+    )
+    got = sorted(req["start_time"])
+    assert all(
+        abs(a - b) <= pd.Timedelta(1, "ns") for a, b in zip(got, expected_start, strict=True)
+    )
+    assert (req["start_time"] <= req["time"]).all()
+    assert (
+        req["time"] - req["start_time"]
+        >= pd.to_timedelta(req["duration_ms"], "ms") - pd.Timedelta(1, "us")
+    ).all()
+    assert req["failed"].dtype == "boolean"
+    for tag in ("name", "method", "status", "scenario", "group", "error_code"):
+        assert isinstance(req[tag].dtype, pd.CategoricalDtype), tag
+    assert int(req["failed"].sum()) == sum(
+        1 for p in raw if p["metric"] == "http_req_failed" and p["data"]["value"]
+    )
+    refused = req[req["status"] == "0"]
+    assert len(refused) > 0 and set(refused["error_code"]) == {"1212"}
+
+
+@pytest.mark.k6
+def test_read_metric_meta(k6_runs: dict[str, Path]) -> None:
+    meta = k6.read_metric_meta(k6_runs["mixed"], cache=False)
+    assert meta["think_time"]["type"] == "trend" and meta["think_time"]["contains"] == "time"
+    assert meta["ok_rate"]["type"] == "rate"
+    assert meta["items_processed"]["type"] == "counter"
+    assert meta["queue_depth"]["type"] == "gauge"
+    assert meta["http_req_duration"]["thresholds"] == []
+    names = {s["name"] for s in meta["http_req_duration"]["submetrics"]}
+    assert names == {
+        "http_req_duration{name:slow}",
+        "http_req_duration{scenario:api}",
+        "http_req_duration{expected_response:true}",
+    }
+    assert meta["think_time"]["thresholds"] == []
+    sub = meta["think_time"]["submetrics"][0]
+    assert sub["tags"] == {"kind": "x"}
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+@pytest.mark.k6
+def test_truncated_plain_file(mixed_copy: Path) -> None:
+    data = mixed_copy.read_bytes()
+    cut = data.rfind(b"\n", 0, len(data) // 2) + 40  # 40 bytes into a line
+    mixed_copy.write_bytes(data[:cut])
+    complete = data[:cut].count(b"\n")
+    summary = k6.summarize(mixed_copy)
+    assert summary["lines"] == {"parsed": complete, "skipped": 1}
+    assert any("unterminated" in w for w in summary["warnings"])
+    reqs = sum(
+        1
+        for line in data[:cut].split(b"\n")[:complete]
+        if line.startswith(b'{"metric":"http_reqs","type":"Point"')
+    )
+    assert summary["metrics"]["http_reqs"]["count"] == reqs
+
+
+@pytest.mark.k6
+def test_truncated_gzip_stream(k6_runs: dict[str, Path], tmp_path: Path) -> None:
+    raw = k6_runs["mixed_gz"].read_bytes()
+    cut = tmp_path / "cut.ndjson.gz"
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    # Independent: what zlib recovers from the cut stream.
+    text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(cut.read_bytes())
+    lines = text.split(b"\n")
+    complete, partial = lines[:-1], lines[-1]
+    summary = k6.summarize(cut)
+    assert summary["lines"]["parsed"] == len(complete)
+    assert summary["lines"]["skipped"] == (1 if partial else 0)
+    assert any("gzip stream truncated" in w for w in summary["warnings"])
+
+
+@pytest.mark.k6
+def test_blank_lines_null_tags_and_junk_are_counted(mixed_copy: Path) -> None:
+    lines = mixed_copy.read_bytes().split(b"\n")[:-1]
+    n = len(lines)
+    null_tags = (
+        b'{"metric":"vus","type":"Point","data":{"time":"2026-01-01T00:00:00Z",'
+        b'"value":3,"tags":null}}'
+    )
+    with_metadata = (
+        b'{"metric":"iterations","type":"Point","data":{"time":'
+        b'"2026-01-01T00:00:00.5+02:00","value":1,"tags":{},"metadata":{"vu":"1"}}}'
+    )
+    injected = [
+        b"",  # blank
+        b"   ",  # whitespace only
+        null_tags,  # valid: parsed
+        with_metadata,  # valid: parsed, metadata ignored
+        b"not json at all",
+        b'{"hello": "world"}',  # JSON, not k6
+        b'{"metric":"vus","type":"Point","data":{"time":"yesterday","value":1,"tags":{}}}',
+        b'{"metric":"vus","type":"Point","data":{"time":"2026-01-01T00:00:00Z","value":"x"}}',
+        b'{"metric":"my_new_metric","type":"Point","data":{"time":"2026-01-01T00:00:00Z",'
+        b'"value":7,"tags":{}}}',  # unknown metric: parsed, summarised as a trend
+    ]
+    mixed_copy.write_bytes(b"\n".join(lines[:10] + injected + lines[10:]) + b"\n\n")
+    summary = k6.summarize(mixed_copy)
+    # 3 blank (2 injected + the final empty line), 2 not k6 JSON, 2 bad Points.
+    assert summary["lines"] == {"parsed": n + 3, "skipped": 7}
+    text = " ".join(summary["warnings"])
+    assert "3 blank" in text and "2 line(s) that are not valid JSON" in text
+    assert "2 Point line(s)" in text and "my_new_metric" in text
+    assert summary["metrics"]["my_new_metric"]["count"] == 1
+
+
+def test_not_k6_output_is_a_clear_error(tmp_path: Path) -> None:
+    csv = tmp_path / "results.csv"
+    csv.write_text("metric_name,timestamp,metric_value\nhttp_reqs,1,1\n")
+    with pytest.raises(k6.K6InputError, match="not k6 --out json output"):
+        k6.summarize(csv)
+    with pytest.raises(k6.K6InputError, match="no such file"):
+        k6.summarize(tmp_path / "missing.ndjson")
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    with pytest.raises(k6.K6InputError, match="no k6 output"):
+        k6.summarize(empty_dir)
+    assert not list(tmp_path.glob("*.k6cache/*.parquet"))  # nothing half-written is kept
+
+
+def test_empty_file_warns_instead_of_failing(tmp_path: Path) -> None:
+    empty = tmp_path / "k6.ndjson"
+    empty.write_bytes(b"")
+    summary = k6.summarize(empty)
+    assert summary["metrics"] == {} and summary["lines"] == {"parsed": 0, "skipped": 0}
+    assert any("no k6 samples" in w for w in summary["warnings"])
+
+
+def test_prescan_finds_metric_lines_across_chunk_boundaries(tmp_path: Path) -> None:
+    metric = json.dumps(
+        {
+            "type": "Metric",
+            "data": {
+                "name": "m",
+                "type": "trend",
+                "contains": "time",
+                "thresholds": [],
+                "submetrics": None,
+            },
+            "metric": "m",
+        },
+        separators=(",", ":"),
+    ).encode()
+    point = b'{"metric":"m","type":"Point","data":{"time":"2026-01-01T00:00:00Z","value":1}}'
+    body = b"\n".join([metric, point, point, metric, point, metric]) + b"\n"
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(body)
+    for size in (1, 7, 16, 17, 50, 1 << 20):
+        scan = k6._prescan(path, gz=False, chunk_size=size)
+        assert scan.metric_lines == [metric] * 3, size
+        assert scan.lines == 6 and scan.ends_with_newline
+
+
+def test_rfc3339_offsets_and_fraction_lengths(tmp_path: Path) -> None:
+    times = [
+        "2026-11-26T18:01:19.885586062Z",
+        "2026-11-26T18:01:19.8855+02:00",
+        "2026-11-26T18:01:19Z",
+        "2026-11-26T18:01:19.1-03:30",
+        "2026-03-29T01:59:59.999999999+00:00",
+    ]
+    lines = [
+        json.dumps({"metric": "m", "type": "Point", "data": {"time": t, "value": i, "tags": {}}})
+        for i, t in enumerate(times)
+    ]
+    path = tmp_path / "t.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    df = k6.read_points(path, cache=False).sort_values("value")
+    assert list(df["time"]) == [pd.Timestamp(t).tz_convert("UTC") for t in times]
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@pytest.mark.k6
+def test_parquet_cache_is_reused_and_invalidated(mixed_copy: Path) -> None:
+    first = k6.ingest(mixed_copy)
+    assert not first.files[0].from_cache
+    cache = k6.cache_dir(mixed_copy)
+    assert (cache / "points.parquet").exists() and (cache / "meta.json").exists()
+    second = k6.ingest(mixed_copy)
+    assert second.files[0].from_cache
+    cached, fresh = k6.summarize(second), k6.summarize(mixed_copy, cache=False)
+    assert cached["lines"] == fresh["lines"] and cached["metrics"].keys() == fresh["metrics"].keys()
+    for name, stats in cached["metrics"].items():
+        assert stats == pytest.approx(fresh["metrics"][name], rel=1e-12), name
+    # Appending changes size and mtime: the cache is rebuilt, the new sample counted.
+    before = k6.summarize(mixed_copy)["metrics"]["iterations"]["count"]
+    with mixed_copy.open("a") as fh:
+        fh.write(
+            '{"metric":"iterations","type":"Point","data":{"time":'
+            '"2030-01-01T00:00:00Z","value":1,"tags":{}}}\n'
+        )
+    third = k6.ingest(mixed_copy)
+    assert not third.files[0].from_cache
+    assert k6.summarize(third)["metrics"]["iterations"]["count"] == before + 1
+
+
+@pytest.mark.k6
+def test_no_cache_leaves_nothing_behind(mixed_copy: Path) -> None:
+    k6.summarize(mixed_copy, cache=False)
+    k6.read_points(mixed_copy, cache=False)
+    assert not k6.cache_dir(mixed_copy).exists()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.k6
+def test_cli_summarize_json_and_table(mixed_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["summarize", str(mixed_copy), "--json", "--no-cache"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (
+        out["metrics"]["http_reqs"]["count"]
+        == k6.summarize(mixed_copy, cache=False)["metrics"]["http_reqs"]["count"]
+    )
+    assert cli_main(["summarize", str(mixed_copy)]) == 0
+    table = capsys.readouterr().out
+    assert "http_req_duration{name:slow}" in table and "p(95)=" in table
+
+
+@pytest.mark.k6
+def test_cli_exit_codes_and_warnings(
+    mixed_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["summarize", str(tmp_path / "nope.ndjson")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello\nworld\n")
+    assert cli_main(["summarize", str(junk)]) == 2
+    assert "not k6" in capsys.readouterr().err
+    with mixed_copy.open("ab") as fh:
+        fh.write(b'{"metric":"vus","type":"Po')
+    assert cli_main(["summarize", str(mixed_copy), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["lines"]["skipped"] == 1
+    assert "warning:" in captured.err and "unterminated" in captured.err
+
+
+# --------------------------------------------------------------------------- summary files
+
+
+def test_read_summary_export_rejects_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(k6.K6InputError, match="no such file"):
+        k6.read_summary_export(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(k6.K6InputError, match="invalid JSON"):
+        k6.read_summary_export(bad)
+    bad.write_text('{"root_group": {}}')
+    with pytest.raises(k6.K6InputError, match="no 'metrics'"):
+        k6.read_summary_export(bad)
+
+
+# --------------------------------------------------------------------------- recorded fixtures
+
+
+def _fixture_pairs() -> list[tuple[Path, Path]]:
+    return [
+        (p, p.with_name(p.name.replace(".ndjson.gz", "-export.json")))
+        for p in sorted(FIXTURES.glob("*.ndjson.gz"))
+    ]
+
+
+@pytest.mark.parametrize("ndjson,export", _fixture_pairs(), ids=lambda p: p.name)
+def test_recorded_fixture_equals_its_k6_summary(ndjson: Path, export: Path, tmp_path: Path) -> None:
+    """Recorded real k6 v1.1.0 outputs (tests/k6_scripts/record_fixtures.py): no k6 needed."""
+    src = tmp_path / ndjson.name
+    shutil.copyfile(ndjson, src)
+    summary = k6.summarize(src)
+    assert assert_matches_k6(summary["metrics"], k6.read_summary_export(export)) > 50
+    assert summary["lines"]["skipped"] == 0
+
+
+def test_fixtures_are_recorded() -> None:
+    assert len(_fixture_pairs()) >= 1
