@@ -30,6 +30,13 @@ _EXPORTS: dict[str, str] = {
     "machine_events": "perflib.fly",
     "parse_log_lines": "perflib.fly",
     # k6 ingest exports
+    "read_points": "perflib.k6",
+    "read_requests": "perflib.k6",
+    "read_metric_meta": "perflib.k6",
+    "summarize": "perflib.k6",
+    "read_summary_export": "perflib.k6",
+    "percentile": "perflib.k6",
+    "K6InputError": "perflib.k6",
     # analysis exports
     "analyze_run": "perflib.analysis",
     "RunAnalysis": "perflib.analysis",
