@@ -487,7 +487,11 @@ def interval_peaks(ev: RunEvidence, interval_s: float) -> pd.Series:
     s = ev.samples.set_index("time")["memory_used_mb"].dropna()
     if s.empty:
         return s
-    return s.resample(pd.Timedelta(seconds=interval_s), origin="start").max().dropna()
+    return (
+        s.resample(pd.Timedelta(max(1, round(interval_s * 1000)), unit="ms"), origin="start")
+        .max()
+        .dropna()
+    )
 
 
 @dataclass

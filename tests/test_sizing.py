@@ -613,3 +613,62 @@ def test_nan_free_json(tmp_path: Path) -> None:
     text = recommend([run.path]).to_json()
     assert "NaN" not in text and "Infinity" not in text
     assert not math.isnan(json.loads(text)["required_memory_mb"])
+
+
+# ----------------------------------------------------------------- real short runs
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two very short real load runs (k6 + the local stack under the VM emulation) at 1 GB
+    and 512 MB: the comparison the report is built around."""
+    runner = pytest.importorskip("perflib.runner")
+    base = tmp_path_factory.mktemp("real")
+    out = []
+    for preset in ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"):
+        path = base / preset.split(":")[1]
+        res = runner.run_profile(
+            "load",
+            vm=preset,
+            time_scale=0.03,
+            out=path,
+            emulator_env={"EMULATOR_LATENCY_SCALE": "0.05"},
+            progress=False,
+            sample_interval=0.5,
+        )
+        assert (path / "samples.csv").is_file(), res.message
+        out.append(path)
+    return out
+
+
+@pytest.mark.k6
+@pytest.mark.slow
+def test_compare_two_real_runs(real_runs: list[Path]) -> None:
+    big, small = real_runs
+    comp = compare_presets([small, big])
+    t = comp.table.set_index("preset")
+    assert list(t.index) == ["shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"]
+    for preset, limit in (("shared-cpu-1x:1024mb", 1024), ("shared-cpu-1x:512mb", 512)):
+        samples = RunDir.open(big if limit == 1024 else small).samples()
+        peak = samples["memory_used_mb"].max()
+        # headroom = the limit minus the peak read independently from samples.csv
+        assert t.loc[preset, "peak_memory_mb"] == pytest.approx(peak, abs=0.05)
+        assert t.loc[preset, "headroom_mb"] == pytest.approx(limit - peak, abs=0.05)
+        summary = RunDir.open(big if limit == 1024 else small).k6_summary()
+        p95 = summary["metrics"]["http_req_duration"]["p(95)"]
+        assert t.loc[preset, "p95_latency_ms"] == pytest.approx(p95, abs=0.05)
+    assert t.loc["shared-cpu-1x:512mb", "saving_vs_baseline_usd"] == pytest.approx(
+        P26["1024"] - P26["512"]
+    )
+    lat = comp.latency[small.name]
+    assert lat["available"], lat
+    assert {"ci_low", "ci_high", "mannwhitney_p"} <= set(lat["latency"][0])
+    rec = comp.recommendation
+    assert rec.recommended_preset is not None
+    # the recommendation follows the rule from the measured peak (no OOM expected at 512 MB
+    # for this service; if one happened, 512 MB must be ruled out)
+    if t.loc["shared-cpu-1x:512mb", "oom_kills"]:
+        assert rec.memory_mb > 512
+    else:
+        assert rec.memory_mb >= rec.peak_memory_mb * 1.3
+    assert json.loads(comp.to_json())["runs"][0]["preset"] == "shared-cpu-1x:1024mb"
