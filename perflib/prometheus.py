@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -90,7 +91,11 @@ class HeaderAuth(httpx.Auth):
 
     def redact(self, text: str) -> str:
         secret = self._value.split(" ", 1)[-1]
-        return text.replace(secret, "<redacted>") if secret else text
+        # the whole credential, then each part of a multi-part one (FlyV1 a,b)
+        for piece in [secret, *re.split(r"[\s,]+", secret)]:
+            if len(piece) >= 8:
+                text = text.replace(piece, "<redacted>")
+        return text
 
     def __repr__(self) -> str:
         return "HeaderAuth(<redacted>)"

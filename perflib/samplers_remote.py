@@ -286,8 +286,11 @@ class PrometheusSampler(Sampler):
         advice for robustness against a missed scrape (prometheus.io, "rate then sum")."""
         return max(4 * self.resolution, self.step)
 
+    def matchers(self) -> list[str]:
+        return label_selector(self.labels)
+
     def rendered_queries(self) -> dict[str, str]:
-        matchers = label_selector(self.labels)
+        matchers = self.matchers()
         window = promql_duration(self.rate_window)
         return {name: q.render(matchers, window) for name, q in self.queries.items()}
 
@@ -476,6 +479,14 @@ class ProcessSampler(PrometheusSampler):
     source: ClassVar[str] = "process"
     queries: ClassVar[Mapping[str, Query]] = PROCESS_QUERIES
 
+    def matchers(self) -> list[str]:
+        """The given labels; without a ``job``, Prometheus's own process (the usual
+        ``job="prometheus"`` self-scrape) is left out, as it is not the service."""
+        out = label_selector(self.labels)
+        if "job" not in self.labels:
+            out.append('job!="prometheus"')
+        return out
+
     def detect_resolution(self) -> float | None:
         """The targets' scrape interval, from ``/api/v1/targets`` (None if not exposed)."""
         try:
@@ -659,7 +670,7 @@ def remote_samplers(
     """
     out: list[Sampler] = []
     if fly_app:
-        out.append(FlySampler(fly_app, org=fly_org, interval=interval))
+        out.append(FlySampler(fly_app, org=fly_org, interval=interval, fly_logs=True))
     if prometheus_url:
         out.append(ProcessSampler(prometheus_url, interval=interval, settle_s=None))
     return out

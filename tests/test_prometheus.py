@@ -296,3 +296,42 @@ def test_restarted_process_gap_and_counter_reset(
     assert all(r["cpu_pct"] is None or r["cpu_pct"] >= 0 for r in result.rows)  # no reset dip
     assert result.rows[-1]["memory_used_mb"] == pytest.approx(rss, rel=0.05, abs=2.0)
     assert any("no data from" in w for w in result.warnings)
+
+
+def test_backoff_and_retry_after() -> None:
+    from email.utils import format_datetime
+
+    from perflib.prometheus import MAX_RETRY_AFTER_S, _retry_after, backoff_delay
+
+    assert backoff_delay(0, 0.5, 30, retry_after=3.0) == 3.0  # the server's word wins
+    assert backoff_delay(0, 0.5, 30, retry_after=10_000) == MAX_RETRY_AFTER_S
+    assert 4.0 <= backoff_delay(3, 0.5, 30) <= 4.4  # 0.5 · 2³ plus ≤ 10 % jitter
+    assert 30 <= backoff_delay(10, 0.5, 30) <= 33  # capped
+    later = format_datetime(utcnow() + timedelta(seconds=20), usegmt=True)
+    assert 15 <= _retry_after(httpx.Response(429, headers={"Retry-After": later})) <= 20
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": "7"})) == 7.0
+    assert _retry_after(httpx.Response(429)) is None
+
+
+def test_header_auth_redacts_each_part() -> None:
+    from perflib.prometheus import HeaderAuth
+
+    auth = HeaderAuth("FlyV1 fm2_firstpart123,fm2_secondpart456")
+    text = auth.redact("echo: fm2_secondpart456 and fm2_firstpart123,fm2_secondpart456")
+    assert "fm2_" not in text and repr(auth) == "HeaderAuth(<redacted>)"
+
+
+def test_process_queries_leave_out_prometheus_itself() -> None:
+    s = ProcessSampler("http://127.0.0.1:1", resolution=1.0)
+    q = s.rendered_queries()
+    assert q["memory_used"] == (
+        'max by (instance) (process_resident_memory_bytes{job!="prometheus"})'
+    )
+    assert q["cpu"] == (
+        'max by (instance) (rate(process_cpu_seconds_total{job!="prometheus"}[4s]))'
+    )
+    s = ProcessSampler("http://127.0.0.1:1", labels={"job": "svc", "app": 'a"b'}, resolution=1.0)
+    assert (
+        'process_resident_memory_bytes{job="svc",app="a\\"b"}'
+        in s.rendered_queries()["memory_used"]
+    )
