@@ -159,6 +159,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slo", default=None)
     p.add_argument("--timeout", type=int, default=600, help="per-cell execution timeout (s)")
     p.add_argument("--show-code", action="store_true", help="keep code cells in the HTML")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="notebooks executed at once, each in its own kernel (default 2)",
+    )
 
     j = sub.add_parser("report-job", help="the main job: smoke + load at 1 GB and 512 MB + report")
     j.add_argument("--time-scale", type=float, default=1.0)

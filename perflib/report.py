@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +72,8 @@ def resolve_run_dirs(run_dirs: Iterable[str | Path] | None = None) -> list[Path]
     Raises ReportInputError naming every path that is not a run directory, so a typo is
     reported before minutes of notebook execution, not halfway through.
     """
+    if isinstance(run_dirs, str | Path):  # one directory, e.g. papermill -p run_dirs DIR
+        run_dirs = [run_dirs]
     given = [Path(p).expanduser() for p in (run_dirs or [])]
     paths = given or sample_run_dirs()
     if not paths:
@@ -125,6 +129,124 @@ def runs_table(runs: Sequence[RunDir]) -> Any:
     return pd.DataFrame(rows)
 
 
+VERDICT_COLOURS = {
+    "pass": "background-color: #e6f4ea",
+    "warn": "background-color: #fef7e0",
+    "alert": "background-color: #fce8e6",
+    "critical": "background-color: #f4c7c3; font-weight: bold",
+    "no data": "color: #80868b",
+}
+
+
+def style_verdicts(df: Any, column: str = "verdict") -> Any:
+    """A pandas Styler colouring each row by its verdict (rendered in notebooks and HTML)."""
+    if column not in getattr(df, "columns", []) or len(df) == 0:
+        return df
+    return df.style.apply(
+        lambda row: [VERDICT_COLOURS.get(str(row[column]), "")] * len(row), axis=1
+    ).format(precision=1, na_rep="—")
+
+
+def checks_table(run: RunDir) -> Any:
+    """k6 ``checks`` per check name: passes, fails and pass rate (the smoke test's asserts)."""
+    import pandas as pd
+
+    cols = ["check", "passes", "fails", "pass_rate_pct"]
+    if not run.k6_outputs:
+        return pd.DataFrame(columns=cols)
+    from perflib import k6
+
+    pts = k6.read_points(run.path, metrics=["checks"])
+    if pts.empty:
+        return pd.DataFrame(columns=cols)
+    g = pts.groupby(pts["check"].astype("string"), observed=True)["value"]
+    out = pd.DataFrame({"passes": g.sum(), "total": g.count()})
+    out["fails"] = out["total"] - out["passes"]
+    out["pass_rate_pct"] = 100.0 * out["passes"] / out["total"]
+    out = out.reset_index(names="check")
+    out[["passes", "fails"]] = out[["passes", "fails"]].astype("int64")
+    return out[cols]
+
+
+def go_no_go(analysis: Any) -> tuple[bool, list[str]]:
+    """Deploy decision from a smoke run: GO only when the run exited cleanly, every check
+    passed and no SLO verdict is alert/critical (a *warn* is reported, not blocking)."""
+    reasons: list[str] = []
+    exit_ = (analysis.run.manifest.get("exit") or {}).get("status")
+    if exit_ not in ("ok", None):
+        reasons.append(f"run exit status is {exit_!r}")
+    checks = checks_table(analysis.run)
+    failing = checks[checks["fails"] > 0]
+    for row in failing.itertuples():
+        reasons.append(f"check {row.check!r} failed {row.fails} of {row.passes + row.fails} times")
+    v = analysis.verdicts
+    if len(v):
+        for row in v[v["verdict"].isin(["alert", "critical"])].itertuples():
+            reasons.append(f"{row.title}: {row.verdict} (measured {row.measured:.4g} {row.unit})")
+    if len(analysis.requests) == 0:
+        reasons.append("no requests recorded")
+    return (not reasons), reasons
+
+
+def overview_table(analyses: Sequence[Any]) -> Any:
+    """One row per analysed run: the figures a reader scans first."""
+    import pandas as pd
+
+    from perflib.analysis import ALL
+
+    rows = []
+    for a in analyses:
+        allrow = a.summary[a.summary["name"] == ALL]
+        r = allrow.iloc[0] if len(allrow) else {}
+        rows.append(
+            {
+                "run": a.run.name,
+                "profile": a.profile,
+                "preset": a.run.preset,
+                "requests": int(r["requests"]) if len(allrow) else 0,
+                "req/s": r["req_per_s"] if len(allrow) else None,
+                "p95 (ms)": r["p95"] if len(allrow) else None,
+                "errors (%)": r["error_rate_pct"] if len(allrow) else None,
+                "memory peak (MB)": a.memory.peak_mb,
+                "OOM kills": a.memory.oom_kills,
+                "saturated": a.saturation.saturated,
+                "verdict": a.worst_verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def record_runs(
+    plan: Sequence[tuple[str, str | None]],
+    *,
+    base_url: str | None = None,
+    time_scale: float = 1.0,
+    out_dir: str | Path | None = None,
+) -> list[str]:
+    """Live mode for notebooks: record ``(profile, preset)`` runs with the runner, return paths.
+
+    With ``base_url`` the deployed app is driven and the preset only labels the run; without
+    it each run starts the local stack under the emulated preset.
+    """
+    from perflib import runner
+
+    root = Path(out_dir) if out_dir else REPO_ROOT / "runs"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    paths = []
+    for i, (profile, preset) in enumerate(plan, 1):
+        tag = (preset or "url").split(":")[-1]
+        res = runner.run_profile(
+            profile,
+            base_url=base_url,
+            vm=None if base_url else preset,
+            time_scale=time_scale,
+            out=root / f"{stamp}-{i:02d}-{profile}-{tag}",
+            progress=False,
+        )
+        paths.append(str(res.run_dir))
+    return paths
+
+
 # ------------------------------------------------------------------------ execution
 
 
@@ -146,22 +268,6 @@ class ReportResult:
     @property
     def ok(self) -> bool:
         return all(n.ok for n in self.notebooks)
-
-
-def default_parameters(
-    run_dirs: Sequence[Path],
-    *,
-    slo_file: str | None = None,
-    price_set: str | None = None,
-    use_store: bool = False,
-) -> dict[str, Any]:
-    """The parameters every notebook takes (each ignores what it does not need)."""
-    return {
-        "run_dirs": [str(p) for p in run_dirs],
-        "slo_file": slo_file,
-        "price_set": price_set,
-        "use_store": use_store,
-    }
 
 
 def _check_kernel(kernel_name: str) -> None:
@@ -306,16 +412,20 @@ def build_report(
     price_set: str | None = None,
     timeout: int = 600,
     show_code: bool = False,
-    notebooks: Sequence[str] = NOTEBOOKS,
+    notebooks: Sequence[str] | None = None,
     kernel_name: str = KERNEL_NAME,
     index: bool = True,
     extra_parameters: Mapping[str, Any] | None = None,
+    jobs: int | None = None,
     console: Any = None,
 ) -> ReportResult:
     """Execute ``notebooks`` on the runs into ``out_dir`` and render ``report.html``.
 
     The runs are indexed in the configured results store first (so the trends notebook sees
-    them); a store that cannot be opened is reported and skipped, not fatal.
+    them); a store that cannot be opened is reported and skipped, not fatal. Only parameters
+    that differ from the notebooks' defaults are passed, so ``build_report()`` with no
+    arguments executes every notebook exactly on its defaults. ``jobs`` notebooks run at once,
+    each in its own process and kernel (default: 2, or 1 on a single core).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -324,12 +434,19 @@ def build_report(
     paths = resolve_run_dirs(run_dirs)
     if slo_file is not None and not Path(slo_file).is_file():
         raise ReportInputError(f"--slo: no such SLO file: {slo_file}")
-    sources = [NOTEBOOK_DIR / f"{name}.ipynb" for name in notebooks]
+    sources = [NOTEBOOK_DIR / f"{name}.ipynb" for name in (notebooks or NOTEBOOKS)]
     missing = [str(s) for s in sources if not s.is_file()]
     if missing:
         raise ReportInputError(f"notebook(s) not found: {', '.join(missing)}")
-    params = default_parameters(paths, slo_file=slo_file, price_set=price_set)
+    params: dict[str, Any] = {}
+    if run_dirs:
+        params["run_dirs"] = [str(p) for p in paths]
+    if slo_file is not None:
+        params["slo_file"] = str(Path(slo_file).resolve())
+    if price_set is not None:
+        params["price_set"] = price_set
     params.update(extra_parameters or {})
+    jobs = max(1, jobs if jobs is not None else min(2, os.cpu_count() or 1))
     secrets.check_parameters(params)
     _check_kernel(kernel_name)
     out_dir = out_dir or REPORTS_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -337,8 +454,8 @@ def build_report(
     values = secrets.secret_values()
     result = ReportResult(out_dir=out_dir, html=None)
 
-    if index:
-        params["use_store"] = _index_runs(paths, console, values)
+    if index and _index_runs(paths, console, values):
+        params["use_store"] = True
     (out_dir / "parameters.json").write_text(
         json.dumps(secrets.redact_parameters(params), indent=2) + "\n", encoding="utf-8"
     )
@@ -352,21 +469,29 @@ def build_report(
         transient=False,
     ) as progress:
         task = progress.add_task("report", total=len(sources) + 1)
-        for src in sources:
-            progress.update(task, description=f"executing {src.name}")
-            res = execute_notebook(
-                src, out_dir / src.name, params, timeout=timeout, kernel_name=kernel_name,
-                cwd=NOTEBOOK_DIR, secret_values=values,
-            )  # fmt: skip
-            result.notebooks.append(res)
-            if not res.ok:
-                progress.console.print(
-                    f"[red]✗ {src.name}[/]: {res.error}; partially executed notebook kept at "
-                    f"{res.output}"
-                )
-            else:
-                progress.console.print(f"[green]✓[/] {src.name}")
-            progress.advance(task)
+        progress.update(task, description=f"executing {len(sources)} notebooks ({jobs} at a time)")
+        done: dict[str, NotebookResult] = {}
+        with _executor(jobs) as pool:
+            futures = {
+                pool.submit(
+                    execute_notebook, src, out_dir / src.name, params, timeout=timeout,
+                    kernel_name=kernel_name, cwd=NOTEBOOK_DIR, secret_values=values,
+                ): src
+                for src in sources
+            }  # fmt: skip
+            for fut in as_completed(futures):
+                src = futures[fut]
+                res = fut.result()
+                done[src.name] = res
+                if not res.ok:
+                    progress.console.print(
+                        f"[red]✗ {src.name}[/]: {res.error}; partially executed notebook kept "
+                        f"at {res.output}"
+                    )
+                else:
+                    progress.console.print(f"[green]✓[/] {src.name}")
+                progress.advance(task)
+        result.notebooks = [done[src.name] for src in sources]  # report order, not finish order
         progress.update(task, description="rendering report.html")
         executed = [n.output for n in result.notebooks if n.output.exists()]
         if executed:
@@ -377,6 +502,15 @@ def build_report(
     if leaks:  # cannot happen after redaction unless redaction is broken: fail loudly
         raise RuntimeError(f"secret values remain in {', '.join(leaks)} after redaction")
     return result
+
+
+def _executor(jobs: int) -> Executor:
+    """Worker processes (spawned: no inherited kernel/zmq state) when running in parallel."""
+    if jobs <= 1:
+        return ThreadPoolExecutor(max_workers=1)
+    import multiprocessing
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> bool:
@@ -412,6 +546,7 @@ def cli_report(args: argparse.Namespace) -> int:
             price_set=getattr(args, "price_set", None),
             timeout=getattr(args, "timeout", 600),
             show_code=getattr(args, "show_code", False),
+            jobs=getattr(args, "jobs", None),
             console=console,
         )
     except (ReportInputError, secrets.SecretParameterError) as exc:

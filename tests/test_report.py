@@ -1,0 +1,130 @@
+"""``perflib report``: every notebook executed with papermill on its defaults (the sample
+runs) into one HTML report with the charts embedded and the code hidden; exit codes for a
+failing notebook (1, the partial notebook kept, the cell named) and bad input (2)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from perflib import report as rp
+
+PLANTED = "fly-planted-report-4Hq81"
+
+
+@pytest.fixture(scope="module")
+def defaults_report(tmp_path_factory: pytest.TempPathFactory) -> rp.ReportResult:
+    """The report on the notebooks' own defaults (no parameter passed, no store indexing),
+    with a planted FLY_API_TOKEN in the environment the kernels inherit."""
+    assert rp.sample_run_dirs(), "record the sample runs: scripts/record_sample_runs.py"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLY_API_TOKEN", PLANTED)
+    try:
+        return rp.build_report(out_dir=tmp_path_factory.mktemp("report") / "r", index=False, jobs=2)
+    finally:
+        mp.undo()
+
+
+def test_every_notebook_runs_on_its_defaults(defaults_report: rp.ReportResult) -> None:
+    assert [n.name for n in defaults_report.notebooks] == list(rp.NOTEBOOKS)
+    for n in defaults_report.notebooks:
+        assert n.ok, f"{n.name}: {n.error}"
+        nb = json.loads(n.output.read_text())
+        assert nb["metadata"]["papermill"]["parameters"] == {}  # nothing injected: defaults
+        assert nb["metadata"]["papermill"]["exception"] is None
+        assert all(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_html_report_embeds_the_charts_and_hides_code(defaults_report: rp.ReportResult) -> None:
+    html = defaults_report.html
+    assert html is not None and html.name == "report.html"
+    text = html.read_text()
+    images = re.findall(r'<img[^>]+src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"', text)
+    executed_pngs = sum(
+        1
+        for n in defaults_report.notebooks
+        for c in json.loads(n.output.read_text())["cells"]
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    )
+    # every chart of every notebook is in the one file, as a data URI (nothing to fetch)
+    assert executed_pngs >= 10 and len(images) == executed_pngs
+    assert base64.b64decode("".join(images[0].split()))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Performance report" in text and "Smoke test" in text and "Capacity trends" in text
+    assert "from perflib import report as rp" not in text  # code hidden by default
+    assert 'src="http' not in text
+
+
+def test_planted_token_does_not_leak_into_the_report(defaults_report: rp.ReportResult) -> None:
+    files = list(defaults_report.out_dir.iterdir())
+    assert rp.secrets.find_leaks(files, [PLANTED]) == []
+
+
+def test_show_code_keeps_the_code(defaults_report: rp.ReportResult, tmp_path: Path) -> None:
+    out = rp.render_html(
+        [defaults_report.notebooks[1].output], tmp_path / "code.html", show_code=True
+    )
+    assert "rp.go_no_go" in out.read_text()
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    base = {"run_dirs": [], "out": None, "price_set": None, "slo": None, "timeout": 120,
+            "show_code": False, "jobs": 1}  # fmt: skip
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert rp.cli_report(_args(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "o"))) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    run = rp.sample_run_dirs()[0]
+    assert rp.cli_report(_args(run_dirs=[str(run)], slo=str(tmp_path / "x.toml"))) == 2
+    assert "no such SLO file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written for bad input
+    job = argparse.Namespace(time_scale=0.0, out=str(tmp_path / "j"), upstreams="nominal")
+    assert rp.cli_report_job(job) == 2
+
+
+def test_secret_parameter_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(rp.secrets.SecretParameterError):
+        rp.build_report(
+            out_dir=tmp_path / "o", index=False, extra_parameters={"fly_api_token": PLANTED}
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_failing_notebook_exits_1_and_keeps_the_partial_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_dirs = []")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Broken"),
+        params,
+        nbformat.v4.new_code_cell("print('first part ran')"),
+        nbformat.v4.new_code_cell("1 / 0"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "perflib", "display_name": "perflib", "language": "python"}
+    nbformat.write(nb, nbdir / "broken.ipynb")
+    monkeypatch.setattr(rp, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(rp, "NOTEBOOKS", ("broken",))
+    monkeypatch.setenv("PERFLIB_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
+    out = tmp_path / "out"
+    smoke = [p for p in rp.sample_run_dirs() if "smoke" in p.name]
+    assert rp.cli_report(_args(out=str(out), run_dirs=[str(smoke[0])])) == 1
+    err = capsys.readouterr().err
+    # cells: 0 markdown, 1 parameters, 2 injected parameters, 3 print, 4 the division
+    assert "broken" in err and "cell 4" in err and "ZeroDivisionError" in err
+    partial = json.loads((out / "broken.ipynb").read_text())
+    ran = [c for c in partial["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    assert any("first part ran" in "".join(o.get("text", "")) for c in ran for o in c["outputs"])
+    assert (out / "report.html").exists()  # the report still renders what ran
