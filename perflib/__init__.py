@@ -69,6 +69,20 @@ _EXPORTS: dict[str, str] = {
     "plot_comparison": "perflib.plots",
     "plot_run": "perflib.plots",
     # sizing exports
+    "load_prices": "perflib.pricing",
+    "monthly_cost": "perflib.pricing",
+    "cost_breakdown": "perflib.pricing",
+    "machine_price": "perflib.pricing",
+    "parse_preset": "perflib.pricing",
+    "Preset": "perflib.pricing",
+    "recommend": "perflib.sizing",
+    "Recommendation": "perflib.sizing",
+    "compare_presets": "perflib.sizing",
+    "PresetComparison": "perflib.sizing",
+    "pool_size": "perflib.sizing",
+    "capacity": "perflib.sizing",
+    "second_opinion": "perflib.sizing",
+    "plot_preset_comparison": "perflib.plots_sizing",
     # store / report exports
 }
 

@@ -664,6 +664,64 @@ def rule_oom(runs: Sequence[RunEvidence]) -> tuple[float, RuleResult]:
     )
 
 
+def latency_slower(result: Mapping[str, Any]) -> tuple[bool, str]:
+    """Did a ``compare_runs`` digest find p95 latency worse? Uses the all-requests row when
+    present (the guide's "p95 latency"), else any endpoint; "slower" needs the CI to exclude
+    0 and |Δ| ≥ 10 % (analysis.compare_runs)."""
+    rows = result.get("latency") or []
+    overall = [r for r in rows if r.get("name") == "(all)"] or rows
+    slower = [r for r in overall if r.get("change") == "slower"]
+    if slower:
+        return True, str(slower[0].get("verdict", "slower"))
+    return False, "; ".join(str(r.get("verdict", "")) for r in overall) or "no latency rows"
+
+
+def rule_latency_unchanged(
+    runs: Sequence[RunEvidence], latency: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[float, list[RuleResult]]:
+    """Option 1: a smaller size is safe only if "p95 latency unchanged" against the largest
+    size run with the same profile. Returns the largest memory ruled out and the results."""
+    out: list[RuleResult] = []
+    worst = 0.0
+    by_profile: dict[str | None, list[RunEvidence]] = {}
+    for r in runs:
+        if r.preset is not None and r.run is not None:
+            by_profile.setdefault(r.profile, []).append(r)
+    for group in by_profile.values():
+        if len({r.preset.memory_mb for r in group}) < 2:  # type: ignore[union-attr]
+            continue
+        base = max(group, key=lambda r: (r.preset.memory_mb, r.preset.cpus))  # type: ignore[union-attr]
+        for r in group:
+            if r.preset.memory_mb >= base.preset.memory_mb:  # type: ignore[union-attr]
+                continue
+            res = (latency or {}).get(r.label)
+            if res is None:
+                res = compare_latency(base.run, r.run)  # type: ignore[arg-type]
+            if not res.get("available"):
+                out.append(
+                    RuleResult(
+                        "latency_unchanged",
+                        False,
+                        f'{G}, Option 1 ("p95 latency unchanged"): not '
+                        f"checked for {r.label}: {res.get('reason')}",
+                    )
+                )
+                continue
+            slower, verdict = latency_slower(res)
+            if slower:
+                worst = max(worst, float(r.preset.memory_mb))  # type: ignore[union-attr]
+            out.append(
+                RuleResult(
+                    "latency_unchanged",
+                    slower,
+                    f'{G}, Scaling Options, Option 1 ("p95 latency unchanged"): '
+                    f"{r.preset.name} vs {base.preset.name}: {verdict}"  # type: ignore[union-attr]
+                    + (f" → {r.preset.memory_mb} MB and smaller ruled out" if slower else ""),  # type: ignore[union-attr]
+                )
+            )
+    return worst, out
+
+
 def rule_memory_sustained(run: RunEvidence) -> RuleResult:
     span = run.longest_above("memory_used_mb", SUSTAINED_MEMORY_MB)
     win = run.sustain_window_s
@@ -773,6 +831,8 @@ def recommend(
     ha: bool = False,
     price_set: str | None = None,
     current_pool: int = SERVICE_POOL_DEFAULT,
+    latency_check: bool = True,
+    latency: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Recommendation:
     """The cheapest Fly preset that satisfies every rule of the guide, with the reasons.
 
@@ -835,6 +895,11 @@ def recommend(
     reasons.append(r_oom.reason)
 
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
+    if latency_check:
+        slow_mb, lat_rules = rule_latency_unchanged(ev, latency)
+        rules.extend(lat_rules)
+        reasons.extend(x.reason for x in lat_rules)
+        min_exclusive_mb = max(min_exclusive_mb, slow_mb)
     not_larger_than: list[Preset] = []  # p95 > 3 s at these: the pick must be larger
     perf_needed = False
     for r in ev:
@@ -898,6 +963,12 @@ def recommend(
                 f"{n_inst} × ${machine_price(pick, region, ps.name):.2f} = ${rec_cost:.2f}/30 d "
                 '("Costs: 2x the resources")'
             )
+        if pick.memory_mb < SMALL_PRESET_MB:
+            reasons.append(
+                f"Caution: {pick.memory_mb} MB is the size users most often report OOM kills "
+                "at while installing or booting Python apps (fly.md §6); the load test only "
+                "covers what it exercised"
+            )
         verb = "saves" if savings >= 0 else "costs"
         reasons.append(
             f"Current {cur.name} × {instances} = ${cur_cost * instances:.2f}/30 d → "
@@ -932,6 +1003,12 @@ def recommend(
         "Keep the smaller size only if stable for 48 h with p95 latency unchanged "
         "(Right-Sizing Process); otherwise revert to 1 GB",
     ]
+    if pick is not None and pick not in {r.preset for r in ev}:
+        steps.insert(
+            0,
+            f"{pick.name} was not load-tested here: run `perflib run load --vm {pick.name}` "
+            f"and `perflib compare` it with the {cur.name} run before deploying",
+        )
     return Recommendation(
         recommended_preset=pick.name if pick else None,
         memory_mb=pick.memory_mb if pick else None,
@@ -1254,7 +1331,14 @@ def compare_presets(
             lat[r.label] = compare_latency(base.run, r.run)
         else:
             lat[r.label] = {"available": False, "reason": "no run directories"}
-    rec = recommend(ev, region=region, price_set=ps.name, current=current or base.preset.name)
+    rec = recommend(
+        ev,
+        region=region,
+        price_set=ps.name,
+        current=current or base.preset.name,
+        latency_check=latency,
+        latency=lat,
+    )
     return PresetComparison(table, base.label, lat, rec, ps.name, region, warnings)
 
 
@@ -1358,10 +1442,10 @@ def cli_compare(args: argparse.Namespace) -> int:
         t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
     con.print(t)
     for label, res in comp.latency.items():
-        con.print(
-            f"latency {comp.baseline} vs {label}: {json.dumps(res, default=str)[:400]}",
-            highlight=False,
-        )
+        verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
+        con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
+    for reason in comp.recommendation.reasons:
+        con.print(f"• {reason}", highlight=False)
     rec = comp.recommendation
     con.print(f"recommended: {rec.recommended_preset} (${rec.monthly_cost_usd}/30 d)")
     for w in comp.warnings:

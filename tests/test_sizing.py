@@ -502,6 +502,29 @@ def test_compare_presets_synthetic(tmp_path: Path) -> None:
     assert comp.recommendation.recommended_preset == "shared-cpu-1x:512mb"
 
 
+def test_latency_unchanged_rule(tmp_path: Path) -> None:
+    pytest.importorskip("perflib.analysis")
+    big = make_run(
+        tmp_path / "gb", "shared-cpu-1x:1024mb", ramp(300), requests=_latency_requests(500)
+    )
+    slow = make_run(
+        tmp_path / "slow", "shared-cpu-1x:512mb", ramp(300), requests=_latency_requests(1000)
+    )
+    same = make_run(
+        tmp_path / "same", "shared-cpu-1x:512mb", ramp(300), requests=_latency_requests(500)
+    )
+    # p95 doubled at 512 MB (CI far from 0, > 10 %): Option 1's "p95 latency unchanged" fails
+    r = recommend([big.path, slow.path])
+    rule = _rule(r, "latency_unchanged")[0]
+    assert rule.triggered and "512 MB and smaller ruled out" in rule.reason
+    assert r.recommended_preset == "shared-cpu-1x:768mb"
+    assert "was not load-tested" in r.next_steps[0]
+    # same latency distribution: the rule holds, 300 × 1.3 = 390 → 512 MB
+    r2 = recommend([big.path, same.path])
+    assert not _rule(r2, "latency_unchanged")[0].triggered
+    assert r2.recommended_preset == "shared-cpu-1x:512mb"
+
+
 def test_compare_needs_two_runs_of_one_profile(tmp_path: Path) -> None:
     a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
     b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(300), profile="smoke")
