@@ -1798,6 +1798,8 @@ def compare_runs(
             ra = np.array([percentile_or_nan(v, q) for v in da])
             rb = np.array([percentile_or_nan(v, q) for v in db])
             ra, rb = ra[~np.isnan(ra)], rb[~np.isnan(rb)]
+            if ra.size == 0 or rb.size == 0:
+                continue
             pa, pb = float(ra.mean()), float(rb.mean())
             lo, hi = _bootstrap_diff(
                 ra,

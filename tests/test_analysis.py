@@ -759,3 +759,16 @@ def test_analyze_run_on_a_real_k6_run(k6_run: tuple[Path, dict]) -> None:
     by_stage = a.latency_by_stage
     assert by_stage.loc[by_stage["name"] == an.ALL, "count"].sum() == len(a.requests)
     assert a.vus["vus"].max() >= 2
+
+
+@pytest.mark.k6
+def test_compare_runs_loads_run_directories(k6_run: tuple[Path, dict]) -> None:
+    path, summary = k6_run
+    cmp = an.compare_runs(path, RunDir.open(path), n_resamples=200)
+    assert cmp.unit == "requests" and not cmp.changed
+    row = cmp.latency.set_index("name").loc[an.ALL]
+    assert row["p95_a"] == row["p95_b"] == pytest.approx(summary["http_req_duration"]["p(95)"])
+    assert row["delta_ms"] == 0 and row["mannwhitney_p"] == pytest.approx(1.0)
+    errs = cmp.errors.set_index("side")
+    assert errs.loc["A", "failed"] == summary["http_req_failed"]["passes"]
+    assert errs.loc["A", "error_rate_pct"] == errs.loc["B", "error_rate_pct"]

@@ -251,3 +251,39 @@ def test_step_saturation_leak_and_profile_verdicts() -> None:
     a.run.manifest["profile"] = "smoke"
     ids = set(an.slo_verdicts(a)["id"])
     assert "smoke_health" in ids and "load_p95" not in ids
+
+
+def test_latency_slo_with_endpoint_and_stage_selectors() -> None:
+    req = make_requests(3000, seed=4)
+    a = _analysis_stub(req)
+    a.stages = an.stage_table(manifest())
+    slos = parse_slos(
+        {
+            "version": 1,
+            "slo": [
+                {
+                    "id": "steady_enrich",
+                    "kind": "latency",
+                    "endpoint": "leads",
+                    "stages": ["steady"],
+                    "stat": "p99",
+                    "target": 1e9,
+                },
+                {
+                    "id": "peak_health",
+                    "kind": "error_rate",
+                    "endpoint": "^/health$",
+                    "stages": ["peak"],
+                    "target": 1,
+                },
+            ],
+        }
+    )
+    v = an.slo_verdicts(a, slos).set_index("id")
+    secs = (req["time"] - T0).dt.total_seconds()
+    mask = (req["name"] == "/api/v1/leads/process") & (secs >= 30) & (secs < 90)
+    assert v.loc["steady_enrich", "measured"] == pytest.approx(
+        np.percentile(req.loc[mask, "duration_ms"], 99)
+    )
+    assert f"over {int(mask.sum()):,} requests" in v.loc["steady_enrich", "evidence"]
+    assert v.loc["peak_health", "verdict"] == "no data"  # no stage named "peak"
