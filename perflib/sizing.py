@@ -761,6 +761,40 @@ def rule_cpu(run: RunEvidence) -> RuleResult:
     )
 
 
+def egress_estimate(
+    runs: Sequence[RunEvidence], region: str, monthly_requests: float | None = None
+) -> dict[str, Any] | None:
+    """Egress from what the service sent (k6 ``data_received``): bytes per request, $ per
+    million requests, and a 30-day volume — at ``monthly_requests`` when given, else at the
+    test's mean rate sustained for 30 days (an upper bound: a load test is a busy hour)."""
+    from perflib.pricing import egress_usd_per_gb
+
+    sent = sum(r.data_received_bytes or 0.0 for r in runs)
+    reqs = sum(r.requests or 0.0 for r in runs if r.data_received_bytes)
+    if not sent or not reqs:
+        return None
+    bpr = sent / reqs
+    rate = egress_usd_per_gb(region)
+    durations = [r.duration_s for r in runs if r.duration_s and r.data_received_bytes]
+    per_month = monthly_requests
+    basis = "monthly_requests"
+    if per_month is None:
+        if not durations:
+            return None
+        per_month = reqs / sum(durations) * SECONDS_PER_MONTH
+        basis = "measured rate sustained for 30 days (upper bound)"
+    gb = monthly_egress_gb(bpr * reqs, 1.0, requests=reqs, monthly_requests=per_month)
+    return {
+        "bytes_per_request": round(bpr, 1),
+        "usd_per_gb": rate,
+        "usd_per_million_requests": round(bpr * 1e6 / 1e9 * rate, 4),
+        "monthly_requests": round(per_month),
+        "monthly_gb": round(gb, 3),
+        "monthly_usd": round(gb * rate, 2),
+        "basis": basis,
+    }
+
+
 @dataclass
 class Recommendation:
     """The recommender's answer; ``to_json()`` has DESIGN.md's keys first."""
@@ -785,6 +819,7 @@ class Recommendation:
     confidence: str = "low"
     next_steps: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    egress: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -808,6 +843,7 @@ class Recommendation:
             "confidence": self.confidence,
             "next_steps": list(self.next_steps),
             "runs": list(self.runs),
+            "egress": self.egress,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -831,6 +867,7 @@ def recommend(
     ha: bool = False,
     price_set: str | None = None,
     current_pool: int = SERVICE_POOL_DEFAULT,
+    monthly_requests: float | None = None,
     latency_check: bool = True,
     latency: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Recommendation:
@@ -979,6 +1016,16 @@ def recommend(
     pool = pool_advice(max(rates) * 60, current_pool) if rates else None
     if pool:
         reasons.append(pool.reason)
+    egress = egress_estimate(sizing_runs, region, monthly_requests)
+    if egress and monthly_requests and rec_cost is not None:
+        rec_cost = round(rec_cost + egress["monthly_usd"], 2)
+        cur_total = cur_cost * instances + egress["monthly_usd"]
+        savings = round(cur_total - rec_cost, 2)
+        reasons.append(
+            f"Egress: {egress['bytes_per_request']:.0f} B/request (k6 data_received) × "
+            f"{monthly_requests:,.0f} requests/30 d = {egress['monthly_gb']:.2f} GB → "
+            f"${egress['monthly_usd']:.2f} at ${egress['usd_per_gb']}/GB ({region})"
+        )
 
     so = second_opinion(
         ev,
@@ -1030,6 +1077,7 @@ def recommend(
         confidence=confidence,
         next_steps=steps,
         runs=[r.label for r in ev],
+        egress=egress,
     )
 
 
@@ -1395,6 +1443,7 @@ def cli_recommend(args: argparse.Namespace) -> int:
             instances=getattr(args, "instances", 1) or 1,
             ha=bool(getattr(args, "ha", False)),
             price_set=getattr(args, "price_set", None),
+            monthly_requests=getattr(args, "monthly_requests", None),
         )
     except (SizingError, PricingError) as exc:
         print(f"perflib recommend: {exc}", file=sys.stderr)

@@ -695,3 +695,18 @@ def test_compare_two_real_runs(real_runs: list[Path]) -> None:
     else:
         assert rec.memory_mb >= rec.peak_memory_mb * 1.3
     assert json.loads(comp.to_json())["runs"][0]["preset"] == "shared-cpu-1x:1024mb"
+
+
+def test_egress_from_measured_bytes(tmp_path: Path) -> None:
+    # 2000 B per request (data_received / http_reqs in the summary)
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300), rate=0.5)
+    plain = recommend([run.path])
+    assert plain.egress is not None and plain.egress["bytes_per_request"] == 2000
+    # 0.5 req/s sustained 30 days = 1.296 M requests × 2 kB = 2.592 GB
+    assert plain.egress["monthly_gb"] == pytest.approx(2.592)
+    assert plain.monthly_cost_usd == P26["512"]  # machine only unless a volume is given
+    # 10 M requests × 2 kB = 20 GB × $0.02 = $0.40 added to both sides
+    r = recommend([run.path], monthly_requests=10e6)
+    assert r.egress["monthly_usd"] == pytest.approx(0.40)
+    assert r.monthly_cost_usd == pytest.approx(P26["512"] + 0.40)
+    assert r.monthly_savings_usd == pytest.approx(P26["1024"] - P26["512"])
