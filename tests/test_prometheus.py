@@ -335,3 +335,28 @@ def test_process_queries_leave_out_prometheus_itself() -> None:
         'process_resident_memory_bytes{job="svc",app="a\\"b"}'
         in s.rendered_queries()["memory_used"]
     )
+
+
+@needs_prometheus
+def test_real_service_memory_through_prometheus() -> None:
+    """The lead-enrichment service itself (perflib.stack.LocalStack), scraped by the real
+    Prometheus that `perflib serve --prometheus` starts: memory equals its RSS."""
+    stack_mod = pytest.importorskip("perflib.stack", reason="perflib.stack not available")
+    with stack_mod.LocalStack() as stack:
+        prom = start_for_stack(stack.base_url, labels={"app": "lead-enrichment"})
+        try:
+            prom.wait_for_points('process_resident_memory_bytes{app="lead-enrichment"}', 2)
+            for _ in range(5):  # some work, so the figures are not those of an idle process
+                httpx.get(f"{stack.base_url}/health", timeout=5)
+            time.sleep(1.5)
+            end = utcnow()
+            result = ProcessSampler(prom.url, labels={"app": "lead-enrichment"}, settle_s=0).fetch(
+                end - timedelta(seconds=5), end
+            )
+            assert stack.service is not None
+            rss = vm_rss_bytes(stack.service.pid) / 2**20
+        finally:
+            prom.stop()
+    assert result.rows, result.warnings
+    assert {r["instance"] for r in result.rows} == {stack.base_url.removeprefix("http://")}
+    assert result.rows[-1]["memory_used_mb"] == pytest.approx(rss, rel=0.05, abs=2.0)
