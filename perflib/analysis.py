@@ -1057,8 +1057,10 @@ _REQ_ID = re.compile(
     r"\b(?:request_id|req_id|rid|request|req|lead_id|lead)\s*[=:]\s*[\"']?(?P<id>[\w.:-]+)",
     re.IGNORECASE,
 )
+_PAREN_LEAD = re.compile(r"\(lead\s+(?P<id>[\w.:-]+)\)", re.IGNORECASE)
+# a bracketed id standing alone (not Fly's "app[<machine id>]", which names the VM)
 _BRACKET_ID = re.compile(
-    r"\[(?:req(?:uest)?[ =:-]?)?(?P<id>[0-9a-f]{6,}|[\w-]{8,})\]", re.IGNORECASE
+    r"(?<![\w\]])\[(?:req(?:uest)?[ =:-]?)?(?P<id>[0-9a-f]{6,}|[\w-]{8,})\]", re.IGNORECASE
 )
 
 
@@ -1085,7 +1087,12 @@ def parse_step_log(source: str | Path) -> pd.DataFrame:
         if not m:
             continue
         rest = line[: m.start()] + " " + line[m.end() :]
-        rid = _REQ_ID.search(rest) or _REQ_ID.search(m.group("what")) or _BRACKET_ID.search(rest)
+        rid = (
+            _REQ_ID.search(rest)
+            or _PAREN_LEAD.search(rest)
+            or _REQ_ID.search(m.group("what"))
+            or _BRACKET_ID.search(rest)
+        )
         what = m.group("what").strip().rstrip(".:")
         rows.append(
             (
@@ -1173,7 +1180,9 @@ def step_attribution(steps: pd.DataFrame, *, tail_pct: float = 95.0) -> StepAttr
         )
     per = pd.DataFrame(rows)
     with_id = steps[steps["request"].notna()]
-    if len(with_id) >= 0.5 * len(steps):
+    # ids that repeat a step many times name something else (a VM, a worker), not a request
+    per_request = with_id.groupby(["request", "step"]).size().max() if len(with_id) else 0
+    if len(with_id) >= 0.5 * len(steps) and per_request <= 3:
         wide = with_id.pivot_table(
             index="request", columns="step", values="ms", aggfunc="sum", fill_value=0.0
         )
@@ -1366,6 +1375,11 @@ def analyze_run(
     if run.k6_outputs:
         from perflib import k6
 
+        ing = k6.ingest(run.path)  # parses once into the Parquet cache the readers use
+        try:
+            warnings.extend(ing.warnings)  # skipped/truncated lines, never silent
+        finally:
+            ing.cleanup()
         requests = k6.read_requests(run.path)
         points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
     else:

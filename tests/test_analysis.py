@@ -412,6 +412,19 @@ def test_parse_step_log_with_prefixes() -> None:
         "2026-11-01 12:00:01,101 INFO service.pipeline: Step 1: Fetching lead from C2S (12 ms)\n"
     )
     assert plain["ms"].iloc[0] == 12.0 and pd.isna(plain["request"].iloc[0])
+    tagged = an.parse_step_log(
+        "2026-11-01 12:00:01,101 INFO service.pipeline: Step 1: Fetching lead from C2S "
+        "(12 ms) (lead 3f2a-77)\n[req-9f8e7d6c] Step 2: Using Diretrix to find CPF (30 ms)\n"
+    )
+    assert list(tagged["request"]) == ["3f2a-77", "9f8e7d6c"]
+    # Fly's app[<machine id>] is not a request id; ids repeating a step are not used
+    fly = an.parse_step_log(
+        "2026-11-01T12:00:01Z app[2865134a394268] cdg [info] Step 1: Fetching lead (5 ms)\n"
+    )
+    assert pd.isna(fly["request"].iloc[0])
+    same = an.parse_step_log(_step_log(n=50, with_ids=False).replace("ms)", "ms) worker=w1"))
+    same["request"] = "w1"
+    assert "approximate" in an.step_attribution(same).method
 
 
 def _step_log(seed: int = 0, n: int = 400, slow_step: int = 3, with_ids: bool = True) -> str:
@@ -772,3 +785,21 @@ def test_compare_runs_loads_run_directories(k6_run: tuple[Path, dict]) -> None:
     errs = cmp.errors.set_index("side")
     assert errs.loc["A", "failed"] == summary["http_req_failed"]["passes"]
     assert errs.loc["A", "error_rate_pct"] == errs.loc["B", "error_rate_pct"]
+
+
+@pytest.mark.k6
+def test_analyze_run_reports_a_truncated_k6_output(
+    k6_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import gzip
+    import shutil
+
+    path, summary = k6_run
+    cut = tmp_path / "cut"
+    shutil.copytree(path, cut, ignore=shutil.ignore_patterns("*.k6cache"))
+    text = gzip.decompress((path / "k6.ndjson.gz").read_bytes()).decode()
+    (cut / "k6.ndjson.gz").write_bytes(gzip.compress(text[: len(text) - 40].encode()))
+    a = an.analyze_run(cut)
+    assert any("unterminated" in w for w in a.warnings), a.warnings
+    # the requests before the cut are all there
+    assert summary["http_reqs"]["count"] - 1 <= len(a.requests) <= summary["http_reqs"]["count"]
