@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import pandas as pd
 
 from perflib.fly import (
     MACHINES_API,
@@ -175,6 +176,19 @@ class FetchResult:
     @property
     def instances(self) -> list[str]:
         return sorted({r["instance"] for r in self.rows})
+
+    def frame(self) -> pd.DataFrame:
+        """Every query's converted value per (time, instance), including the figures that
+        have no samples.csv column (steal, burst balance in s, exit_oom): for notebooks.
+        Only the rows' (time, instance) pairs appear, so gaps stay gaps."""
+        keys = [(r["time"], r["instance"]) for r in self.rows]
+        data: dict[str, list[float | None]] = {}
+        for name, per_instance in self.extra.items():
+            data[name] = [per_instance.get(i, {}).get(round(to_unix(t), 3)) for t, i in keys]
+        df = pd.DataFrame(data, dtype="float64")
+        df.insert(0, "instance", [i for _, i in keys])
+        df.insert(0, "time", pd.to_datetime([t for t, _ in keys], utc=True))
+        return df
 
 
 def find_gaps(

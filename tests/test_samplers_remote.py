@@ -469,3 +469,15 @@ def test_runner_hook_uses_remote_samplers(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     (fly,) = runner.samplers_for(args)
     assert isinstance(fly, FlySampler) and fly.app == "x"
+
+
+def test_frame_keeps_steal_balance_and_oom(fake: flyapi.FakeFly) -> None:
+    result = sampler(fake).fetch(T0, T1)
+    df = result.frame()
+    assert len(df) == len(result.rows)
+    assert {"memory_used", "cpu", "cpu_steal", "cpu_balance", "exit_oom"} <= set(df.columns)
+    a0 = df[(df["instance"] == A) & (df["time"] == T0)].iloc[0]
+    assert a0["cpu_steal"] == pytest.approx(0.3)  # 0.3 cs/s = 0.3 %
+    assert a0["cpu_balance"] == pytest.approx(500.0)  # 50000 cs = 500 s of burst
+    b_after = df[(df["instance"] == B) & (df["time"] == T0 + timedelta(minutes=7))].iloc[0]
+    assert b_after["exit_oom"] == 1.0
