@@ -360,3 +360,34 @@ def test_real_service_memory_through_prometheus() -> None:
     assert result.rows, result.warnings
     assert {r["instance"] for r in result.rows} == {stack.base_url.removeprefix("http://")}
     assert result.rows[-1]["memory_used_mb"] == pytest.approx(rss, rel=0.05, abs=2.0)
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install_prometheus.sh"
+
+
+def test_install_script_idempotent_and_clear(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "prometheus"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'prometheus, version 0.0.0'\n")
+    fake.chmod(0o755)
+    env = {"PATH": str(fake.parent), "HOME": str(tmp_path)}
+    done = subprocess.run(["/bin/bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "already installed" in done.stderr
+    pinned = subprocess.run(
+        ["/bin/bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={**env, "PROMETHEUS_BINARY": str(fake)},
+    )
+    assert pinned.returncode == 0 and "PROMETHEUS_BINARY" in pinned.stderr
+    # neither a binary nor apt-get on PATH: a precise message, exit 1, nothing attempted
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = subprocess.run(
+        ["/bin/bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(empty), "HOME": str(tmp_path)},
+    )
+    assert none.returncode == 1
+    assert "no apt-get" in none.stderr and "PROMETHEUS_BINARY" in none.stderr
