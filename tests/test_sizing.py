@@ -710,3 +710,23 @@ def test_egress_from_measured_bytes(tmp_path: Path) -> None:
     assert r.egress["monthly_usd"] == pytest.approx(0.40)
     assert r.monthly_cost_usd == pytest.approx(P26["512"] + 0.40)
     assert r.monthly_savings_usd == pytest.approx(P26["1024"] - P26["512"])
+
+
+@pytest.mark.k6
+@pytest.mark.slow
+def test_capacity_on_a_real_run(real_runs: list[Path]) -> None:
+    big = real_runs[0]
+    cap = capacity(big)
+    summary = RunDir.open(big).k6_summary()
+    n = summary["metrics"]["http_reqs"]["count"]
+    # every request lands in one bucket (the partial last bucket is dropped from the table)
+    counted = (cap.buckets["completed_rps"] * cap.bucket_s).sum()
+    assert 0 < counted <= n
+    assert cap.max_sustained_rps <= cap.buckets["completed_rps"].max() + 1e-9
+    assert cap.preset == "shared-cpu-1x:1024mb" and cap.monthly_cost_usd == P26["1024"]
+    if cap.max_sustained_rps > 0:
+        assert cap.cost_per_million_usd == pytest.approx(
+            P26["1024"] / (cap.max_sustained_rps * 2.592)
+            + summary["metrics"]["data_received"]["count"] / n / 1e9 * 0.02 * 1e6,
+            rel=1e-6,
+        )
