@@ -67,6 +67,32 @@ def percentile(values: Any, p: float) -> float:
     return float(np.percentile(arr, p, method="linear"))
 
 
+def percentile_ci(values: Any, p: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the ``p`` percentile from binomial order statistics.
+
+    The number of samples below the true quantile is Binomial(n, p/100), so the order
+    statistics of ranks ``l = B⁻¹(α/2)`` and ``u = B⁻¹(1 − α/2) + 1`` bracket it with
+    probability ≥ ``confidence`` (asv ``asv_runner/statistics.py: quantile_ci``; Hahn &
+    Meeker, *Statistical Intervals*, §5.2). A side that needs a rank outside 1..n is NaN:
+    too few samples to bound it (a p99 from 50 requests has no upper bound). Like every
+    per-request interval it assumes independent requests (see docs/analysis.md).
+    """
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, dtype="float64"))
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan
+    alpha = 1.0 - confidence
+    q = p / 100.0
+    lo_rank = int(binom.ppf(alpha / 2, n, q))  # 1-based rank of the lower bound
+    hi_rank = int(binom.ppf(1 - alpha / 2, n, q)) + 1
+    lo = float(x[lo_rank - 1]) if lo_rank >= 1 else math.nan
+    hi = float(x[hi_rank - 1]) if hi_rank <= n else math.nan
+    return lo, hi
+
+
 def _pcol(p: float) -> str:
     """Column name of a percentile: 95 → ``p95``, 99.9 → ``p99.9``."""
     return f"p{p:g}"
@@ -365,7 +391,8 @@ def throughput_summary(
     requests: pd.DataFrame, *, duration_s: float | None = None, include_all: bool = True
 ) -> pd.DataFrame:
     """Whole-run figures per endpoint: ``requests``, ``failed``, ``error_rate_pct``,
-    ``duration_s``, ``req_per_s``, and latency ``p50``/``p95``/``p99``/``mean``/``max`` (ms).
+    ``duration_s``, ``req_per_s``, and latency ``p50``/``p95``/``p99``/``mean``/``max`` (ms)
+    with ``p95_ci_low``/``p95_ci_high`` (:func:`percentile_ci`, 95 %).
 
     ``duration_s`` defaults to first request start → last request end.
     """
@@ -381,6 +408,8 @@ def throughput_summary(
         "p99",
         "mean",
         "max",
+        "p95_ci_low",
+        "p95_ci_high",
     ]
     if len(requests) == 0:
         return pd.DataFrame(columns=cols)
@@ -396,7 +425,9 @@ def throughput_summary(
     for name, mask in groups:
         n = int(mask.sum())
         f = int(failed[mask].sum())
-        stats = _stats(requests.loc[mask, "duration_ms"].to_numpy(dtype="float64"), (50, 95, 99))
+        values = requests.loc[mask, "duration_ms"].to_numpy(dtype="float64")
+        stats = _stats(values, (50, 95, 99))
+        ci_lo, ci_hi = percentile_ci(values, 95)
         rows.append(
             {
                 "name": name,
@@ -406,6 +437,8 @@ def throughput_summary(
                 "duration_s": duration_s,
                 "req_per_s": n / duration_s,
                 **{k: stats[k] for k in ("p50", "p95", "p99", "mean", "max")},
+                "p95_ci_low": ci_lo,
+                "p95_ci_high": ci_hi,
             }
         )
     return pd.DataFrame(rows, columns=cols)
@@ -1497,7 +1530,11 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
             if p is not None
             else (float(np.nanmean(vals)) if stat == "avg" else float(np.nanmax(vals)))
         )
-        return value, f"{stat} = {_fmt(value, 'ms')} over {len(vals):,} requests ({where})"
+        ci = ""
+        if p is not None:
+            lo, hi = percentile_ci(vals, p)
+            ci = f", 95 % CI [{_fmt(lo, 'ms')}, {_fmt(hi, 'ms')}]".replace("n/a", "unbounded")
+        return value, f"{stat} = {_fmt(value, 'ms')}{ci} over {len(vals):,} requests ({where})"
     if kind == "step_latency":
         s = a.steps[a.steps["step"] == slo.step]
         if len(s) == 0:

@@ -130,6 +130,23 @@ def test_percentile_is_k6_linear_interpolation() -> None:
         assert an.percentile(x, p) == pytest.approx(float(k6_percentile(x, p)), rel=1e-12)
 
 
+def test_percentile_ci_covers_the_true_quantile() -> None:
+    from scipy.stats import expon
+
+    rng = np.random.default_rng(11)
+    truth = float(expon.ppf(0.95))
+    covered = 0
+    for _ in range(400):
+        lo, hi = an.percentile_ci(rng.exponential(size=300), 95)
+        covered += lo <= truth <= hi
+    # order-statistic intervals are conservative: coverage ≥ 95 % up to sampling error
+    assert covered / 400 >= 0.93
+    # ranks: n = 8 cannot bound a p95 from above; the lower bound is the 6th smallest
+    lo, hi = an.percentile_ci(np.arange(1.0, 9.0), 95)
+    assert lo == 6.0 and math.isnan(hi)
+    assert all(math.isnan(v) for v in an.percentile_ci([], 95))
+
+
 def test_latency_over_time_matches_brute_force_per_bucket() -> None:
     req = make_requests(3000, seed=1)
     out = an.latency_over_time(req, bucket="10s", origin=T0)
