@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name perflib --display-name "perflib (.venv)" >/dev/null
+	@scripts/install_prometheus.sh || echo "warning: no Prometheus: the process-source tests will be skipped"
 	@touch $(STAMP)
 
 setup: $(STAMP)

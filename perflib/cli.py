@@ -21,7 +21,7 @@ HANDLERS: dict[str, str] = {
     "compare": "perflib.sizing:cli_compare",
     "report": "perflib.report:cli_report",
     "report-job": "perflib.report:cli_report_job",
-    "samples": "perflib.samplers:cli_samples",
+    "samples": "perflib.samplers_remote:cli_samples",
     "store": "perflib.store:cli_store",
 }
 
