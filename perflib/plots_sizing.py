@@ -122,7 +122,10 @@ def plot_preset_comparison(
         )
     ax2.set_ylabel("memory (MB = MiB)")
     ax2.set_ylim(0, max(lim) * 1.25)
-    h1, l1 = ax.get_legend_handles_labels()
+    from matplotlib.patches import Patch
+
+    h1 = [Patch(color=COST_COLOR), Patch(facecolor=REC_COLOR, edgecolor=REC_COLOR)]
+    l1 = ["$ per 30 days", "recommended"]
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(
         h1 + h2,

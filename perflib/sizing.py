@@ -1397,7 +1397,7 @@ def _print_recommendation(rec: Recommendation) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = Console(width=max(Console().width, 120))
     t = Table(title="Right-sizing recommendation", show_header=False)
     t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
     t.add_row("monthly cost", f"${rec.monthly_cost_usd}" if rec.monthly_cost_usd else "–")
@@ -1472,21 +1472,21 @@ def cli_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = Console(width=max(Console().width, 120))
     t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
-    cols = [
-        "preset",
-        "peak_memory_mb",
-        "p95_memory_mb",
-        "headroom_pct",
-        "oom_kills",
-        "p95_latency_ms",
-        "error_rate",
-        "monthly_cost_usd",
-        "saving_vs_baseline_usd",
-    ]
-    for c in cols:
-        t.add_column(c)
+    cols = {
+        "preset": "preset",
+        "peak_memory_mb": "peak MB",
+        "p95_memory_mb": "p95 MB",
+        "headroom_pct": "headroom %",
+        "oom_kills": "OOM",
+        "p95_latency_ms": "p95 ms",
+        "error_rate": "errors",
+        "monthly_cost_usd": "$/30 d",
+        "saving_vs_baseline_usd": "saving $",
+    }
+    for header in cols.values():
+        t.add_column(header)
     for row in comp.table.to_dict("records"):
         t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
     con.print(t)
