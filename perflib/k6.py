@@ -116,7 +116,8 @@ class FileIngest:
     """One k6 NDJSON file turned into a Parquet table of typed rows (its cache)."""
 
     source: Path
-    parquet: Path
+    parquet: Path | None
+    table: str | None
     lines: dict[str, int]
     kinds: dict[str, int]
     metrics: dict[str, dict[str, Any]]
@@ -136,7 +137,7 @@ class Ingest:
 
     @property
     def parquets(self) -> list[Path]:
-        return [f.parquet for f in self.files]
+        return [f.parquet for f in self.files if f.parquet is not None]
 
     @property
     def lines(self) -> dict[str, int]:
@@ -231,7 +232,7 @@ def tag_column(tag: str) -> str:
     return f"tag_{tag}"
 
 
-def _ingest_sql(src: Path, dest: Path, compression: str, tags: Sequence[str]) -> str:
+def _select_sql(src: Path, compression: str, tags: Sequence[str]) -> str:
     """One streaming pass: every non-blank line → one typed row (``kind`` says what it was).
 
     DuckDB's NDJSON reader parses each line once into the declared struct (unknown keys,
@@ -252,7 +253,6 @@ def _ingest_sql(src: Path, dest: Path, compression: str, tags: Sequence[str]) ->
         f'data.tags."{_sql_ident(t)}" AS "{_sql_ident(tag_column(t))}"' for t in tags
     )
     return f"""
-COPY (
 WITH f AS (
   SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}
 ),
@@ -268,7 +268,6 @@ k AS (
 SELECT kind, metric, time_ns, data.value AS value,
   {tag_cols}
 FROM k
-) TO '{_sql_str(dest)}' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 122880)
 """
 
 
@@ -431,6 +430,7 @@ def _load_cached(path: Path) -> FileIngest | None:
     return FileIngest(
         source=path,
         parquet=parquet,
+        table=None,
         lines=meta["lines"],
         kinds=meta["kinds"],
         metrics=meta["metrics"],
@@ -465,14 +465,119 @@ def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
     return metrics
 
 
+def _parse_into(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    workdir: Path,
+    *,
+    parquet: Path | None = None,
+    table: str | None = None,
+    narrow: bool = False,
+) -> FileIngest:
+    """Prescan + one DuckDB pass over ``path`` into a Parquet file or a temporary table.
+
+    ``narrow`` keeps only the tags a summary needs (``name`` and the sub-metrics' tags): the
+    cold ``summarize`` path, which aggregates in SQL without writing the full Parquet.
+    Raises :class:`K6InputError` when the file is not k6 output at all.
+    """
+    import duckdb
+
+    gz = _is_gzip(path)
+    warnings: list[str] = []
+    scan = _prescan(path, gz)
+    metrics = _parse_metric_lines(scan.metric_lines)
+    sub_tags = {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
+    if narrow:
+        tags = ["name", *sorted(sub_tags - {"name"})]
+    else:
+        tags = [
+            *KNOWN_TAGS,
+            *SYSTEM_TAGS,
+            *sorted(sub_tags - set(KNOWN_TAGS) - set(SYSTEM_TAGS)),
+        ]
+
+    def statement(src: Path, compression: str) -> str:
+        select = _select_sql(src, compression, tags)
+        if parquet is not None:
+            return (
+                f"COPY ({select}) TO '{_sql_str(parquet)}' "
+                "(FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 122880)"
+            )
+        return f'CREATE TEMP TABLE "{table}" AS {select}'
+
+    sanitised_drop = 0
+    clean = workdir / f"sanitised.{os.getpid()}.{path.name}.ndjson"
+    try:
+        size = path.stat().st_size
+        with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
+            src, compression = path, ("gzip" if gz else "none")
+            if not scan.gzip_complete:
+                warnings.append(
+                    f"{path.name}: gzip stream "
+                    + (f"corrupt ({scan.gzip_error})" if scan.gzip_error else "truncated")
+                    + f" after {scan.produced:,} bytes of output (k6 killed?): every complete "
+                    "line before the cut was read"
+                )
+                sanitised_drop, notes = _sanitise(path, clean, gz)
+                warnings.extend(notes)
+                src, compression = clean, "none"
+            try:
+                con.execute(statement(src, compression))
+            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+                if src == clean:
+                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
+                sanitised_drop, notes = _sanitise(path, clean, gz)  # overlong line, bad UTF-8
+                warnings.extend(notes)
+                con.execute(f'DROP TABLE IF EXISTS "{table}"') if table else None
+                try:
+                    con.execute(statement(clean, "none"))
+                except (duckdb.IOException, duckdb.InvalidInputException) as exc2:
+                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc2}") from exc
+        rel = f"read_parquet('{_sql_str(parquet)}')" if parquet is not None else f'"{table}"'
+        kinds = dict(con.execute(f"SELECT kind, count(*) FROM {rel} GROUP BY kind").fetchall())
+        span = con.execute(
+            f"SELECT min(time_ns), max(time_ns) FROM {rel} WHERE kind = 'point'"
+        ).fetchone()
+    finally:
+        clean.unlink(missing_ok=True)
+
+    rows = sum(kinds.values())
+    kinds = {k: int(v) for k, v in kinds.items()}
+    # DuckDB's reader yields no row for an empty or whitespace-only line: count them here.
+    kinds["blank"] = max(scan.lines - rows - sanitised_drop, 0)
+    kinds["dropped"] = sanitised_drop
+    parsed = kinds.get("point", 0) + kinds.get("metric", 0)
+    skipped = sum(v for k, v in kinds.items() if k not in ("point", "metric"))
+    non_blank = parsed + skipped - kinds["blank"]
+    if parsed == 0 and non_blank > 0:
+        raise K6InputError(
+            f"{path}: not k6 --out json output: none of its {non_blank:,} non-blank lines is a "
+            "k6 Metric or Point line (expected NDJSON lines like "
+            '{"metric":"http_reqs","type":"Point","data":{…}})'
+        )
+    warnings.extend(_skip_warnings(path, kinds, scan))
+    if kinds.get("point", 0) == 0:
+        warnings.append(f"{path.name}: no k6 samples")
+    return FileIngest(
+        source=path,
+        parquet=parquet,
+        table=table,
+        lines={"parsed": parsed, "skipped": skipped},
+        kinds=kinds,
+        metrics=metrics,
+        tags=tags,
+        warnings=warnings,
+        start_ns=span[0] if span else None,
+        end_ns=span[1] if span else None,
+    )
+
+
 def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) -> FileIngest:
     """Parse one k6 NDJSON file into Parquet (cached beside it unless ``cache`` is False).
 
     The cache is keyed on the source's size and mtime: a rewritten or appended file is
     parsed again. ``workdir`` receives the Parquet when not caching.
     """
-    import duckdb
-
     path = Path(path)
     if not path.is_file():
         raise K6InputError(f"{path}: no such file")
@@ -488,56 +593,12 @@ def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) 
             cdir.mkdir(exist_ok=True)
         except OSError:
             cache = False  # read-only location: parse into a temporary directory instead
-    if not cache:
-        if workdir is None:
-            workdir = Path(tempfile.gettempdir())
+    if not cache or cdir is None:
         cdir = Path(tempfile.mkdtemp(prefix="k6ingest-", dir=workdir))
-    assert cdir is not None
-    gz = _is_gzip(path)
-    warnings: list[str] = []
-    scan = _prescan(path, gz)
-    metrics = _parse_metric_lines(scan.metric_lines)
-    custom = sorted(
-        {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
-        - set(KNOWN_TAGS)
-        - set(SYSTEM_TAGS)
-    )
-    tags = [*KNOWN_TAGS, *SYSTEM_TAGS, *custom]
     tmp_parquet = cdir / f"points.{os.getpid()}.parquet.tmp"
-    sanitised_drop = 0
-    src, compression = path, ("gzip" if gz else "none")
-    clean = cdir / f"sanitised.{os.getpid()}.ndjson"
     con = _duckdb(cdir)
     try:
-        with _progress(
-            f"reading {path.name} ({path.stat().st_size / 1048576:,.0f} MiB)", path.stat().st_size
-        ):
-            if not scan.gzip_complete:
-                warnings.append(
-                    f"{path.name}: gzip stream "
-                    + (f"corrupt ({scan.gzip_error})" if scan.gzip_error else "truncated")
-                    + f" after {scan.produced:,} bytes of output (k6 killed?): every complete "
-                    "line before the cut was read"
-                )
-                sanitised_drop, notes = _sanitise(path, clean, gz)
-                warnings.extend(notes)
-                src, compression = clean, "none"
-            try:
-                con.execute(_ingest_sql(src, tmp_parquet, compression, tags))
-            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
-                if src == clean:
-                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
-                sanitised_drop, notes = _sanitise(path, clean, gz)  # overlong line, bad UTF-8
-                warnings.extend(notes)
-                try:
-                    con.execute(_ingest_sql(clean, tmp_parquet, "none", tags))
-                except (duckdb.IOException, duckdb.InvalidInputException) as exc2:
-                    raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc2}") from exc
-        pq = f"read_parquet('{_sql_str(tmp_parquet)}')"
-        kinds = dict(con.execute(f"SELECT kind, count(*) FROM {pq} GROUP BY kind").fetchall())
-        span = con.execute(
-            f"SELECT min(time_ns), max(time_ns) FROM {pq} WHERE kind = 'point'"
-        ).fetchone()
+        result = _parse_into(path, con, cdir, parquet=tmp_parquet)
     except BaseException:
         tmp_parquet.unlink(missing_ok=True)
         if not cache:
@@ -545,57 +606,30 @@ def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) 
         raise
     finally:
         con.close()
-        clean.unlink(missing_ok=True)
-
-    rows = sum(kinds.values())
-    kinds = {k: int(v) for k, v in kinds.items()}
-    # DuckDB's reader yields no row for an empty or whitespace-only line: count them here.
-    kinds["blank"] = max(scan.lines - rows - sanitised_drop, 0)
-    kinds["dropped"] = sanitised_drop
-    parsed = kinds.get("point", 0) + kinds.get("metric", 0)
-    skipped = sum(v for k, v in kinds.items() if k not in ("point", "metric"))
-    non_blank = parsed + skipped - kinds["blank"]
-    if parsed == 0 and non_blank > 0:
-        tmp_parquet.unlink(missing_ok=True)
-        if not cache:
-            shutil.rmtree(cdir, ignore_errors=True)
-        raise K6InputError(
-            f"{path}: not k6 --out json output: none of its {non_blank:,} non-blank lines is a "
-            "k6 Metric or Point line (expected NDJSON lines like "
-            '{"metric":"http_reqs","type":"Point","data":{…}})'
-        )
-    warnings.extend(_skip_warnings(path, kinds, scan))
-    if kinds.get("point", 0) == 0:
-        warnings.append(f"{path.name}: no k6 samples")
     parquet = cdir / "points.parquet"
     tmp_parquet.replace(parquet)
-    result = FileIngest(
-        source=path,
-        parquet=parquet,
-        lines={"parsed": parsed, "skipped": skipped},
-        kinds=kinds,
-        metrics=metrics,
-        tags=tags,
-        warnings=warnings,
-        start_ns=span[0] if span else None,
-        end_ns=span[1] if span else None,
-    )
+    result.parquet = parquet
     if cache:
         meta = {
             "key": key,
             "source": path.name,
             "lines": result.lines,
-            "kinds": kinds,
-            "metrics": metrics,
-            "tags": tags,
-            "warnings": warnings,
+            "kinds": result.kinds,
+            "metrics": result.metrics,
+            "tags": result.tags,
+            "warnings": result.warnings,
             "start_ns": result.start_ns,
             "end_ns": result.end_ns,
         }
-        tmp_meta = cdir / f"meta.{os.getpid()}.json.tmp"
-        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        tmp_meta.replace(cdir / "meta.json")
+        _write_json(cdir / "meta.json", meta)
     return result
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    """Write atomically (tmp + rename): a concurrent reader never sees half a cache file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _skip_warnings(path: Path, kinds: Mapping[str, int], scan: _Scan) -> list[str]:
@@ -682,12 +716,16 @@ def _parquet_list(ing: Ingest) -> str:
     return "[" + ", ".join(f"'{_sql_str(p)}'" for p in ing.parquets) + "]"
 
 
-def _points_sql(ing: Ingest) -> str:
-    # union_by_name: segment files may carry different custom-tag columns.
-    return (
-        f"(SELECT * FROM read_parquet({_parquet_list(ing)}, union_by_name = true, "
-        "filename = true) WHERE kind = 'point')"
-    )
+def _points_sql(files: Sequence[FileIngest]) -> str:
+    """Every file's Point rows as one relation; ``file`` tells segments apart.
+
+    UNION ALL BY NAME: files may carry different custom-tag columns (missing → NULL).
+    """
+    parts = []
+    for i, f in enumerate(files):
+        rel = f"read_parquet('{_sql_str(f.parquet)}')" if f.table is None else f'"{f.table}"'
+        parts.append(f"SELECT *, {i} AS file FROM {rel} WHERE kind = 'point'")
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 
 # --------------------------------------------------------------------------- frames
@@ -767,13 +805,7 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
     with _ingested(source, cache) as ing:
         con = _duckdb()
         try:
-            cols = [
-                r[0]
-                for r in con.execute(
-                    f"DESCRIBE SELECT * FROM read_parquet({_parquet_list(ing)}, "
-                    "union_by_name = true)"
-                ).fetchall()
-            ]
+            cols = [r[0] for r in con.execute(f"DESCRIBE {_points_sql(ing.files)}").fetchall()]
             # Every tag is part of the request's identity (the 9 samples share all of them).
             keys = ", ".join(f'"{_sql_ident(c)}"' for c in cols if c.startswith("tag_"))
             sel = ", ".join(f'"tag_{t}" AS "{t}"' for t in out_tags)
@@ -781,9 +813,9 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
                 SELECT time_ns, {sel}, {pivots},
                   CAST(max(value) FILTER (WHERE metric = 'http_req_failed') AS BOOLEAN) AS failed,
                   count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs
-                FROM {_points_sql(ing)}
+                FROM {_points_sql(ing.files)}
                 WHERE metric IN ({wanted})
-                GROUP BY time_ns, filename, {keys}
+                GROUP BY time_ns, file, {keys}
                 HAVING count(*) FILTER (WHERE metric = 'http_req_duration') > 0
                 ORDER BY time_ns
             """).df()
@@ -846,18 +878,71 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
     and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
     from the first to the last sample (k6 divides by its own run clock; docs/ingest.md gives
-    the tolerance). Aggregation runs in DuckDB over the Parquet cache: memory holds the
-    aggregates (and, like k6, the values of each trend), never the file.
+    the tolerance).
+
+    Aggregation runs in DuckDB: from the Parquet cache when ``read_points`` already built it,
+    else straight from the NDJSON into a narrow temporary table (only the tags a summary
+    needs; it spills to disk past the memory limit). Memory holds the aggregates and, like
+    k6, the values of each trend, never the file. The result is cached beside the source.
     """
-    with _ingested(source, cache) as ing:
-        meta = ing.metrics
-        warnings = list(ing.warnings)
-        con = _duckdb()
+    return _summary_and_meta(source, cache)[0]
+
+
+def _summary_cache_path(paths: Sequence[Path]) -> Path:
+    return cache_dir(paths[0]) / "summary.json"
+
+
+def _summary_cache_keys(paths: Sequence[Path]) -> list[Any]:
+    return [[str(p.resolve()), _cache_key(p)] for p in paths]
+
+
+def _summary_and_meta(
+    source: Source | Ingest, cache: bool
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    paths: list[Path] | None = None
+    if not isinstance(source, Ingest):
+        paths = resolve_sources(source)
+        for p in paths:
+            if not p.is_file():
+                raise K6InputError(f"{p}: not a file")
+        if cache:
+            try:
+                doc = json.loads(_summary_cache_path(paths).read_text(encoding="utf-8"))
+                if doc.get("keys") == _summary_cache_keys(paths):
+                    return doc["summary"], doc["meta"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                pass
+    tmp = Path(tempfile.mkdtemp(prefix="perflib-k6-"))
+    try:
+        con = _duckdb(tmp)
         try:
+            if isinstance(source, Ingest):
+                ing = source
+            else:
+                assert paths is not None
+                files = []
+                for i, p in enumerate(paths):
+                    hit = _load_cached(p) if cache else None
+                    files.append(hit or _parse_into(p, con, tmp, table=f"k6_{i}", narrow=True))
+                ing = Ingest(files)
+            meta = ing.metrics
+            warnings = list(ing.warnings)
             result = _summarize(con, ing, meta, warnings)
         finally:
             con.close()
-    return {"metrics": result, "lines": ing.lines, "warnings": warnings}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = {"metrics": result, "lines": ing.lines, "warnings": warnings}
+    if cache and paths is not None:
+        try:
+            _summary_cache_path(paths).parent.mkdir(exist_ok=True)
+            _write_json(
+                _summary_cache_path(paths),
+                {"keys": _summary_cache_keys(paths), "summary": summary, "meta": meta},
+            )
+        except OSError:
+            pass  # read-only location: the summary is simply not cached
+    return summary, meta
 
 
 def _summarize(
@@ -866,7 +951,7 @@ def _summarize(
     meta: dict[str, dict[str, Any]],
     warnings: list[str],
 ) -> dict[str, dict[str, Any]]:
-    con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing)}")
+    con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing.files)}")
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
     aggs = f"""count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
@@ -1075,15 +1160,10 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
 def cli_summarize(args: argparse.Namespace) -> int:
     """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
     try:
-        ing = ingest(args.path, cache=not getattr(args, "no_cache", False))
+        summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
     except (K6InputError, FileNotFoundError) as exc:
         print(f"perflib summarize: {exc}", file=sys.stderr)
         return 2
-    try:
-        summary = summarize(ing)
-        meta = ing.metrics
-    finally:
-        ing.cleanup()
     for w in summary["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     if getattr(args, "json", False):
