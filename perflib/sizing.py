@@ -254,16 +254,14 @@ def _num(stats: Mapping[str, Any], *keys: str) -> float | None:
 
 
 def _parse_time(text: Any) -> pd.Timestamp | None:
+    """An ISO timestamp from the manifest as UTC (naive = UTC), None when absent/garbled."""
     if not text:
         return None
     try:
-        return (
-            pd.Timestamp(text).tz_convert("UTC")
-            if pd.Timestamp(text).tzinfo
-            else (pd.Timestamp(text).tz_localize("UTC"))
-        )
+        ts = pd.Timestamp(text)
     except (ValueError, TypeError):
         return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _check_samples(df: pd.DataFrame, origin: str) -> pd.DataFrame:
@@ -646,7 +644,8 @@ def rule_512(load_peak_mb: float) -> RuleResult:
 
 def rule_oom(runs: Sequence[RunEvidence]) -> tuple[float, RuleResult]:
     """An OOM kill at a size rules out that size and every smaller one."""
-    sizes = [r.memory_limit_mb for r in runs if r.oom_count and r.memory_limit_mb]
+    # the size is the run's limit; without one, the memory it reached before the kill
+    sizes = [r.memory_limit_mb or r.peak_mb for r in runs if r.oom_count]
     if not sizes:
         return 0.0, RuleResult(
             "oom", False, f"{G}, VM Sizing Strategy: no OOM kills in {len(runs)} run(s)"

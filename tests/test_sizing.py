@@ -730,3 +730,23 @@ def test_capacity_on_a_real_run(real_runs: list[Path]) -> None:
             + summary["metrics"]["data_received"]["count"] / n / 1e9 * 0.02 * 1e6,
             rel=1e-6,
         )
+
+
+def test_oom_without_a_known_limit_uses_the_memory_reached(tmp_path: Path) -> None:
+    import pandas as pd
+
+    times = [T0 + timedelta(seconds=i) for i in range(60)]
+    samples = pd.DataFrame(
+        {
+            "time": times,
+            "memory_used_mb": np.linspace(200, 700, 60),
+            "memory_limit_mb": np.nan,
+            "cpu_pct": 10.0,
+            "cpu_throttled_pct": np.nan,
+            "source": "fly",
+        }
+    )
+    events = pd.DataFrame({"time": [times[-1]], "type": ["oom_killed"], "detail": [{}]})
+    r = recommend(samples=samples, events=events)
+    assert _rule(r, "oom")[0].triggered
+    assert r.memory_mb > 700 and r.memory_mb >= 700 * 1.3
