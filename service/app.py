@@ -97,12 +97,34 @@ class ServiceMiddleware:
         self.max_body = max_body
         # Plain Starlette routes (no "route" in scope under FastAPI's router): label by path.
         self.plain_paths = plain_paths
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
+        if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
+            # Fast path: the health check is the hottest, cheapest route (Fly polls it, load
+            # tests hammer it); answering here skips routing, gzip and the timeout timer.
+            ok = await scope["app"].state.health.check()
+            body = HEALTH_OK if ok else HEALTH_DB_ERROR
+            status = 200 if ok else 503
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+            )
+            self._observe(scope["method"], "/health", status, t0)
+            return
         state = {"status": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
@@ -150,9 +172,17 @@ class ServiceMiddleware:
             if template is None:
                 path = scope.get("path", "")
                 template = path if path in self.plain_paths else "unmatched"
-            labels = (scope["method"], template, str(state["status"]))
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - t0)
+            self._observe(scope["method"], template, state["status"], t0)
+
+    def _observe(self, method: str, template: str, status: int, t0: float) -> None:
+        key = (method, template, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: cache the children
+            labels = (method, template, str(status))
+            children = (HTTP_REQUESTS.labels(*labels), HTTP_SECONDS.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - t0)
 
 
 class _BodyTooLarge(Exception):
