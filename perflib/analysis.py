@@ -1282,6 +1282,13 @@ class RunAnalysis:
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # the frames' reprs would flood a notebook
+        return (
+            f"RunAnalysis(run={self.run.name!r}, profile={self.profile!r}, "
+            f"preset={self.run.preset!r}, requests={len(self.requests)}, "
+            f"samples={len(self.samples)}, worst_verdict={self.worst_verdict!r})"
+        )
+
     @property
     def profile(self) -> str | None:
         return self.run.profile

@@ -46,7 +46,7 @@ def _figure(
 
 
 def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
-    """Shade each load-profile stage and name it at the top of the axes."""
+    """Shade each load-profile stage and name it at the foot of the axes."""
     if stages is None or len(stages) == 0:
         return
     for i, st in enumerate(stages.itertuples()):
@@ -58,13 +58,14 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
             zorder=0,
             lw=0,
         )
+        # names at the foot of the plot area, clear of the title and the legend
         ax.text(
             (st.start_s + st.end_s) / 2,
-            0.99,
+            0.01,
             st.stage,
             transform=ax.get_xaxis_transform(),
             ha="center",
-            va="top",
+            va="bottom",
             fontsize=8,
             color="#5f6368",
         )
@@ -91,9 +92,10 @@ def plot_latency_over_time(
     ax = axes[0, 0]
     _shade_stages(ax, stages)
     sel = lot[lot["name"] == endpoint] if len(lot) else lot
+    mid = sel["t_s"] + _bucket_width(lot) / 2 if len(sel) else None  # bucket centres
     for col, style in zip(percentiles, ("-", "--", ":", "-."), strict=False):
         if len(sel) and col in sel:
-            ax.plot(sel["t_s"], sel[col], style, marker=".", label=col)
+            ax.plot(mid, sel[col], style, marker=".", label=col)
     if not len(sel):
         _no_data(ax, "requests")
     ax.set_xlabel("time since k6 start (s)")
@@ -111,6 +113,67 @@ def plot_latency_over_time(
     name = "all endpoints" if endpoint == ALL else endpoint
     ax.set_title(title or f"Latency percentiles per time bucket ({name})")
     return fig
+
+
+def plot_throughput(
+    tp: pd.DataFrame,
+    *,
+    vus: pd.DataFrame | None = None,
+    stages: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Requests per second per endpoint (from :func:`perflib.analysis.throughput`) and the
+    error rate of all requests, with the VUs and stages."""
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    ax, axe = axes[0, 0], axes[1, 0]
+    _shade_stages(ax, stages)
+    if len(tp):
+        allrows = tp[tp["name"] == ALL]
+        for name in [ALL, *sorted(set(tp["name"]) - {ALL})]:
+            sel = tp[tp["name"] == name]
+            ax.plot(
+                sel["t_s"] + _bucket_width(tp) / 2,
+                sel["req_per_s"],
+                marker=".",
+                lw=2 if name == ALL else 1,
+                label="all endpoints" if name == ALL else name,
+            )
+        axe.bar(
+            allrows["t_s"],
+            allrows["error_rate_pct"],
+            width=0.9 * _bucket_width(tp),
+            align="edge",
+            color="#d93025",
+            alpha=0.7,
+            label="failed requests",
+        )
+        axe.legend(loc="upper left", fontsize=8)
+    else:
+        _no_data(ax, "requests")
+        _no_data(axe, "requests")
+    ax.set_ylabel("throughput (req/s)")
+    ax.set_ylim(bottom=0)
+    handles, labels = ax.get_legend_handles_labels()
+    if vus is not None and len(vus):
+        ax2 = ax.twinx()
+        ax2.step(vus["t_s"], vus["vus"], where="post", color="#5f6368", alpha=0.7, label="VUs")
+        ax2.set_ylabel("virtual users (VUs)")
+        ax2.set_ylim(bottom=0)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title or "Throughput and errors per time bucket")
+    axe.set_ylabel("error rate (%)")
+    axe.set_xlabel("time since k6 start (s)")
+    axe.set_ylim(bottom=0)
+    return fig
+
+
+def _bucket_width(rows: pd.DataFrame) -> float:
+    """The bucket width of a per-bucket frame (its smallest step between bucket starts)."""
+    steps = np.diff(np.sort(rows["t_s"].unique()))
+    return float(steps.min()) if steps.size else 1.0
 
 
 def plot_latency_distribution(
@@ -397,6 +460,7 @@ def plot_run(analysis: RunAnalysis) -> dict[str, Figure]:
     a = analysis
     return {
         "latency": plot_latency_over_time(a.latency_over_time, vus=a.vus, stages=a.stages),
+        "throughput": plot_throughput(a.throughput, vus=a.vus, stages=a.stages),
         "distribution": plot_latency_distribution(a.requests),
         "memory": plot_memory(
             a.memory.timeline, limit_mb=a.memory.limit_mb, events=a.memory.events, stages=a.stages

@@ -97,6 +97,21 @@ def test_latency_over_time_chart(run: an.RunAnalysis) -> None:
     _render(fig)
 
 
+def test_throughput_chart(run: an.RunAnalysis) -> None:
+    tp = an.throughput(run.requests, origin=T0)
+    fig = plots.plot_throughput(tp, vus=run.vus, stages=run.stages)
+    _labelled(fig)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "throughput (req/s)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "all endpoints" and "VUs" in labels
+    allrows = tp[tp["name"] == an.ALL]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), allrows["req_per_s"])
+    bars = fig.axes[1].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], allrows["error_rate_pct"])
+    _render(fig)
+
+
 def test_distribution_chart(run: an.RunAnalysis) -> None:
     a = run
     fig = plots.plot_latency_distribution(a.requests)
@@ -159,7 +174,7 @@ def test_steps_and_comparison_charts(run: an.RunAnalysis) -> None:
 
 def test_plot_run_gives_every_chart(run: an.RunAnalysis) -> None:
     figs = plots.plot_run(run)
-    assert set(figs) == {"latency", "distribution", "memory", "cpu", "steps"}
+    assert set(figs) == {"latency", "throughput", "distribution", "memory", "cpu", "steps"}
     for fig in figs.values():
         _labelled(fig)
         _render(fig)
