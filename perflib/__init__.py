@@ -63,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     # plots exports
     "plot_latency_over_time": "perflib.plots",
     "plot_latency_distribution": "perflib.plots",
+    "plot_throughput": "perflib.plots",
     "plot_memory": "perflib.plots",
     "plot_cpu": "perflib.plots",
     "plot_steps": "perflib.plots",
