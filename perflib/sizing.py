@@ -210,8 +210,10 @@ def longest_span_above(
 def _stats_from_summary(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{metric: stats}`` from a ``--summary-export`` or ``handleSummary`` JSON (or already
     normalised); the ingest helper's ``read_summary_export`` is preferred when present."""
-    metrics = summary.get("metrics", summary)
+    metrics = summary.get("metrics", summary) if isinstance(summary, Mapping) else None
     out: dict[str, dict[str, Any]] = {}
+    if not isinstance(metrics, Mapping):
+        return out
     for name, stats in metrics.items():
         if isinstance(stats, Mapping):
             out[name] = dict(stats.get("values", stats))

@@ -750,3 +750,11 @@ def test_oom_without_a_known_limit_uses_the_memory_reached(tmp_path: Path) -> No
     r = recommend(samples=samples, events=events)
     assert _rule(r, "oom")[0].triggered
     assert r.memory_mb > 700 and r.memory_mb >= 700 * 1.3
+
+
+def test_unreadable_k6_summary_is_not_fatal(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    run.summary_path.write_text(json.dumps({"metrics": [{"name": "http_reqs"}]}))  # k6 v1.5+
+    r = recommend([run.path])
+    assert r.recommended_preset == "shared-cpu-1x:512mb"
+    assert any("has no k6 p95" in x.reason for x in _rule(r, "p95"))
