@@ -817,6 +817,13 @@ def oom_count(events: pd.DataFrame) -> int:
     return max(counts)
 
 
+def _per_source_count(events: pd.DataFrame, kind: str) -> int:
+    """Events of one type, counted per source and the largest count kept (one restart is
+    both the lab's event and a log line)."""
+    sel = events[events["type"] == kind] if len(events) else events
+    return int(sel.groupby("source").size().max()) if len(sel) else 0
+
+
 @dataclass
 class MemorySummary:
     """Memory figures of one run, on the k6 timeline (MB = MiB)."""
@@ -992,7 +999,7 @@ def memory_summary(
         leak=leak,
         events=ev,
         oom_kills=oom_count(ev),
-        restarts=int((ev["type"] == "restart").sum()) if len(ev) else 0,
+        restarts=_per_source_count(ev, "restart"),
         timeline=timeline,
     )
 

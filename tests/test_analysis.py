@@ -377,6 +377,8 @@ def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
     assert frame["t_s"].iloc[0] == pytest.approx(60.0)
     # the same kill seen in events.jsonl, the kernel line and init's line counts once
     assert an.oom_count(frame) == 1
+    ms = an.memory_summary(make_samples(np.full(10, 100.0)), {}, events=frame)
+    assert (ms.oom_kills, ms.restarts) == (1, 1)
     two = an.parse_oom_lines(log + log.split("\n", 1)[1], source="fly.log")
     assert an.oom_count(an.resource_events(None, {"fly.log": log + log.split("\n", 1)[1]})) == 2
     assert len(two) == 6
