@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -527,3 +528,47 @@ def test_step_lines_and_no_secret_in_the_log(stack: LocalStack) -> None:
     for secret in SECRETS.values():
         assert secret not in log, "a credential leaked into the service log"
     assert "Authorization" not in log
+
+
+@pytest.mark.postgres
+async def test_enrichment_on_postgresql(stack: LocalStack) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    import sqlalchemy as sa
+
+    url = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    schema = f"svc_e2e_{uuid.uuid4().hex[:12]}"  # concurrent runs never collide
+    admin = storage.create_engine(url, pool_size=1)
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        lead_id = next_lead("different_people")
+        cpfs = get_dataset().expected_cpfs(get_dataset().lead_by_id[lead_id])
+        app = create_app(settings_for(stack, url, db_schema=schema))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c,
+        ):
+            assert (await c.get("/health")).status_code == 200
+            body = await process(c, lead_id)
+        assert body["success"] is True and body["entities_stored"] == 2
+        async with admin.connect() as conn:
+            got = (await conn.execute(sa.text(f'SELECT cpf FROM "{schema}".parties'))).scalars()
+            assert sorted(got) == sorted(cpfs)
+            runs = await conn.execute(sa.text(f'SELECT status FROM "{schema}".lead_runs'))
+            assert runs.scalars().all() == ["completed"]
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+async def test_large_responses_are_gzipped(stack: LocalStack, db_path: Path) -> None:
+    async with service(stack, db_path) as client:
+        r = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        small = await client.get("/health", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert "c2s_pipeline_step_duration_seconds_bucket" in r.text  # httpx decoded it
+    assert "content-encoding" not in small.headers
