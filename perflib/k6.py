@@ -172,6 +172,8 @@ class Ingest:
 
 def resolve_sources(source: Source) -> list[Path]:
     """The k6 NDJSON files a source names: a file, a list of segment files, or a run directory."""
+    if hasattr(source, "k6_outputs"):  # a RunDir object
+        source = list(source.k6_outputs) or [source.path]  # type: ignore[union-attr]
     if isinstance(source, str | os.PathLike):
         items: list[str | os.PathLike[str]] = [source]
     else:
@@ -1164,6 +1166,15 @@ def cli_summarize(args: argparse.Namespace) -> int:
     except (K6InputError, FileNotFoundError) as exc:
         print(f"perflib summarize: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # duckdb.Error (e.g. out of memory): say what, no traceback
+        if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb"):
+            raise
+        print(
+            f"perflib summarize: DuckDB failed: {exc}\n(raise PERFLIB_DUCKDB_MEMORY, "
+            f"now {os.environ.get('PERFLIB_DUCKDB_MEMORY', '1GB')}, if it ran out of memory)",
+            file=sys.stderr,
+        )
+        return 1
     for w in summary["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     if getattr(args, "json", False):

@@ -220,12 +220,17 @@ def test_percentile_is_k6_linear_interpolation() -> None:
 
 
 @pytest.mark.k6
+@pytest.mark.parametrize("path", ["direct", "parquet"])
 @pytest.mark.parametrize("which", ["mixed", "mixed_gz"])
 def test_summarize_equals_k6_summary_export(
-    k6_runs: dict[str, Path], which: str, tmp_path: Path
+    k6_runs: dict[str, Path], which: str, path: str, tmp_path: Path
 ) -> None:
+    """Both summary paths: straight from NDJSON (cold) and from the Parquet cache."""
     src = tmp_path / k6_runs[which].name
     shutil.copyfile(k6_runs[which], src)
+    if path == "parquet":
+        k6.read_points(src)  # builds the Parquet cache that summarize then aggregates
+        assert (k6.cache_dir(src) / "points.parquet").exists()
     summary = k6.summarize(src)
     ref = k6.read_summary_export(k6_runs["mixed_export"])
     compared = assert_matches_k6(summary["metrics"], ref)
@@ -578,6 +583,35 @@ def test_parquet_cache_is_reused_and_invalidated(mixed_copy: Path) -> None:
     third = k6.ingest(mixed_copy)
     assert not third.files[0].from_cache
     assert k6.summarize(third)["metrics"]["iterations"]["count"] == before + 1
+
+
+@pytest.mark.k6
+def test_summary_cache_reused_and_keyed_on_the_source(mixed_copy: Path) -> None:
+    first = k6.summarize(mixed_copy)
+    cached = k6.cache_dir(mixed_copy) / "summary.json"
+    assert cached.exists()
+    assert not (k6.cache_dir(mixed_copy) / "points.parquet").exists()  # cold path: narrow
+    assert k6.summarize(mixed_copy) == first
+    # A stale entry is ignored: same file, other content → recomputed.
+    doc = json.loads(cached.read_text())
+    doc["summary"]["metrics"]["http_reqs"]["count"] = -1
+    cached.write_text(json.dumps(doc))
+    assert k6.summarize(mixed_copy)["metrics"]["http_reqs"]["count"] == -1  # trusted when fresh
+    os.utime(mixed_copy, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert (
+        k6.summarize(mixed_copy)["metrics"]["http_reqs"]["count"]
+        == first["metrics"]["http_reqs"]["count"]
+    )
+
+
+@pytest.mark.k6
+def test_run_dir_object_source(k6_runs: dict[str, Path], tmp_path: Path) -> None:
+    shutil.copyfile(k6_runs["seg1"], tmp_path / "k6.ndjson")
+    run = RunDir.create(tmp_path, {"schema": 1})
+    assert (
+        k6.summarize(run, cache=False)["metrics"]["iterations"]["count"]
+        == k6.summarize(k6_runs["seg1"], cache=False)["metrics"]["iterations"]["count"]
+    )
 
 
 @pytest.mark.k6
