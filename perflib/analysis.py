@@ -1020,7 +1020,7 @@ class CpuSummary:
     throttled_any_s: float | None  # time with any throttling
     threshold_pct: float  # the dedicated-CPU rule's level (70 %)
     sustained_s: float
-    longest_above_s: float  # longest span above threshold_pct
+    longest_above_s: float  # longest span at or above threshold_pct
     timeline: pd.DataFrame  # time, t_s, cpu_pct, cpu_throttled_pct
 
     @property
@@ -1038,7 +1038,11 @@ def cpu_summary(
     sustained_s: float = 60.0,
     max_gap_s: float = 5.0,
 ) -> CpuSummary:
-    """Average / p95 CPU under load, time at 100 %, throttled time, the dedicated-CPU rule."""
+    """Average / p95 CPU under load, time at 100 %, throttled time, the dedicated-CPU rule.
+
+    CPU spans count samples *at or above* a level (one rule for 70 % and for "100 %" =
+    ``full_pct``); memory spans are strictly above, as the guide's "> 800 MB".
+    """
     start, end = k6_window(manifest)
     df = _timeline(samples, start) if len(samples) else samples.assign(t_s=pd.Series(dtype=float))
     valid = df[df["cpu_pct"].notna()] if len(df) else df
@@ -1057,7 +1061,7 @@ def cpu_summary(
         else pd.DataFrame(columns=["span_s", "time_s"])
     )
     above = (
-        spans_above(valid["time"], valid["cpu_pct"], threshold_pct, max_gap_s=max_gap_s)
+        spans_above(valid["time"], valid["cpu_pct"], threshold_pct - 1e-9, max_gap_s=max_gap_s)
         if len(valid)
         else pd.DataFrame(columns=["span_s"])
     )
