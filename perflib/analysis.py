@@ -1436,6 +1436,13 @@ def analyze_run(
     else:
         warnings.append("no k6 output in the run directory: latency and error figures missing")
     start, end = k6_window(run.manifest, requests)
+    # the manifest with the k6 window filled in from the requests when the runner lacked it
+    manifest = dict(run.manifest)
+    if start is not None and not manifest.get("k6_started_at"):
+        manifest["k6_started_at"] = start.isoformat()
+        warnings.append("manifest has no k6_started_at: k6 window taken from the requests")
+    if end is not None and not manifest.get("k6_ended_at"):
+        manifest["k6_ended_at"] = end.isoformat()
     duration = (end - start).total_seconds() if start is not None and end is not None else None
     try:
         samples = run.samples() if run.samples_path.exists() else None
@@ -1459,7 +1466,7 @@ def analyze_run(
     events = resource_events(run.events(), {"service.log": log_text}, origin=start)
     memory = memory_summary(
         samples,
-        run.manifest,
+        manifest,
         events=events,
         thresholds_mb=st.memory_thresholds_mb,
         sustained_s=st.sustained_s,
@@ -1470,7 +1477,7 @@ def analyze_run(
     )
     cpu = cpu_summary(
         samples,
-        run.manifest,
+        manifest,
         full_pct=st.cpu_full_pct,
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
@@ -1483,9 +1490,9 @@ def analyze_run(
         points=points,
         k6_start=start,
         k6_end=end,
-        stages=stage_table(run.manifest),
+        stages=stage_table(manifest),
         latency_over_time=latency_over_time(requests, bucket=width, origin=start),
-        latency_by_stage=latency_by_stage(requests, run.manifest),
+        latency_by_stage=latency_by_stage(requests, manifest),
         throughput=throughput(requests, bucket=width, origin=start),
         summary=throughput_summary(requests, duration_s=duration),
         errors=error_breakdown(requests),

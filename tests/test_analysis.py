@@ -822,3 +822,32 @@ def test_analyze_run_reports_a_truncated_k6_output(
     assert any("unterminated" in w for w in a.warnings), a.warnings
     # the requests before the cut are all there
     assert summary["http_reqs"]["count"] - 1 <= len(a.requests) <= summary["http_reqs"]["count"]
+
+
+@pytest.mark.k6
+def test_analyze_run_without_k6_times_and_with_empty_samples(
+    k6_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import shutil
+
+    path, summary = k6_run
+    run_path = tmp_path / "bare"
+    shutil.copytree(path, run_path, ignore=shutil.ignore_patterns("*.k6cache"))
+    run = RunDir.open(run_path)
+    del run.manifest["k6_started_at"], run.manifest["k6_ended_at"]
+    run.save_manifest()
+    SampleWriter(run.samples_path).close()  # header only
+    a = an.analyze_run(run_path)
+    assert any("k6_started_at" in w for w in a.warnings)
+    # the window comes from the requests: the first request's start, the last one's end
+    assert a.k6_start == a.requests["start_time"].min()
+    assert a.k6_end == a.requests["time"].max()
+    assert a.memory.samples == 0 and a.memory.peak_mb is None and a.cpu.avg_pct is None
+    v = a.verdicts.set_index("id")
+    assert v.loc["memory_peak", "verdict"] == "no data"
+    assert v.loc["smoke_p95", "measured"] == pytest.approx(
+        summary["http_req_duration"]["p(95)"], rel=1e-9
+    )
+    assert a.latency_by_stage.loc[a.latency_by_stage["name"] == an.ALL, "count"].sum() == len(
+        a.requests
+    )
