@@ -685,7 +685,8 @@ def _finish(
         assert emulator is not None
         message = (
             f"the service was OOM-killed {emulator.state.oom_kills}× at "
-            f"{emulator.preset.memory_mb} MB; restarted {emulator.state.restarts}×, "
+            f"{emulator.preset.memory_mb} MB; {emulator.state.restarts} restart(s), "
+            f"{emulator.state.healthy_restarts} healthy, "
             f"{emulator.state.downtime_s:.1f} s down"
         )
     elif codes and all(c == 0 for c in codes):

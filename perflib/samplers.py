@@ -161,14 +161,24 @@ class LocalSampler(PollingSampler):
     def _tree(self, pid: int) -> list[Any]:
         import psutil
 
-        main = self._procs.get(pid)
-        if main is None:
-            main = psutil.Process(pid)
-            self._procs = {pid: main}
-            self._cpu = {}
-        tree = [main]
-        for child in main.children(recursive=True):
-            tree.append(self._procs.setdefault(child.pid, child))
+        from perflib.vm import tree_pids
+
+        if pid not in self._procs:  # a new service process (restart): start afresh
+            self._procs, self._cpu = {}, {}
+        tree = []
+        cache: dict[int, Any] = {}
+        for p in tree_pids(pid):
+            proc = self._procs.get(p)
+            if proc is None:
+                try:
+                    proc = psutil.Process(p)
+                except psutil.Error:
+                    if p == pid:
+                        raise
+                    continue
+            cache[p] = proc
+            tree.append(proc)
+        self._procs = cache
         return tree
 
     def poll(self) -> Iterable[Mapping[str, Any]]:
