@@ -1734,8 +1734,30 @@ class Comparison:
             (self.latency["change"].isin(["slower", "faster"])).any()
         )
 
+    @property
+    def resource_lines(self) -> list[str]:
+        """Memory peaks and error rates of both sides as sentences."""
+        a, b = self.labels
+        out = []
+        if len(self.memory) == 2:
+            ma, mb = self.memory.iloc[0], self.memory.iloc[1]
+            if not (math.isnan(ma["peak_max_mb"]) or math.isnan(mb["peak_max_mb"])):
+                out.append(
+                    f"memory peak: {a} {ma['peak_max_mb']:.0f} MB, {b} {mb['peak_max_mb']:.0f} MB "
+                    f"(Δ {mb['peak_max_mb'] - ma['peak_max_mb']:+.0f} MB); OOM kills "
+                    f"{int(ma['oom_kills'])} vs {int(mb['oom_kills'])}"
+                )
+        if len(self.errors) == 2:
+            ea, eb = self.errors.iloc[0], self.errors.iloc[1]
+            p = f", Fisher p = {ea['fisher_p']:.2g}" if "fisher_p" in self.errors else ""
+            out.append(
+                f"error rate: {a} {ea['error_rate_pct']:.2f} % of {int(ea['requests']):,}, "
+                f"{b} {eb['error_rate_pct']:.2f} % of {int(eb['requests']):,}{p}"
+            )
+        return out
+
     def __str__(self) -> str:
-        return "\n".join(self.verdicts)
+        return "\n".join([*self.verdicts, *self.resource_lines])
 
 
 def _as_group(x: Any) -> list[Any]:

@@ -512,7 +512,12 @@ def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     assert cmp.unit == "requests" and cmp.changed
     assert "p95 slower (Δ +" in row["verdict"]
 
-    cmp0 = an.compare_runs(ra, _analysis_stub(same), n_resamples=500, seed=1)
+    rb = _analysis_stub(same)
+    ra.memory = an.memory_summary(make_samples(np.full(10, 300.0)), {})
+    rb.memory = an.memory_summary(make_samples(np.r_[np.full(9, 300.0), 350.0]), {})
+    cmp0 = an.compare_runs(ra, rb, n_resamples=500, seed=1)
+    assert "memory peak: A 300 MB, B 350 MB (Δ +50 MB)" in str(cmp0)
+    assert cmp0.memory["delta_peak_mb"].tolist() == [0.0, 50.0]
     assert (cmp0.latency["change"] == "unchanged").all()
     assert not cmp0.changed
     assert cmp0.latency["verdict"].str.startswith("p95 unchanged").all()
@@ -804,6 +809,9 @@ def test_compare_runs_loads_run_directories(k6_run: tuple[Path, dict]) -> None:
     errs = cmp.errors.set_index("side")
     assert errs.loc["A", "failed"] == summary["http_req_failed"]["passes"]
     assert errs.loc["A", "error_rate_pct"] == errs.loc["B", "error_rate_pct"]
+    assert errs.loc["A", "fisher_p"] == pytest.approx(1.0)
+    rate = 100 * summary["http_req_failed"]["value"]
+    assert f"error rate: A {rate:.2f} % of {int(summary['http_reqs']['count']):,}" in str(cmp)
 
 
 @pytest.mark.k6
