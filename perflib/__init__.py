@@ -18,6 +18,14 @@ _EXPORTS: dict[str, str] = {
     "read_samples": "perflib.rundir",
     "read_events": "perflib.rundir",
     # profiles / vm / runner exports
+    "PROFILES": "perflib.profiles",
+    "get_profile": "perflib.profiles",
+    "VmPreset": "perflib.vm",
+    "VmEmulator": "perflib.vm",
+    "EmulationSettings": "perflib.vm",
+    "run_profile": "perflib.runner",
+    "RunResult": "perflib.runner",
+    "LocalSampler": "perflib.samplers",
     # samplers exports
     "FlySampler": "perflib.samplers_remote",
     "ProcessSampler": "perflib.samplers_remote",
