@@ -741,7 +741,7 @@ def parse_oom_lines(text: str, *, source: str = "log") -> pd.DataFrame:
     process <pid> (<comm>)`` and Fly init's ``Process appears to have been OOM killed!`` →
     ``oom_killed``; ``reboot: Restarting system`` / ``machine restart`` → ``restart``.
     Columns: ``time`` (from a leading ISO timestamp, else NaT), ``type``, ``source``,
-    ``detail``, ``line_no``, ``signal`` (``kernel``/``init``/``restart``).
+    ``detail``, ``line_no``, ``signal`` (``kernel``/``init`` for kills, ``reboot``/``runner`` for restarts).
     """
     rows = []
     for no, line in enumerate(text.splitlines(), start=1):
@@ -752,10 +752,9 @@ def parse_oom_lines(text: str, *, source: str = "log") -> pd.DataFrame:
             rows.append(
                 (_line_time(line), "oom_killed", source, {"line": line.strip()}, no, "init")
             )
-        elif _RESTART.search(line):
-            rows.append(
-                (_line_time(line), "restart", source, {"line": line.strip()}, no, "restart")
-            )
+        elif m := _RESTART.search(line):
+            signal = "reboot" if m.group(0).lower().startswith("reboot") else "runner"
+            rows.append((_line_time(line), "restart", source, {"line": line.strip()}, no, signal))
     df = pd.DataFrame(rows, columns=["time", "type", "source", "detail", "line_no", "signal"])
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return df
@@ -805,23 +804,24 @@ def oom_count(events: pd.DataFrame) -> int:
     kernel line and init's "appears to have been OOM killed" line). Within one log, the
     kill count is the larger of its kernel-line and init-line counts.
     """
-    oom = events[events["type"] == "oom_killed"] if len(events) else events
-    if len(oom) == 0:
+    return _per_source_count(events, "oom_killed")
+
+
+def _per_source_count(events: pd.DataFrame, kind: str) -> int:
+    """Distinct events of one type: the same event shows up in several places (the lab's
+    ``events.jsonl`` record; in a Fly log the guest kernel's line *and* init's or the
+    runner's line), so each source counts on its own — ``events.jsonl`` by records, a log
+    by the larger of its per-signal line counts — and the largest count wins."""
+    sel = events[events["type"] == kind] if len(events) else events
+    if len(sel) == 0:
         return 0
     counts = []
-    for source, grp in oom.groupby("source"):
+    for source, grp in sel.groupby("source"):
         if source == "events.jsonl":
             counts.append(len(grp))
         else:
             counts.append(int(grp["signal"].value_counts().max()))
     return max(counts)
-
-
-def _per_source_count(events: pd.DataFrame, kind: str) -> int:
-    """Events of one type, counted per source and the largest count kept (one restart is
-    both the lab's event and a log line)."""
-    sel = events[events["type"] == kind] if len(events) else events
-    return int(sel.groupby("source").size().max()) if len(sel) else 0
 
 
 @dataclass

@@ -859,3 +859,66 @@ def test_analyze_run_without_k6_times_and_with_empty_samples(
     assert a.latency_by_stage.loc[a.latency_by_stage["name"] == an.ALL, "count"].sum() == len(
         a.requests
     )
+
+
+# ----------------------------------------------------------------------------- recorded fixtures
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_fly_log_fixture_oom_and_restarts() -> None:
+    """Fly `fly logs` text (tests/fixtures/fly, shapes from fly.md §2): two kills on two
+    machines, one restart seen as the guest's reboot line and the runner's line."""
+    text = (FIXTURES / "fly" / "fly_logs.txt").read_text(encoding="utf-8")
+    frame = an.resource_events(None, {"fly logs": text})
+    kernel = frame[frame["signal"] == "kernel"]
+    assert [d["pid"] for d in kernel["detail"]] == [512, 476]
+    assert kernel["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51Z")
+    assert an.oom_count(frame) == 2
+    ms = an.memory_summary(make_samples(np.full(5, 100.0)), {}, events=frame)
+    assert (ms.oom_kills, ms.restarts) == (2, 1)
+    # the Step line inside a Fly log line is parsed too
+    steps = an.parse_step_log(text)
+    assert list(steps["step"]) == [3] and steps["ms"].iloc[0] == 412.0
+
+
+def test_recorded_k6_fixture_equals_its_summary_export(tmp_path: Path) -> None:
+    """A real k6 v1.1.0 output committed by the ingest (several scenarios, groups, failures)."""
+    import shutil
+
+    from perflib import k6
+
+    src = FIXTURES / "k6" / "mixed.ndjson.gz"
+    if not src.exists():  # pragma: no cover - fixture owned by the ingest area
+        pytest.skip("tests/fixtures/k6/mixed.ndjson.gz not recorded")
+    shutil.copy(src, tmp_path / "mixed.ndjson.gz")  # the ingest caches beside its source
+    export = json.loads((FIXTURES / "k6" / "mixed-export.json").read_text(encoding="utf-8"))
+    metrics = export["metrics"]
+    req = k6.read_requests(tmp_path / "mixed.ndjson.gz")
+    dur = metrics["http_req_duration"]
+    summ = an.throughput_summary(req).set_index("name")
+    assert summ.loc[an.ALL, "requests"] == dur["count"] == metrics["http_reqs"]["count"]
+    for key, stat in (("p95", "p(95)"), ("p99", "p(99)"), ("p50", "med"), ("max", "max")):
+        assert summ.loc[an.ALL, key] == pytest.approx(dur[stat], rel=1e-9, abs=1e-12)
+    slow = metrics["http_req_duration{name:slow}"]
+    assert summ.loc["slow", "p95"] == pytest.approx(slow["p(95)"], rel=1e-9)
+    # one bucket over the whole run reproduces k6's figure; finer buckets partition the count
+    lot = an.latency_over_time(req, bucket="1D", by_endpoint=False)
+    assert lot["p95"].iloc[0] == pytest.approx(dur["p(95)"], rel=1e-9)
+    fine = an.latency_over_time(req, bucket="1s", by_endpoint=False)
+    assert fine["count"].sum() == dur["count"]
+    # failures: k6's http_req_failed passes = failed requests; 404s are among them
+    failed = metrics["http_req_failed"]
+    assert an.error_rate(req)[1] == failed["passes"]
+    br = an.error_breakdown(req)
+    assert br["count"].sum() == failed["passes"]
+    if "http_reqs{status:404}" in metrics:
+        assert (
+            br.loc[br["status"] == "404", "count"].sum()
+            == metrics["http_reqs{status:404}"]["count"]
+        )
+    # per-scenario split through the same selector the SLO file uses
+    api = req[req["scenario"].astype("string") == "api"]
+    assert an.percentile(api["duration_ms"], 95) == pytest.approx(
+        metrics["http_req_duration{scenario:api}"]["p(95)"], rel=1e-9
+    )
