@@ -392,6 +392,7 @@ def render_html(
             tags = cell.get("metadata", {}).get("tags", [])
             if "parameters" in tags or "injected-parameters" in tags:
                 continue  # parameters are shown in the report's own table, not as code
+            cell["id"] = f"{path.stem}-{cell.get('id') or len(merged.cells)}"[:64]
             merged.cells.append(cell)
     exporter = HTMLExporter(
         exclude_input=not show_code,

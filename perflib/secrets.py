@@ -52,6 +52,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_URL = re.compile(r"[a-z][a-z0-9+.\-]*://", re.I)
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.\-]*://[^:/@\s]+:(?P<password>[^@/\s]+)@", re.I)
+
+
 class SecretParameterError(ValueError):
     """A parameter whose name says it holds a secret was passed to a notebook."""
 
@@ -66,14 +70,19 @@ def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = (
     Longest first so a secret that contains another is replaced whole.
     """
     env = os.environ if env is None else env
-    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v) >= MIN_SECRET_LEN}
-    values |= {v for v in extra if v and len(v) >= MIN_SECRET_LEN}
-    # a URL's password is what's secret; the host part may legitimately appear in reports
-    for v in list(values):
-        m = re.match(r"[a-z][a-z0-9+.\-]*://[^:/@\s]+:([^@/\s]+)@", v, re.I)
-        if m and len(m.group(1)) >= MIN_SECRET_LEN:
-            values.add(m.group(1))
-    return sorted(values, key=len, reverse=True)
+    values: set[str] = set()
+    for k, v in env.items():
+        if not (is_secret_name(k) and v):
+            continue
+        if k.upper().endswith(("_URL", "_DSN", "_URI")) and _URL.match(v):
+            # a connection URL: its password is the secret; host and database may be shown
+            url = _URL_CREDENTIALS.match(v)
+            if url:
+                values.add(url.group("password"))
+        else:
+            values.add(v)
+    values |= set(extra)
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> None:

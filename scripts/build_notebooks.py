@@ -37,6 +37,7 @@ use_store = False  # True: trends come from the results store (PERFLIB_DATABASE_
 """
 
 SETUP = """\
+%matplotlib inline
 import warnings
 
 import pandas as pd
@@ -267,6 +268,8 @@ SIZING = notebook(
     "30 % buffer over the measured peak; an OOM kill rules a size out. Costs come from the "
     "dated Fly price table in `data/`.",
     code("""
+import matplotlib.pyplot as plt
+
 from perflib import sizing
 from perflib.plots_sizing import plot_preset_comparison
 
@@ -300,7 +303,9 @@ if rec is not None:
     md("## Cost and headroom per preset"),
     code("""
 if comparison is not None:
-    display(plot_preset_comparison(comparison))
+    fig = plot_preset_comparison(comparison)
+    display(fig)
+    plt.close(fig)  # drawn with pyplot: closed so the inline backend does not show it twice
 """),
     md(
         "## Latency at the smaller size\n\nΔp95 against the largest preset with a bootstrap "
@@ -369,6 +374,8 @@ fig
     md("## Regressions"),
     code("""
 flagged = trend[trend["regression"]]
+compared = int(trend["baseline_run_id"].notna().sum())
+display(Markdown(f"{compared} of {len(trend)} runs had an earlier run of the same profile and VM to compare with."))
 (flagged[["run_id", "baseline_run_id", "ratio", "delta_p95_ms", "delta_ci_low", "delta_ci_high",
           "p_value", "evidence"]]
  if len(flagged) else Markdown("_No regression: no run is >10 % and significantly slower than its predecessor._"))
