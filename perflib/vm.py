@@ -225,6 +225,20 @@ def _cgroup_mounts() -> list[tuple[str, Path]]:
     return found
 
 
+def _remove_stale_groups(mnt: Path) -> None:
+    """Remove empty groups left by a lab process that was killed before its cleanup."""
+    for group in mnt.glob("perflib-vm-*"):
+        try:
+            owner = int(group.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if psutil.pid_exists(owner):
+            continue
+        with contextlib.suppress(OSError):
+            if not (group / "cgroup.procs").read_text().split():
+                group.rmdir()
+
+
 class CgroupThrottle:
     """Throttling with the kernel's CFS bandwidth control, as Fly does (cpu.cfs_quota_us)."""
 
@@ -234,6 +248,7 @@ class CgroupThrottle:
         self.quota_us, self.period_us = quota_us, period_us
         last_error: Exception | None = None
         for version, mnt in _cgroup_mounts():
+            _remove_stale_groups(mnt)
             path = mnt / f"perflib-vm-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             try:
                 path.mkdir()
