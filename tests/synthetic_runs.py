@@ -178,7 +178,13 @@ def make_run(
         )
     with gzip.open(run.path / "k6.ndjson.gz", "wt", encoding="utf-8") as fh:
         for line in lines:
-            fh.write(json.dumps(line) + "\n")
+            # k6's own spelling: compact, keys in k6's order
+            order = (
+                ("type", "data", "metric")
+                if line["type"] == "Metric"
+                else ("metric", "type", "data")
+            )
+            fh.write(json.dumps({k: line[k] for k in order}, separators=(",", ":")) + "\n")
 
     def trend(values: np.ndarray) -> dict[str, float]:
         return {
