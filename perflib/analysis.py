@@ -734,27 +734,41 @@ def _line_time(line: str) -> pd.Timestamp | None:
     return _to_ts(m.group("ts").replace(",", ".")) if m else None
 
 
+def _log_line(line: str) -> tuple[str, pd.Timestamp | None]:
+    """(message, time) of a plain log line or a ``fly logs --json`` object line."""
+    stripped = line.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+            return obj["message"], _to_ts(obj.get("timestamp"))
+    return line, _line_time(line)
+
+
 def parse_oom_lines(text: str, *, source: str = "log") -> pd.DataFrame:
     """OOM and restart lines in any log text (Fly's ``fly logs``, the kernel, the lab's log).
 
     Recognised (fly.md §2, phoenixframework/flame#63): the kernel's ``Out of memory: Killed
     process <pid> (<comm>)`` and Fly init's ``Process appears to have been OOM killed!`` →
     ``oom_killed``; ``reboot: Restarting system`` / ``machine restart`` → ``restart``.
-    Columns: ``time`` (from a leading ISO timestamp, else NaT), ``type``, ``source``,
-    ``detail``, ``line_no``, ``signal`` (``kernel``/``init`` for kills, ``reboot``/``runner`` for restarts).
+    Plain lines and ``fly logs --json`` lines (``message`` + ``timestamp``) are both read.
+    Columns: ``time`` (a leading ISO timestamp or the JSON ``timestamp``, else NaT),
+    ``type``, ``source``, ``detail``, ``line_no``, ``signal`` (``kernel``/``init`` for
+    kills, ``reboot``/``runner`` for restarts).
     """
     rows = []
-    for no, line in enumerate(text.splitlines(), start=1):
+    for no, raw in enumerate(text.splitlines(), start=1):
+        line, when = _log_line(raw)
         if m := _OOM_KERNEL.search(line):
             detail = {"pid": int(m.group("pid")), "process": m.group("comm"), "line": line.strip()}
-            rows.append((_line_time(line), "oom_killed", source, detail, no, "kernel"))
+            rows.append((when, "oom_killed", source, detail, no, "kernel"))
         elif _OOM_INIT.search(line):
-            rows.append(
-                (_line_time(line), "oom_killed", source, {"line": line.strip()}, no, "init")
-            )
+            rows.append((when, "oom_killed", source, {"line": line.strip()}, no, "init"))
         elif m := _RESTART.search(line):
             signal = "reboot" if m.group(0).lower().startswith("reboot") else "runner"
-            rows.append((_line_time(line), "restart", source, {"line": line.strip()}, no, signal))
+            rows.append((when, "restart", source, {"line": line.strip()}, no, signal))
     df = pd.DataFrame(rows, columns=["time", "type", "source", "detail", "line_no", "signal"])
     df["time"] = pd.to_datetime(df["time"], utc=True)
     return df
@@ -1126,7 +1140,10 @@ def parse_step_log(source: str | Path) -> pd.DataFrame:
     else:
         text = str(source)
     rows = []
-    for no, line in enumerate(text.splitlines(), start=1):
+    for no, raw in enumerate(text.splitlines(), start=1):
+        if "tep" not in raw and "TEP" not in raw:  # cheap pre-filter for big logs
+            continue
+        line, when = _log_line(raw)
         m = _STEP.search(line)
         if not m:
             continue
@@ -1140,7 +1157,7 @@ def parse_step_log(source: str | Path) -> pd.DataFrame:
         what = m.group("what").strip().rstrip(".:")
         rows.append(
             (
-                _line_time(line),
+                when,
                 int(m.group("step")),
                 what,
                 float(m.group("ms")),

@@ -877,6 +877,14 @@ def test_fly_log_fixture_oom_and_restarts() -> None:
     assert an.oom_count(frame) == 2
     ms = an.memory_summary(make_samples(np.full(5, 100.0)), {}, events=frame)
     assert (ms.oom_kills, ms.restarts) == (2, 1)
+    # `fly logs --json` (one kill: the kernel line and init's line) with the JSON timestamps
+    js = an.resource_events(None, {"fly json": (FIXTURES / "fly" / "fly_logs.jsonl").read_text()})
+    assert list(js["signal"]) == ["kernel", "init"] and an.oom_count(js) == 1
+    assert js["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51.904311525Z")
+    assert js["detail"].iloc[0]["pid"] == 512
+    jsteps = an.parse_step_log((FIXTURES / "fly" / "fly_logs.jsonl").read_text())
+    assert list(jsteps["step"]) == [6] and jsteps["what"].iloc[0] == "send message"
+    assert jsteps["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:52.5Z")
     # the Step line inside a Fly log line is parsed too
     steps = an.parse_step_log(text)
     assert list(steps["step"]) == [3] and steps["ms"].iloc[0] == 412.0
