@@ -93,6 +93,17 @@ _EXPORTS: dict[str, str] = {
     "second_opinion": "perflib.sizing",
     "plot_preset_comparison": "perflib.plots_sizing",
     # store / report exports
+    "Store": "perflib.store",
+    "open_store": "perflib.store",
+    "runs_frame": "perflib.store",
+    "flag_regressions": "perflib.store",
+    "build_report": "perflib.report",
+    "execute_notebook": "perflib.report",
+    "render_html": "perflib.report",
+    "load_runs": "perflib.report",
+    "sample_run_dirs": "perflib.report",
+    "redact_notebook": "perflib.secrets",
+    "secret_values": "perflib.secrets",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
