@@ -97,8 +97,8 @@ def generate(dest: Path, target_bytes: int = TARGET_BYTES) -> Path:
     return dest
 
 
-def _measure(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) of that child alone, and its stdout."""
+def _measure(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS (MiB) of that child alone, its stdout and its CPU seconds."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, cwd=REPO)
@@ -109,11 +109,16 @@ def _measure(cmd: list[str]) -> tuple[float, float, str]:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err[-2000:]}")
         out.seek(0)
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, usage.ru_maxrss / 1024, out.read().decode(), cpu
 
 
-def _median(samples: list[tuple[float, float, str]]) -> tuple[float, float]:
-    return (statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples))
+def _median(samples: list[tuple[float, float, str, float]]) -> tuple[float, float, float]:
+    return (
+        statistics.median(s[0] for s in samples),
+        statistics.median(s[1] for s in samples),
+        statistics.median(s[3] for s in samples),
+    )
 
 
 def run() -> list[dict[str, Any]]:
@@ -139,8 +144,8 @@ def run() -> list[dict[str, Any]]:
         if abs(check[key] - ref[key]) > 1e-9 * max(1.0, abs(ref[key])):
             raise AssertionError(f"summarize {key}={check[key]} but pandas says {ref[key]}")
 
-    (t_cold, m_cold), (t_warm, m_warm) = _median(cold), _median(warm)
-    t_pd, m_pd = _median(pandas)
+    (t_cold, m_cold, c_cold), (t_warm, m_warm, _) = _median(cold), _median(warm)
+    t_pd, m_pd, c_pd = _median(pandas)
     label = f"summarize {size_mb:.0f} MB k6 NDJSON"
     return [
         {"name": f"{label}, cold cache: wall", "value": t_cold, "unit": "s",
@@ -151,6 +156,8 @@ def run() -> list[dict[str, Any]]:
          "unit": "x", "target": ">= 10", "baseline": 1.0, "ratio": t_pd / t_cold},
         {"name": f"{label}, warm: speed-up vs pandas.read_json", "value": t_pd / t_warm,
          "unit": "x", "target": ">= 10", "baseline": 1.0, "ratio": t_pd / t_warm},
+        {"name": f"{label}, cold cache: CPU time (user+sys)", "value": c_cold, "unit": "s",
+         "target": "ratio <= 0.1", "baseline": c_pd, "ratio": c_cold / c_pd},
         {"name": f"{label}, cold cache: peak RSS", "value": m_cold, "unit": "MiB",
          "target": "ratio < 1", "baseline": m_pd, "ratio": m_cold / m_pd},
         {"name": f"{label}, warm cache: peak RSS", "value": m_warm, "unit": "MiB",

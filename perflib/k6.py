@@ -67,7 +67,9 @@ MAX_NAME_SPLITS = 200
 #: Bump when the cache layout changes, so stale caches are rebuilt rather than misread.
 CACHE_VERSION = 1
 CACHE_SUFFIX = ".k6cache"
-_MAX_LINE_BYTES = 16 * 1024 * 1024
+_MAX_LINE_BYTES = (
+    1024 * 1024
+)  # also DuckDB's maximum_object_size: smaller buffers parallelise better
 #: Other k6 system tags kept as columns when present (``vu``/``iter`` go to metadata in v1).
 SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "ip", "ocsp_status")
 
@@ -292,6 +294,7 @@ class _Scan:
     lines: int = 0  # physical lines, the unterminated last one included
     ends_with_newline: bool = True
     metric_lines: list[bytes] = field(default_factory=list)
+    head: bytes = b""  # the first chunk: custom tag keys are sampled from it
     gzip_complete: bool = True
     gzip_error: str | None = None
     produced: int = 0
@@ -325,7 +328,7 @@ def _chunks(path: Path, gz: bool, scan: _Scan, size: int = 8 * 1024 * 1024) -> I
             yield out
 
 
-def _prescan(path: Path, gz: bool, chunk_size: int = 8 * 1024 * 1024) -> _Scan:
+def _prescan(path: Path, gz: bool, chunk_size: int = 1024 * 1024) -> _Scan:
     """Count lines and collect the (few) Metric lines with byte searches only.
 
     k6 v1 writes every Metric line as ``{"type":"Metric",…`` (fixed struct field order, k6.md
@@ -336,6 +339,8 @@ def _prescan(path: Path, gz: bool, chunk_size: int = 8 * 1024 * 1024) -> _Scan:
     needle = b"\n" + _METRIC_PREFIX
     last = b""
     for data in _chunks(path, gz, scan, chunk_size):
+        if not scan.head:
+            scan.head = data
         scan.lines += data.count(b"\n")
         last = data[-1:]
         nl = data.find(b"\n")
@@ -444,6 +449,25 @@ def _load_cached(path: Path) -> FileIngest | None:
     )
 
 
+def _sample_tag_keys(head: bytes, limit: int = 5000) -> set[str]:
+    """Tag keys seen in the first Point lines (scenario and request custom tags show up early).
+
+    DuckDB reads tags into a struct of declared keys, so custom keys must be named before
+    the parse; sub-metric declarations name the ones summaries need, this sample the rest.
+    """
+    keys: set[str] = set()
+    for line in head.split(b"\n")[:limit]:
+        if not line.startswith(b'{"metric":'):
+            continue
+        try:
+            tags = json.loads(line)["data"].get("tags") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if isinstance(tags, dict):
+            keys.update(str(k) for k in tags)
+    return keys
+
+
 def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
     metrics: dict[str, dict[str, Any]] = {}
     for raw in lines:
@@ -492,11 +516,8 @@ def _parse_into(
     if narrow:
         tags = ["name", *sorted(sub_tags - {"name"})]
     else:
-        tags = [
-            *KNOWN_TAGS,
-            *SYSTEM_TAGS,
-            *sorted(sub_tags - set(KNOWN_TAGS) - set(SYSTEM_TAGS)),
-        ]
+        extra = (sub_tags | _sample_tag_keys(scan.head)) - set(KNOWN_TAGS) - set(SYSTEM_TAGS)
+        tags = [*KNOWN_TAGS, *SYSTEM_TAGS, *sorted(extra)]
 
     def statement(src: Path, compression: str) -> str:
         select = _select_sql(src, compression, tags)
@@ -753,7 +774,7 @@ def read_points(
         dataset = ds.dataset([str(p) for p in ing.parquets], format="parquet", schema=schema)
         flt = ds.field("kind") == "point"
         if metrics is not None:
-            flt = flt & ds.field("metric").isin([str(m) for m in metrics])
+            flt = flt & ds.field("metric").isin(pa.array([str(m) for m in metrics], pa.string()))
         tag_cols = [c for c in schema.names if c.startswith("tag_")]
         table = dataset.to_table(columns=["time_ns", "metric", "value", *tag_cols], filter=flt)
     df = pd.DataFrame(

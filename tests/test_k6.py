@@ -350,6 +350,9 @@ def test_read_points_types_and_nanosecond_utc_times(k6_runs: dict[str, Path]) ->
     for tag in k6.KNOWN_TAGS:
         assert isinstance(df[tag].dtype, pd.CategoricalDtype), tag
     assert "kind" in df.columns  # a custom tag a sub-metric uses
+    assert "flow" in df.columns  # a scenario's custom tag, sampled from the first lines
+    assert set(df.loc[df["scenario"] == "browse", "flow"].unique()) == {"browse"}
+    assert df.loc[df["status"] == "0", "error"].notna().all()  # k6's error tag on refusals
     # k6 wrote +05:30 local times (TZ=Asia/Kolkata): ns kept, offset applied.
     assert raw[0]["data"]["time"].endswith("+05:30")
     expected = pd.to_datetime([p["data"]["time"] for p in raw], format="ISO8601", utc=True)
