@@ -702,7 +702,9 @@ def leak_estimate(
     if len(df) < min_samples:
         return None
     x = (df["t"] - df["t"].iloc[0]).dt.total_seconds().to_numpy() / 60.0
-    if np.ptp(x) <= 0 or np.ptp(x) * 60.0 < min_window_s:
+    # time covered: first to last sample plus one sampling interval (n samples at 1 s = n s)
+    covered_s = (np.ptp(x) + float(np.median(np.diff(x)))) * 60.0 if x.size > 1 else 0.0
+    if np.ptp(x) <= 0 or covered_s < min_window_s:
         return None
     res = theilslopes(df["m"].to_numpy(), x, alpha=confidence)
     return LeakEstimate(
@@ -885,14 +887,16 @@ def memory_summary(
     max_gap_s: float = 5.0,
     leak_stages: Sequence[str] = ("steady",),
     leak_min_mb_per_min: float = 1.0,
-    leak_min_window_s: float = 120.0,
+    leak_min_window_s: float = 60.0,
 ) -> MemorySummary:
     """Idle / under-load / peak memory, time above thresholds, sustained-800, leak, OOMs.
 
     *Idle* is the median of samples before k6 started, *load* the median while k6 ran
     (``k6_started_at``..``k6_ended_at``), *peak* the maximum over the whole run. Time above a
     threshold sums sample weights (:func:`_dt_weights`). The leak slope uses the samples of
-    ``leak_stages`` (else the whole k6 window) before any restart/OOM in that window.
+    ``leak_stages`` before any restart/OOM in them — the whole k6 window when the manifest has
+    no stages, none when it has stages but none of those (a load that keeps changing, as in
+    the stress profile, moves memory without any leak).
     """
     start, end = k6_window(manifest)
     ev = events if events is not None else resource_events(origin=start)
@@ -957,7 +961,10 @@ def memory_summary(
     if len(valid) and start is not None:
         stages = stage_table(manifest)
         chosen = stages[stages["stage"].isin(list(leak_stages))]
-        if len(chosen):
+        if len(stages) and not len(chosen):
+            mask = np.zeros(len(valid), dtype=bool)  # e.g. stress: load keeps changing
+            label = "no stage named " + ", ".join(leak_stages)
+        elif len(chosen):
             mask = np.zeros(len(valid), dtype=bool)
             for st in chosen.itertuples():
                 mask |= (valid["t_s"] >= st.start_s).to_numpy() & (

@@ -64,7 +64,7 @@ class Settings(BaseModel):
     memory_thresholds_mb: list[float] = Field(default_factory=lambda: [500.0, 700.0, 800.0])
     leak_stages: list[str] = Field(default_factory=lambda: ["steady"])
     leak_min_mb_per_min: float = 1.0
-    leak_min_window_s: float = Field(120.0, ge=0)
+    leak_min_window_s: float = Field(60.0, ge=0)
 
     @field_validator("bucket")
     @classmethod

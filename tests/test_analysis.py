@@ -344,8 +344,15 @@ def test_memory_summary_idle_load_peak_and_time_above() -> None:
         (750 - 300) / 99 * 60, rel=0.01
     )
     assert ms.leak.window == "stages steady"
-    # the steady stage lasts 60 s: under the default 120 s minimum no slope is claimed
-    assert an.memory_summary(s, m).leak is None
+    # the steady stage covers 60 samples at 1 s = 60 s: enough for the default minimum (60 s),
+    # not for 61 s
+    assert an.memory_summary(s, m).leak is not None
+    assert an.memory_summary(s, m, leak_min_window_s=61.0).leak is None
+    # stages but none named steady (a stress profile): no slope; no stages: the k6 window
+    stress = {**m, "stages": [{"name": "hold-5/s", "start_s": 0, "duration_s": 99, "target": 5}]}
+    assert an.memory_summary(s, stress).leak is None
+    bare = an.memory_summary(s, {**m, "stages": []})
+    assert bare.leak is not None and bare.leak.window == "k6 window"
 
 
 def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
