@@ -74,7 +74,7 @@ def resolve_run_dirs(run_dirs: Iterable[str | Path] | None = None) -> list[Path]
     """
     if isinstance(run_dirs, str | Path):  # one directory, e.g. papermill -p run_dirs DIR
         run_dirs = [run_dirs]
-    given = [Path(p).expanduser() for p in (run_dirs or [])]
+    given = [_locate(Path(p).expanduser()) for p in (run_dirs or [])]
     paths = given or sample_run_dirs()
     if not paths:
         raise ReportInputError(
@@ -85,6 +85,14 @@ def resolve_run_dirs(run_dirs: Iterable[str | Path] | None = None) -> list[Path]
     if bad:
         raise ReportInputError(f"not a run directory (no manifest.json): {', '.join(bad)}")
     return [p.resolve() for p in paths]
+
+
+def _locate(path: Path) -> Path:
+    """A relative path as given (cwd) when it exists, else relative to the repository root —
+    notebooks run with cwd ``notebooks/`` while people type paths from the repo root."""
+    if path.is_absolute() or path.exists() or not (REPO_ROOT / path).exists():
+        return path
+    return REPO_ROOT / path
 
 
 def load_runs(
@@ -590,21 +598,26 @@ def cli_report_job(args: argparse.Namespace) -> int:
         console.rule(f"[{i}/{len(plan)}] {profile} @ {preset} (time scale {args.time_scale})")
         target = runs_dir / f"{i:02d}-{profile}-{preset.split(':')[-1]}"
         try:
-            run = runner.run_profile(
+            res = runner.run_profile(
                 profile,
                 vm=preset,
                 time_scale=args.time_scale,
                 upstreams=args.upstreams,
                 out=target,
+                console=console,
             )
-        except Exception as exc:  # noqa: BLE001 - report on the runs that did complete
-            console.print(f"[red]{profile} @ {preset} failed:[/] {type(exc).__name__}: {exc}")
+        except runner.RunError as exc:
+            console.print(f"[red]{profile} @ {preset} could not start:[/] {exc}")
+            return 2 if exc.exit_code == 2 else 1
+        console.print(f"run directory: {res.run_dir} (exit: {res.status})")
+        if res.status in ("error", "interrupted") or not (res.run_dir / "manifest.json").exists():
+            console.print(f"[red]{profile} @ {preset} failed:[/] {res.message}")
             status = 1
+            if res.status == "interrupted":
+                break
             continue
-        path = Path(getattr(run, "path", run))
-        exit_status = (RunDir.open(path).manifest.get("exit") or {}).get("status")
-        console.print(f"run directory: {path} (exit: {exit_status})")
-        run_paths.append(path)
+        # thresholds_failed / oom_killed are findings the report is there to show
+        run_paths.append(res.run_dir)
     if not run_paths:
         console.print("[red]error:[/] no run completed; nothing to report")
         return 1
