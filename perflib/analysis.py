@@ -858,6 +858,7 @@ class MemorySummary:
     sustained_s: float
     longest_above_s: float  # longest span above sustained_threshold_mb
     leak: LeakEstimate | None
+    leak_note: str  # the estimate's evidence, or why there is none
     events: pd.DataFrame
     oom_kills: int
     restarts: int
@@ -958,12 +959,13 @@ def memory_summary(
     )
     # leak window: the chosen stages, cut at the first OOM/restart inside it.
     leak = None
+    leak_note = "no leak estimate: no memory samples or k6 start unknown"
     if len(valid) and start is not None:
         stages = stage_table(manifest)
         chosen = stages[stages["stage"].isin(list(leak_stages))]
         if len(stages) and not len(chosen):
             mask = np.zeros(len(valid), dtype=bool)  # e.g. stress: load keeps changing
-            label = "no stage named " + ", ".join(leak_stages)
+            label = "the profile has no stage named " + " or ".join(leak_stages)
         elif len(chosen):
             mask = np.zeros(len(valid), dtype=bool)
             for st in chosen.itertuples():
@@ -993,6 +995,13 @@ def memory_summary(
             min_mb_per_min=leak_min_mb_per_min,
             min_window_s=leak_min_window_s,
         )
+        if leak is None:
+            leak_note = (
+                f"no leak estimate: {label}"
+                if not mask.any()
+                else f"no leak estimate: {len(win)} samples in {label}, under 10 samples or "
+                f"{leak_min_window_s:g} s"
+            )
     timeline = (
         df[["time", "t_s", "memory_used_mb", "memory_limit_mb"]].copy()
         if len(df)
@@ -1018,6 +1027,7 @@ def memory_summary(
         sustained_s=float(sustained_s),
         longest_above_s=longest if not math.isnan(longest) else 0.0,
         leak=leak,
+        leak_note=leak.evidence if leak is not None else leak_note,
         events=ev,
         oom_kills=oom_count(ev),
         restarts=_per_source_count(ev, "restart"),
@@ -1667,11 +1677,7 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
         return float(a.saturation.dropped_iterations), a.saturation.evidence
     if kind == "leak":
         if m.leak is None:
-            return None, (
-                f"no leak estimate: fewer than 10 samples or under "
-                f"{slos.settings.leak_min_window_s:g} s of {', '.join(slos.settings.leak_stages)}"
-                " load"
-            )
+            return None, m.leak_note
         return m.leak.ci_low, m.leak.evidence
     return None, f"unknown kind {kind}"  # pragma: no cover (validated by pydantic)
 

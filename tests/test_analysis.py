@@ -351,6 +351,7 @@ def test_memory_summary_idle_load_peak_and_time_above() -> None:
     # stages but none named steady (a stress profile): no slope; no stages: the k6 window
     stress = {**m, "stages": [{"name": "hold-5/s", "start_s": 0, "duration_s": 99, "target": 5}]}
     assert an.memory_summary(s, stress).leak is None
+    assert "no stage named steady" in an.memory_summary(s, stress).leak_note
     bare = an.memory_summary(s, {**m, "stages": []})
     assert bare.leak is not None and bare.leak.window == "k6 window"
 
