@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import subprocess
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import ClassVar
+
 import pytest
 
 from perflib import profiles
@@ -13,6 +20,7 @@ from perflib.profiles import (
     scaled_seconds,
     stages_from_options,
 )
+from perflib.tooling import REPO_ROOT, find_k6
 
 pytestmark = pytest.mark.k6
 
@@ -118,3 +126,75 @@ def test_scripts_exist() -> None:
     for prof in PROFILES.values():
         assert prof.script.is_file(), prof.script
     assert profiles.TESTS_DIR.joinpath("k6lib.js").is_file()
+
+
+# --- what the scripts send: distinct leads, names, LEAD_ID (real k6 over loopback) ----------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/api/v1/leads/process":
+            self.seen.append(urllib.parse.parse_qs(url.query)["id"][0])
+        body = b'{"success": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder():
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.seen
+    server.shutdown()
+    server.server_close()
+
+
+def _k6_run(script: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = [find_k6(), "run", "--quiet", "--no-color", "--address", "127.0.0.1:0"]
+    for k, v in env.items():
+        cmd += ["-e", f"{k}={v}"]
+    return subprocess.run(
+        cmd + [str(script)], capture_output=True, text=True, timeout=120, cwd=script.parent
+    )
+
+
+def test_iterations_draw_distinct_leads_from_the_csv(recorder) -> None:
+    url, seen = recorder
+    proc = _k6_run(PROFILES["load"].script, {"BASE_URL": url, "TIME_SCALE": "0.02"})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    csv_ids = {
+        line.split(",")[0]
+        for line in (REPO_ROOT / "data" / "leads.csv").read_text().splitlines()[1:]
+        if line.strip()
+    }
+    assert len(seen) >= 10
+    assert len(set(seen)) == len(seen)  # no lead twice: not just the duplicate guard
+    assert set(seen) <= csv_ids
+
+
+def test_lead_id_pins_every_iteration(recorder) -> None:
+    url, seen = recorder
+    proc = _k6_run(
+        PROFILES["smoke"].script, {"BASE_URL": url, "TIME_SCALE": "0.05", "LEAD_ID": "abc123"}
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert seen and set(seen) == {"abc123"}
+
+
+def test_missing_lead_list_is_a_clear_error(tmp_path) -> None:
+    proc = _k6_run(
+        PROFILES["smoke"].script, {"LEADS_CSV": str(tmp_path / "none.csv"), "TIME_SCALE": "0.05"}
+    )
+    assert proc.returncode != 0
+    assert "cannot read the lead list" in proc.stdout + proc.stderr
