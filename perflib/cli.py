@@ -75,6 +75,18 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="guest-OS memory the VM uses besides the service (MiB)",
     )
     p.add_argument(
+        "--memory-metric",
+        choices=["rss", "pss"],
+        default="rss",
+        help="service memory as RSS (default) or PSS (shares split between processes)",
+    )
+    p.add_argument(
+        "--quota-method",
+        choices=["auto", "cgroup", "signals"],
+        default="auto",
+        help="shared-CPU throttling: a cgroup where writable (auto), or SIGSTOP/SIGCONT",
+    )
+    p.add_argument(
         "--time-scale",
         type=float,
         default=1.0,
