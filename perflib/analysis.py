@@ -999,8 +999,8 @@ def memory_summary(
             leak_note = (
                 f"no leak estimate: {label}"
                 if not mask.any()
-                else f"no leak estimate: {len(win)} samples in {label}, under 10 samples or "
-                f"{leak_min_window_s:g} s"
+                else f"no leak estimate: the {len(win)} samples in {label} cover under "
+                f"{leak_min_window_s:g} s (or are fewer than 10)"
             )
     timeline = (
         df[["time", "t_s", "memory_used_mb", "memory_limit_mb"]].copy()
