@@ -451,7 +451,7 @@ def _execute(
         base_url = stack.base_url
         manifest["target"]["base_url"] = base_url
         emulator.start()
-        active.append(LocalSampler(emulator, interval=sample_interval))
+        active.append(LocalSampler(emulator, interval=sample_interval))  # metric: the VM's
     assert base_url is not None
     problem = wait_healthy(base_url, timeout=health_timeout)
     if problem is not None:
@@ -729,6 +729,8 @@ def cli_run(args: argparse.Namespace) -> int:
         memory=not args.no_memory_limit,
         cpu_pin=not args.no_cpu_pin,
         cpu_quota=not args.no_cpu_quota,
+        memory_metric=getattr(args, "memory_metric", "rss"),
+        quota_method=getattr(args, "quota_method", "auto"),
     )
     if args.guest_overhead_mb is not None:
         if args.guest_overhead_mb < 0:

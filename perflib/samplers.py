@@ -97,7 +97,7 @@ class LocalSampler(PollingSampler):
         vm: Any | None = None,
         memory_limit_mb: float | None = None,
         guest_overhead_mb: float | None = None,
-        memory_metric: str = "rss",
+        memory_metric: str | None = None,
         interval: float = 1.0,
     ) -> None:
         """``target``: a VmEmulator, a Popen, a pid or a callable returning the current pid."""
@@ -112,6 +112,8 @@ class LocalSampler(PollingSampler):
             memory_limit_mb = float(vm.preset.memory_mb)
         if guest_overhead_mb is None:
             guest_overhead_mb = vm.settings.guest_overhead_mb if vm is not None else 0.0
+        if memory_metric is None:  # measure as the VM emulator does
+            memory_metric = vm.settings.memory_metric if vm is not None else "rss"
         if memory_metric not in ("rss", "pss"):
             raise ValueError(f"memory_metric must be 'rss' or 'pss', not {memory_metric!r}")
         self.memory_limit_mb = memory_limit_mb

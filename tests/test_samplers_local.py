@@ -123,3 +123,21 @@ def test_vm_view_limit_throttling_and_restart_gap(tmp_path: Path, spawn) -> None
 def test_bad_metric_rejected() -> None:
     with pytest.raises(ValueError, match="memory_metric"):
         LocalSampler(1, memory_metric="vss")
+
+
+def test_pss_follows_the_vm_setting(spawn) -> None:
+    p = spawn(HOLD)
+    time.sleep(1.0)
+    emu = VmEmulator(
+        "shared-cpu-1x:512mb",
+        EmulationSettings(
+            memory_metric="pss", cpu_quota=False, cpu_pin=False, guest_overhead_mb=10
+        ),
+    )
+    emu.attach(p)
+    s = LocalSampler(emu)
+    assert s.memory_metric == "pss"
+    (row,) = s.poll()
+    rollup = Path(f"/proc/{p.pid}/smaps_rollup").read_text().splitlines()
+    pss_kb = next(int(x.split()[1]) for x in rollup if x.startswith("Pss:"))
+    assert row["memory_used_mb"] == pytest.approx(pss_kb / 1024 + 10, abs=1.0)
