@@ -460,6 +460,9 @@ def test_truncated_gzip_stream(k6_runs: dict[str, Path], tmp_path: Path) -> None
     assert summary["lines"]["parsed"] == len(complete)
     assert summary["lines"]["skipped"] == (1 if partial else 0)
     assert any("gzip stream truncated" in w for w in summary["warnings"])
+    # The Parquet path (read_points) recovers exactly the same samples.
+    points = sum(1 for line in complete if line.startswith(b'{"metric":'))
+    assert len(k6.read_points(cut, cache=False)) == points
 
 
 @pytest.mark.k6
