@@ -472,7 +472,7 @@ def build_report(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} notebooks"),
+        TextColumn("{task.completed}/{task.total} steps"),
         TimeElapsedColumn(),
         console=console,
         transient=False,

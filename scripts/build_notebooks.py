@@ -292,8 +292,9 @@ comparison.table if comparison is not None else None
     md("## Recommendation"),
     code("""
 if rec is not None:
-    saving = (f", saving ${rec.monthly_savings_usd:,.2f} per month against {rec.current_preset}"
-              if rec.monthly_savings_usd else "")
+    d = rec.monthly_savings_usd
+    saving = ("" if not d else f", saving ${d:,.2f} per month against {rec.current_preset}" if d > 0
+              else f", ${-d:,.2f} per month more than {rec.current_preset}")
     cost = f"${rec.monthly_cost_usd:,.2f}" if rec.monthly_cost_usd is not None else "n/a"
     lines = [f"### Recommended: `{rec.recommended_preset}` — {cost} per month{saving}",
              f"Confidence: **{rec.confidence}** (price set {rec.price_set}, region {rec.region})", ""]
