@@ -751,10 +751,6 @@ def _progress(label: str, size: int) -> Iterator[None]:
         yield
 
 
-def _parquet_list(ing: Ingest) -> str:
-    return "[" + ", ".join(f"'{_sql_str(p)}'" for p in ing.parquets) + "]"
-
-
 def _points_sql(files: Sequence[FileIngest]) -> str:
     """Every file's Point rows as one relation; ``file`` tells segments apart.
 
@@ -882,9 +878,24 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
 
 
 def read_metric_meta(source: Source, *, cache: bool = True) -> dict[str, dict[str, Any]]:
-    """k6's declaration of each metric: ``type``, ``contains``, ``thresholds``, ``submetrics``."""
-    with _ingested(source, cache) as ing:
-        return ing.metrics
+    """k6's declaration of each metric: ``type``, ``contains``, ``thresholds``, ``submetrics``.
+
+    Only the Metric lines are needed, so this is the byte-level prescan (or the cache), not
+    a full parse.
+    """
+    metas = []
+    for p in resolve_sources(source):
+        if not p.is_file():
+            raise K6InputError(f"{p}: not a file")
+        hit = _load_cached(p) if cache else None
+        if hit is not None:
+            metas.append(hit.metrics)
+            continue
+        scan = _prescan(p, _is_gzip(p))
+        if not scan.metric_lines and scan.head.strip() and b'"type":"Point"' not in scan.head:
+            raise K6InputError(f"{p}: not k6 --out json output (no Metric or Point line)")
+        metas.append(_parse_metric_lines(scan.metric_lines))
+    return _merge_meta(metas)
 
 
 # --------------------------------------------------------------------------- summary
@@ -998,7 +1009,7 @@ def _summarize(
                count(*) FILTER (WHERE value <> 0) AS nonzero, arg_max(value, time_ns) AS last"""
     trend_names = [m for m, d in meta.items() if d.get("type") == "trend"]
     trend_in = ", ".join(f"'{_sql_str(m)}'" for m in trend_names) or "NULL"
-    untyped = f"metric NOT IN ({', '.join(repr_sql(m) for m in meta) or 'NULL'})"
+    untyped = f"metric NOT IN ({', '.join(_sql_lit(m) for m in meta) or 'NULL'})"
     # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
     rows = con.execute(f"""
         SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}
@@ -1065,7 +1076,7 @@ def _summarize(
     )
 
 
-def repr_sql(value: str) -> str:
+def _sql_lit(value: str) -> str:
     """A SQL string literal."""
     return f"'{_sql_str(value)}'"
 

@@ -504,6 +504,10 @@ def test_not_k6_output_is_a_clear_error(tmp_path: Path) -> None:
     csv.write_text("metric_name,timestamp,metric_value\nhttp_reqs,1,1\n")
     with pytest.raises(k6.K6InputError, match="not k6 --out json output"):
         k6.summarize(csv)
+    with pytest.raises(k6.K6InputError, match="not k6 --out json output"):
+        k6.read_points(csv)
+    with pytest.raises(k6.K6InputError, match="not k6 --out json output"):
+        k6.read_metric_meta(csv)
     with pytest.raises(k6.K6InputError, match="no such file"):
         k6.summarize(tmp_path / "missing.ndjson")
     empty_dir = tmp_path / "empty"
