@@ -565,14 +565,27 @@ def _run_k6(
         log = run.path / ("k6.log" if len(outputs) == 1 else f"k6-{i}.log")
         fh = log.open("w", encoding="utf-8")
         # own session: Ctrl-C reaches us, and we stop k6 gracefully ourselves
-        proc = subprocess.Popen(
-            cmd,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=proc_env,
-            cwd=str(prof.script.parent),
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=proc_env,
+                cwd=str(prof.script.parent),
+                start_new_session=True,
+            )
+        except OSError as exc:  # not executable, wrong architecture, …
+            fh.close()
+            for p in procs:
+                p.proc.kill()
+                p.proc.wait()
+                p.log_fh.close()
+            state.update(
+                exit=EXIT_K6_NOT_FOUND,
+                status="error",
+                message=f"k6 could not be started ({k6_bin}): {exc}",
+            )
+            return
         if other_cores:  # keep the load generator off the emulated vCPU
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(proc.pid, other_cores)
@@ -621,6 +634,10 @@ def _run_k6(
             p.log_fh.close()
             code = p.proc.returncode
             state["k6_codes"].append(code)
+            requests = p.live.get("reqs")
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                summary = json.loads((run.path / p.summary).read_text(encoding="utf-8"))
+                requests = summary["metrics"]["http_reqs"]["count"]
             events.record(
                 "k6_exit",
                 {
@@ -628,7 +645,7 @@ def _run_k6(
                     "exit_code": code,
                     "output": p.output,
                     "summary": p.summary,
-                    "requests": p.live.get("reqs"),
+                    "requests": requests,
                 },
             )
         run.manifest["k6_ended_at"] = iso(utcnow())

@@ -128,6 +128,7 @@ def test_local_load_run_is_complete_and_consistent(tmp_path: Path) -> None:
     events = read_events(out / "events.jsonl")
     k6_exit = events[events["type"] == "k6_exit"].iloc[0]["detail"]
     assert k6_exit["exit_code"] == m["exit"]["k6"]
+    assert k6_exit["requests"] == n
     assert "Step 1" in (out / "service.log").read_text()  # the service's own log is kept
     assert (
         _ts(m["started_at"])
@@ -319,3 +320,17 @@ def test_exit_codes_are_distinct() -> None:
         EXIT_INTERRUPTED,
     ]
     assert len(set(codes)) == len(codes)
+
+
+def test_k6_that_cannot_start(tmp_path: Path, monkeypatch, stack) -> None:
+    fake = tmp_path / "k6"
+    fake.write_bytes(b"\x00not an executable\x00")
+    fake.chmod(0o755)
+    monkeypatch.setenv("K6_BINARY", str(fake))
+    runner.k6_version.cache_clear()
+    try:
+        res = run_profile("smoke", base_url=stack.base_url, out=tmp_path / "r", progress=False)
+    finally:
+        runner.k6_version.cache_clear()
+    assert res.exit_code == EXIT_K6_NOT_FOUND
+    assert "could not be started" in RunDir.open(tmp_path / "r").manifest["exit"]["message"]
