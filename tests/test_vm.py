@@ -251,8 +251,10 @@ def test_quota_throttles_a_cpu_burner_once_the_balance_is_spent(method: str, pro
         used = _cpu_seconds(p.pid) - cpu_at_throttle
         wall = time.monotonic() - t0
     # throttled to 5 ms/80 ms: the kernel's count must stay far below a free-running burner
-    # (generous: 4× the baseline share, plus one tick of /proc granularity)
-    assert used <= 0.25 * wall + 0.02, (used, wall)
+    # (generous: 4× the baseline share for the kernel's quota, 6× for the signal duty cycle
+    # whose stops land late on a busy machine, plus one tick of /proc granularity)
+    share = 0.25 if method == "cgroup" else 0.375
+    assert used <= share * wall + 0.02, (used, wall)
     assert cpu_at_throttle >= 0.3 * 0.9  # it burst through the initial balance first
     assert emu.throttled_seconds() > 0.5 * wall
     assert start_event["detail"]["method"] == method
