@@ -450,13 +450,9 @@ class Store:
             if metric_rows:
                 conn.execute(metrics_table.insert(), metric_rows)
             if verdicts:
-                seen: set[str] = set()
-                unique = [
-                    {"run_id": rid, **v}
-                    for v in verdicts
-                    if not (v["name"] in seen or seen.add(v["name"]))  # type: ignore[func-returns-value]
-                ]
-                conn.execute(slo_table.insert(), unique)
+                # SLO ids are unique in a valid SLO file; first one wins if a file repeats one
+                unique = {v["name"]: {"run_id": rid, **v} for v in reversed(verdicts)}
+                conn.execute(slo_table.insert(), list(unique.values()))
         return IndexedRun(
             run_id=rid,
             path=run.path,
