@@ -1024,8 +1024,7 @@ def _summarize(
             warnings.append(f"metric {m!r} has no k6 Metric declaration: summarised as a trend")
             t = "trend"
         types[m] = t
-    start, end = ing.start_ns, ing.end_ns
-    duration_s = (end - start) / 1e9 if start is not None and end is not None else 0.0
+    duration_s = _run_duration_s(con)
 
     stats: dict[str, dict[str, Any]] = {}
     splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
@@ -1074,6 +1073,26 @@ def _summarize(
             stats.items(), key=lambda kv: (order.get(kv[0].split("{")[0], 0), "{" in kv[0], kv[0])
         )
     )
+
+
+def _run_duration_s(con: duckdb.DuckDBPyConnection) -> float:
+    """The test-run duration k6 divides counters by, estimated from the samples.
+
+    k6 uses its run clock (``state.testRunDurationMs``), which starts when execution starts;
+    its ``vus`` gauge ticks every second from that moment, so ``first vus tick − 1 s``
+    recovers the start even when the first request came late (e.g. after a slow setup).
+    The end is the last sample (k6 stops its clock a few ms after). Per file, then the
+    widest span over files: segments run in parallel.
+    """
+    row = con.execute(
+        """SELECT min(start_ns), max(end_ns) FROM (
+             SELECT least(min(time_ns), min(time_ns) FILTER (WHERE metric = 'vus') - 1000000000)
+                    AS start_ns, max(time_ns) AS end_ns
+             FROM pts GROUP BY file)"""
+    ).fetchone()
+    if not row or row[0] is None or row[1] is None:
+        return 0.0
+    return max(row[1] - row[0], 0) / 1e9
 
 
 def _sql_lit(value: str) -> str:
