@@ -926,9 +926,8 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     """k6's end-of-test statistics recomputed from raw NDJSON, in DESIGN.md's JSON shape.
 
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
-    and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
-    from the first to the last sample (k6 divides by its own run clock; docs/ingest.md gives
-    the tolerance).
+    and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by k6's run
+    duration estimated from the samples (:func:`_run_duration_s`; ~0.1 % off, docs/ingest.md).
 
     Aggregation runs in DuckDB: from the Parquet cache when ``read_points`` already built it,
     else straight from the NDJSON into a narrow temporary table (only the tags a summary
