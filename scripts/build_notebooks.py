@@ -30,6 +30,7 @@ base_url = None  # live mode: the deployed app to drive; None drives the local s
 presets = ["shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"]  # VM presets to compare
 time_scale = 0.2  # live mode: multiplies every stage duration of the k6 profiles
 live = False  # True: record fresh runs with k6 first (minutes), then report on them
+runs_dir = None  # live mode: where new run directories go; None means runs/ in the repo
 slo_file = None  # SLO file; None means data/slo.toml, the targets of the guide
 price_set = None  # Fly price set; None means the newest dated set in data/
 region = "iad"  # Fly region the costs are for
@@ -85,7 +86,9 @@ SMOKE = notebook(
     "fit to deploy and to load-test; otherwise the reasons are listed below.",
     code("""
 if live:
-    run_dirs = rp.record_runs([("smoke", presets[0])], base_url=base_url, time_scale=time_scale)
+    run_dirs = rp.record_runs(
+        [("smoke", presets[0])], base_url=base_url, time_scale=time_scale, out_dir=runs_dir
+    )
 runs = rp.load_runs(run_dirs, profile="smoke")
 analyses = [analyze_run(r, slos=slo_file) for r in runs[-1:]]  # the latest smoke run
 if not analyses:
@@ -129,7 +132,9 @@ LOAD = notebook(
     "virtual users is drawn on the right axis.",
     code("""
 if live:
-    run_dirs = rp.record_runs([("load", p) for p in presets], base_url=base_url, time_scale=time_scale)
+    run_dirs = rp.record_runs(
+        [("load", p) for p in presets], base_url=base_url, time_scale=time_scale, out_dir=runs_dir
+    )
 runs = rp.load_runs(run_dirs, profile=["load", "stress"])
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
 if not analyses:

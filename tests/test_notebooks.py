@@ -128,3 +128,24 @@ def test_parameters_change_what_the_notebooks_say(non_default: dict) -> None:
     assert f"{len(non_default['runs'])} runs" in trends and str(non_default["db"]) in trends
     load = _outputs_text(out / "02-load-test.ipynb")
     assert "stress" not in load  # only the runs given, not the sample stress run
+
+
+@pytest.mark.k6
+def test_smoke_notebook_live_mode_records_a_fresh_run(tmp_path: Path) -> None:
+    """live=True: the notebook records a real smoke run (k6 against the local stack under the
+    emulated VM) into runs_dir and judges that run, not the sample one."""
+    out = tmp_path / "live.ipynb"
+    res = rp.execute_notebook(
+        REPO_ROOT / "notebooks" / "01-smoke-test.ipynb",
+        out,
+        {"live": True, "time_scale": 0.1, "runs_dir": str(tmp_path / "runs")},
+        timeout=300,
+    )
+    assert res.ok, res.error
+    recorded = list((tmp_path / "runs").iterdir())
+    assert len(recorded) == 1 and (recorded[0] / "k6.ndjson.gz").exists()
+    manifest = json.loads((recorded[0] / "manifest.json").read_text())
+    assert manifest["profile"] == "smoke" and manifest["time_scale"] == 0.1
+    text = _outputs_text(out)
+    assert recorded[0].name in text  # the runs table lists the fresh run
+    assert "GO" in text
