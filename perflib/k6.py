@@ -783,12 +783,23 @@ def read_points(
 
     with _ingested(source, cache) as ing:
         schema = pa.unify_schemas([pq.read_schema(p) for p in ing.parquets])
-        dataset = ds.dataset([str(p) for p in ing.parquets], format="parquet", schema=schema)
+        strings = [f.name for f in schema if pa.types.is_string(f.type) and f.name != "kind"]
+        # Strings stay dictionary-encoded from the Parquet pages to the categoricals: a
+        # fraction of the memory and time of materialising one Python-visible string per row.
+        schema = pa.schema(
+            [
+                pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in strings else f
+                for f in schema
+            ]
+        )
+        fmt = ds.ParquetFileFormat(read_options={"dictionary_columns": strings})
+        dataset = ds.dataset([str(p) for p in ing.parquets], format=fmt, schema=schema)
         flt = ds.field("kind") == "point"
         if metrics is not None:
             flt = flt & ds.field("metric").isin(pa.array([str(m) for m in metrics], pa.string()))
         tag_cols = [c for c in schema.names if c.startswith("tag_")]
         table = dataset.to_table(columns=["time_ns", "metric", "value", *tag_cols], filter=flt)
+        table = table.unify_dictionaries()
     df = pd.DataFrame(
         {"time": pd.to_datetime(table.column("time_ns").to_numpy(), unit="ns", utc=True)}
     )
@@ -804,14 +815,17 @@ def read_points(
 
 
 def _categorical(col: Any) -> pd.Categorical:
-    """A pyarrow string column as a pandas categorical (NA kept), without a Python loop."""
+    """A pyarrow string or dictionary column as a pandas categorical (NA kept), no Python loop."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    enc = pc.dictionary_encode(col.combine_chunks() if hasattr(col, "combine_chunks") else col)
-    cats = enc.dictionary.to_pylist()
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    return pd.Categorical.from_codes(codes, categories=cats)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    cat = pd.Categorical.from_codes(codes, categories=arr.dictionary.to_pylist())
+    return cat.remove_unused_categories()
 
 
 def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
