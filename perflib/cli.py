@@ -147,8 +147,13 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--price-set", default=None, help="price set date or name (default newest)")
     p.add_argument("--ha", action="store_true", help="require high availability (>= 2 instances)")
-    p.add_argument("--monthly-requests", type=float, default=None, metavar="N",
-                   help="production requests per 30 days, to add egress to the costs")
+    p.add_argument(
+        "--monthly-requests",
+        type=float,
+        default=None,
+        metavar="N",
+        help="production requests per 30 days, to add egress to the costs",
+    )
     p.add_argument("--json", action="store_true")
 
 
