@@ -390,6 +390,23 @@ def cli_serve(args: Any) -> int:
         # Hook for the Prometheus helper: perflib.prometheus may provide serve-time scraping.
         _start_prometheus_hook(args)
 
+    # SIGTERM/SIGHUP stop the stack like Ctrl-C does: the children run in their own sessions
+    # and would otherwise outlive us. SIGINT is restored too (background shells ignore it).
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {
+        sig: signal.signal(sig, _interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    }
+    try:
+        return _serve(args, port, vm)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(args: Any, port: int, vm: Any) -> int:
     stack = LocalStack(
         port=port,
         upstreams=args.upstreams,

@@ -96,7 +96,8 @@ def test_serve_refuses_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"port {port} is already in use" in err
 
 
-def test_perflib_serve_runs_until_ctrl_c() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_perflib_serve_runs_until_stopped(sig: signal.Signals) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "perflib", "serve", "--port", str(port)],
@@ -121,7 +122,7 @@ def test_perflib_serve_runs_until_ctrl_c() -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4  # service + 3 emulators
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(60) == 0
         assert all(_gone(c.pid) for c in children)
         assert not port_in_use(port)
