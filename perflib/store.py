@@ -680,7 +680,9 @@ def cli_store(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console, err = Console(), Console(stderr=True)
+    # a pipe gets a wide table (rich would fold it to 80 columns); a terminal its own width
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    err = Console(stderr=True)
     try:
         store = Store(args.database_url, upgrade=args.action != "upgrade")
     except StoreError as exc:
@@ -721,14 +723,27 @@ def cli_store(args: argparse.Namespace) -> int:
                     err.print(f"  [yellow]note:[/] {note}")
             return status
         df = store.runs_frame()
-        cols = ("run_id", "profile", "preset", "exit_status", "requests", "p95_ms", "error_rate",
-                "memory_peak_mb", "recommended_preset")  # fmt: skip
         table = Table(title=f"{len(df)} runs in {store.safe_url}")
-        for col in cols:
-            table.add_column(col)
+        for head in ("started (UTC)", "profile", "preset", "exit", "requests", "p95 ms",
+                     "errors %", "peak MB", "SLO", "recommended"):  # fmt: skip
+            table.add_column(head, overflow="fold")
         for rec in df.to_dict("records"):
-            table.add_row(*(_fmt(rec[c]) for c in cols))
+            started = rec["started_at"]
+            table.add_row(
+                "—" if pd.isna(started) else started.strftime("%Y-%m-%d %H:%M:%S"),
+                _fmt(rec["profile"]),
+                _fmt(rec["preset"]).replace("shared-cpu-", "s-").replace("performance-", "p-"),
+                _fmt(rec["exit_status"]),
+                _fmt(rec["requests"]),
+                _fmt(rec["p95_ms"]),
+                _fmt(None if pd.isna(rec["error_rate"]) else 100 * rec["error_rate"]),
+                _fmt(rec["memory_peak_mb"]),
+                _fmt(rec["worst_verdict"]),
+                _fmt(rec["recommended_preset"]).replace("shared-cpu-", "s-"),
+            )
         console.print(table)
+        if len(df):
+            console.print("presets: s- = shared-cpu-, p- = performance-", style="dim")
         return 0
 
 
@@ -736,7 +751,7 @@ def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
     return str(v)
 
 

@@ -234,7 +234,7 @@ def test_cli_store_verbs(
     assert "updated " in capsys.readouterr().out
     assert st.cli_store(_ns(action="list", database_url=url)) == 0
     out = capsys.readouterr().out
-    assert "2 runs" in out and "shared-cpu-1x:512mb" in out
+    assert "2 runs" in out and "s-1x:512mb" in out and "oom_killed" in out
 
 
 def test_cli_store_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
