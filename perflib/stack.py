@@ -89,9 +89,13 @@ def log_tail(path: Path | None, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+#: loopback polls must never go through an HTTP(S)_PROXY from the environment
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback
+        with _DIRECT.open(url, timeout=timeout) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
