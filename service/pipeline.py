@@ -52,10 +52,15 @@ class Pipeline:
         try:
             yield
         finally:
-            dt = time.perf_counter() - t0
-            timings[str(n)] = round(dt * 1000, 3)
-            STEP_CHILDREN[str(n)].observe(dt)
-            log.info("Step %d: %s (%d ms)", n, what, round(dt * 1000))
+            self._observe_step(n, what, t0, timings)
+
+    @staticmethod
+    def _observe_step(n: int, what: str, t0: float, timings: dict[str, float]) -> None:
+        """One ``Step N: <what> (<ms> ms)`` line, one histogram sample, one step_ms entry."""
+        dt = time.perf_counter() - t0
+        timings[str(n)] = round(dt * 1000, 3)
+        STEP_CHILDREN[str(n)].observe(dt)
+        log.info("Step %d: %s (%d ms)", n, what, round(dt * 1000))
 
     def _recently_enriched(self, cpf: str, now: float) -> bool:
         t = self.recent_cpfs.get(cpf)
@@ -85,16 +90,26 @@ class Pipeline:
         timings: dict[str, float] = {}
         deadline = time.monotonic() + self.s.pipeline_deadline_s
 
-        # Step 0: atomic duplicate guard
-        with self._step(0, "Checking for duplicate requests", timings):
-            now = time.time()
-            started = self.in_flight.get(lead_id)
-            duplicate = started is not None
-            if not duplicate:
-                self.in_flight[lead_id] = now
-        if duplicate:
-            assert started is not None
-            secs = int(now - started)
+        # Step 0: atomic duplicate guard — in-process map, then the lead_runs unique index
+        t0 = time.perf_counter()
+        now = time.time()
+        started = self.in_flight.get(lead_id)
+        run_id: uuid.UUID | None = None
+        if started is None:
+            self.in_flight[lead_id] = now  # no await since the get(): atomic on this loop
+            try:
+                run_id = await storage.begin_lead_run(self.engine, lead_id)
+            except storage.LeadInFlightError as exc:
+                started = exc.started_at or now  # another process holds it
+                self.in_flight.pop(lead_id, None)
+            except Exception as exc:  # noqa: BLE001 - the DB is optional for the answer
+                log.warning("lead run not recorded (database: %s)", type(exc).__name__)
+            except BaseException:  # cancelled while inserting the run
+                self.in_flight.pop(lead_id, None)
+                raise
+        self._observe_step(0, "Checking for duplicate requests", t0, timings)
+        if started is not None:
+            secs = max(int(now - started), 0)
             log.warning("duplicate request blocked for lead %s (started %d s ago)", lead_id, secs)
             LEADS_PROCESSED.labels("duplicate").inc()
             await self._finish(None, lead_id, "duplicate", step_ms=timings)
@@ -105,23 +120,7 @@ class Pipeline:
                 "lead_id": lead_id,
                 "duplicate_request": True,
             }
-        run_id: uuid.UUID | None = None
         try:
-            try:
-                run_id = await storage.begin_lead_run(self.engine, lead_id)
-            except storage.LeadInFlightError:
-                log.warning("duplicate request blocked for lead %s (in flight elsewhere)", lead_id)
-                LEADS_PROCESSED.labels("duplicate").inc()
-                await self._finish(None, lead_id, "duplicate", step_ms=timings)
-                return {
-                    "success": True,
-                    "message": "Lead already being processed (started 0 seconds ago). "
-                    "Duplicate request blocked.",
-                    "lead_id": lead_id,
-                    "duplicate_request": True,
-                }
-            except Exception as exc:  # noqa: BLE001 - the DB is optional for the answer
-                log.warning("lead run not recorded (database: %s)", type(exc).__name__)
             outcome = await self._run(lead_id, run_id, timings, deadline)
             LEADS_PROCESSED.labels(outcome.pop("_outcome")).inc()
             return outcome

@@ -451,6 +451,10 @@ async def store_person(
 class LeadInFlightError(Exception):
     """Another process already holds the ``processing`` row for this lead."""
 
+    def __init__(self, lead_id: str, started_at: float | None = None) -> None:
+        super().__init__(lead_id)
+        self.started_at = started_at  # epoch seconds of the holder's start, when known
+
 
 async def begin_lead_run(
     engine: AsyncEngine, lead_id: str, *, stale_after_s: float = 300
@@ -473,15 +477,28 @@ async def begin_lead_run(
             )
             .values(status="abandoned", finished_at=now, error="stale in-flight run")
         )
-        try:
+    try:
+        async with engine.begin() as conn:
             await conn.execute(
                 lead_runs.insert().values(
                     id=run_id, lead_id=lead_id, started_at=now, status="processing"
                 )
             )
-        except sa.exc.IntegrityError as exc:
-            raise LeadInFlightError(lead_id) from exc
-    return run_id
+        return run_id
+    except sa.exc.IntegrityError as exc:
+        error = exc
+    # Who holds it, read in a fresh transaction (PostgreSQL aborted the failed one).
+    async with engine.connect() as conn:
+        holder = (
+            await conn.execute(
+                sa.select(lead_runs.c.started_at).where(
+                    lead_runs.c.lead_id == lead_id, lead_runs.c.status == "processing"
+                )
+            )
+        ).scalar()
+    if holder is not None and holder.tzinfo is None:  # SQLite returns naive UTC
+        holder = holder.replace(tzinfo=UTC)
+    raise LeadInFlightError(lead_id, holder.timestamp() if holder else None) from error
 
 
 async def record_lead_run(

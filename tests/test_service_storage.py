@@ -10,6 +10,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,13 @@ async def test_a_failing_store_leaves_nothing_half_written(engine: Any) -> None:
 
 async def test_in_flight_guard_is_atomic_and_stale_runs_are_taken_over(engine: Any) -> None:
     run = await storage.begin_lead_run(engine, "lead-9")
-    with pytest.raises(storage.LeadInFlightError):
+    with pytest.raises(storage.LeadInFlightError) as err:
         await storage.begin_lead_run(engine, "lead-9")
+    [holder] = await rows(engine, storage.lead_runs, id=run)
+    started = holder["started_at"]
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    assert err.value.started_at == pytest.approx(started.timestamp(), abs=1e-3)
     results = await asyncio.gather(
         *(storage.begin_lead_run(engine, "lead-10") for _ in range(5)), return_exceptions=True
     )
