@@ -940,8 +940,9 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     """k6's end-of-test statistics recomputed from raw NDJSON, in DESIGN.md's JSON shape.
 
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
-    and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by k6's run
-    duration estimated from the samples (:func:`_run_duration_s`; ~0.1 % off, docs/ingest.md).
+    and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
+    from the first to the last sample (:func:`_run_duration_s`: k6 divides by its run clock,
+    a few ms longer in short runs; docs/ingest.md gives the tolerance).
 
     Aggregation runs in DuckDB: from the Parquet cache when ``read_points`` already built it,
     else straight from the NDJSON into a narrow temporary table (only the tags a summary
@@ -1017,16 +1018,24 @@ def _summarize(
     con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing.files)}")
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
+    # Percentiles only for trends, the last value only for gauges: each costs a pass.
     aggs = f"""count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
                quantile_cont(value, [{qs}]) FILTER (WHERE is_trend) AS q,
-               count(*) FILTER (WHERE value <> 0) AS nonzero, arg_max(value, time_ns) AS last"""
-    trend_names = [m for m, d in meta.items() if d.get("type") == "trend"]
-    trend_in = ", ".join(f"'{_sql_str(m)}'" for m in trend_names) or "NULL"
+               count(*) FILTER (WHERE value <> 0) AS nonzero,
+               arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last"""
+
+    def names_of(kind: str) -> str:
+        return ", ".join(_sql_lit(m) for m, d in meta.items() if d.get("type") == kind) or "NULL"
+
     untyped = f"metric NOT IN ({', '.join(_sql_lit(m) for m in meta) or 'NULL'})"
+    flags = (
+        f"metric IN ({names_of('trend')}) OR {untyped} AS is_trend, "
+        f"metric IN ({names_of('gauge')}) AS is_gauge"
+    )
     # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
     rows = con.execute(f"""
         SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}
-        FROM (SELECT *, metric IN ({trend_in}) OR {untyped} AS is_trend FROM pts)
+        FROM (SELECT *, {flags} FROM pts)
         GROUP BY GROUPING SETS ((metric), (metric, tag_name))
     """).fetchall()
     seen = sorted({r[0] for r in rows})
@@ -1056,14 +1065,21 @@ def _summarize(
             declared.add((parent, tuple(sorted(tags.items()))))
             subs.append((s["name"], parent, _submetric_filter(tags, columns)))
     if subs:
-        branches = " UNION ALL ".join(
-            f"SELECT {i} AS sub, metric IN ({trend_in}) AS is_trend, time_ns, value FROM pts "
-            f"WHERE metric = '{_sql_str(parent)}' AND ({where})"
+        # One scan: each sample is repeated once per sub-metric it belongs to (k6 adds it to
+        # every matching sub-metric's sink too).
+        which = ", ".join(
+            f"CASE WHEN metric = {_sql_lit(parent)} AND ({where}) THEN {i} END"
             for i, (_, parent, where) in enumerate(subs)
         )
+        parents = ", ".join(sorted({_sql_lit(parent) for _, parent, _ in subs}))
         got = {
             r[0]: r[1:]
-            for r in con.execute(f"SELECT sub, {aggs} FROM ({branches}) GROUP BY sub").fetchall()
+            for r in con.execute(f"""
+                SELECT sub, {aggs} FROM (
+                    SELECT unnest(list_filter([{which}], lambda x: x IS NOT NULL)) AS sub,
+                           {flags}, time_ns, value
+                    FROM pts WHERE metric IN ({parents}))
+                GROUP BY sub""").fetchall()
         }
         for i, (name, parent, _) in enumerate(subs):
             agg = got.get(i, (0, 0.0, None, None, None, 0, None))
@@ -1091,18 +1107,15 @@ def _summarize(
 def _run_duration_s(con: duckdb.DuckDBPyConnection) -> float:
     """The test-run duration k6 divides counters by, estimated from the samples.
 
-    k6 uses its run clock (``state.testRunDurationMs``), which starts when execution starts;
-    its ``vus`` gauge ticks every second from that moment, so ``first vus tick − 1 s``
-    recovers the start even when the first request came late (e.g. after a slow setup).
-    The end is the last sample (k6 stops its clock a few ms after). Per file, then the
-    widest span over files: segments run in parallel.
+    k6 divides by its run clock (``state.testRunDurationMs``), which starts at
+    ``MarkStarted()`` in ``execution/scheduler.go`` ``Run`` (before ``setup()``) and stops
+    after ``teardown()``. The NDJSON has no run clock: the span from the first to the last
+    sample is a lower bound that misses the first request's latency and setup/teardown.
+    The ``vus`` ticks cannot tighten it: their ticker starts in ``Init``, before the VUs are
+    initialised, so ``first tick − 1 s`` lands before the run clock by the VU-init time.
+    Segments run in parallel: the earliest first and the latest last sample over all files.
     """
-    row = con.execute(
-        """SELECT min(start_ns), max(end_ns) FROM (
-             SELECT least(min(time_ns), min(time_ns) FILTER (WHERE metric = 'vus') - 1000000000)
-                    AS start_ns, max(time_ns) AS end_ns
-             FROM pts GROUP BY file)"""
-    ).fetchone()
+    row = con.execute("SELECT min(time_ns), max(time_ns) FROM pts").fetchone()
     if not row or row[0] is None or row[1] is None:
         return 0.0
     return max(row[1] - row[0], 0) / 1e9

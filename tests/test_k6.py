@@ -37,7 +37,23 @@ SCRIPTS = Path(__file__).parent / "k6_scripts"
 FIXTURES = Path(__file__).parent / "fixtures" / "k6"
 TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
 #: Counter rates: k6 divides by its run clock, we by the first→last sample span (docs/ingest.md).
-COUNTER_RATE_RTOL = 0.03
+#: The span misses the first request's latency (ms) at the start; the last sample may trail
+#: k6's clock stop by a few ms. Bounds in seconds, generous for a loaded CI machine.
+SPAN_SHORTER_BY_AT_MOST_S = 0.25
+SPAN_LONGER_BY_AT_MOST_S = 0.05
+
+
+def assert_counter_rate(got: float, expected: float, count: float, label: object) -> None:
+    """Compare the durations the two rates imply: count / rate."""
+    if count == 0:
+        assert got == expected == 0, label
+        return
+    ours_s, k6_s = count / got, count / expected
+    assert k6_s - SPAN_SHORTER_BY_AT_MOST_S <= ours_s <= k6_s + SPAN_LONGER_BY_AT_MOST_S, (
+        label,
+        ours_s,
+        k6_s,
+    )
 
 
 # --------------------------------------------------------------------------- harness
@@ -189,7 +205,7 @@ def assert_matches_k6(mine: dict[str, dict[str, Any]], ref: dict[str, dict[str, 
                 continue
             got = mine[name][key]
             if key == "rate" and "count" in stats:  # counter rate: run clock vs sample span
-                assert got == pytest.approx(expected, rel=COUNTER_RATE_RTOL), (name, key)
+                assert_counter_rate(got, expected, stats["count"], name)
             else:
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, key)
             compared += 1
@@ -276,13 +292,9 @@ def test_counter_rate_tolerance_against_k6_run_duration(k6_runs: dict[str, Path]
     count = summary["metrics"]["http_reqs"]["count"]
     span_s = count / summary["metrics"]["http_reqs"]["rate"]
     assert count == handle["metrics"]["http_reqs"]["values"]["count"]
-    # first vus tick − 1 s → last sample: within a few ms of k6's run clock (~0.1 % here).
-    assert abs(span_s / run_s - 1) < COUNTER_RATE_RTOL
-    points = raw_points(k6_runs["mixed"])
-    first = min(pd.Timestamp(p["data"]["time"]) for p in points)
-    last = max(pd.Timestamp(p["data"]["time"]) for p in points)
-    naive_s = (last - first).total_seconds()  # first→last sample: shorter than k6's clock
-    assert abs(span_s - run_s) <= abs(naive_s - run_s) + 0.005
+    # First→last sample sits inside k6's run clock (the last sample may trail its stop by
+    # a few ms) and misses little of it.
+    assert run_s - SPAN_SHORTER_BY_AT_MOST_S <= span_s <= run_s + SPAN_LONGER_BY_AT_MOST_S
 
 
 @pytest.mark.k6
