@@ -475,21 +475,28 @@ async def test_same_lead_ten_times_at_once_enriches_once(stack: LocalStack) -> N
                 *(client.get("/api/v1/leads/process", params={"id": lead_id}) for _ in range(10))
             )
         ]
-    enriched = [b for b in bodies if not b.get("duplicate_request")]
+    # The invariant: one enrichment. A request arriving after the first finished (a very
+    # loaded machine) gets the recent-CPF answer instead of the in-flight one; both are fine.
+    dedup = "CPFs already recently processed (deduplication)"
+    enriched = [b for b in bodies if b["message"].startswith("Successfully processed")]
     dupes = [b for b in bodies if b.get("duplicate_request")]
+    late = [b for b in bodies if b["message"] == dedup]
     assert len(enriched) == 1 and enriched[0]["success"] is True
-    assert enriched[0]["message"].startswith("Successfully processed")
-    assert len(dupes) == 9
+    assert len(dupes) + len(late) == 9 and len(dupes) >= 1
     for b in dupes:
         assert b["success"] is True
-        assert b["message"].startswith("Lead already being processed (started ")
-        assert b["message"].endswith(" seconds ago). Duplicate request blocked.")
+        assert re.fullmatch(
+            r"Lead already being processed \(started \d+ seconds ago\)\. Duplicate request blocked\.",
+            b["message"],
+        )
     assert len(messages(stack, lead_id)) == 1
     db = Path(stack.database_url.split("///", 1)[1])
     statuses = sorted(
         r[0] for r in db_rows(db, "SELECT status FROM lead_runs WHERE lead_id = ?", lead_id)
     )
-    assert statuses == ["completed"] + ["duplicate"] * 9
+    assert statuses == sorted(
+        ["completed"] + ["duplicate"] * len(dupes) + ["deduplicated"] * len(late)
+    )
 
 
 def test_metrics_exposes_steps_requests_pool_and_process(stack: LocalStack) -> None:
