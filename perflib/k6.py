@@ -1,10 +1,11 @@
 """Fast, lean ingest of k6 output (``--out json`` NDJSON, summary exports) and k6's summary.
 
 Why DuckDB: one streaming, multi-threaded pass over the NDJSON (plain or ``.gz``) turns every
-line into a typed row of a Parquet cache beside the source; summaries are then SQL aggregates
-over that cache, so memory stays bounded by what the aggregates keep (like k6 itself, the
-values of each trend), never by the file. Measured 0.38 s on a 349 MB file in
-``shared/reference/k6.md`` §6; our own figures are in ``docs/ingest.md``.
+line into a typed row, either of a Parquet cache beside the source (``read_points``,
+``read_requests``) or of a narrow temporary table (a cold ``summarize``); summaries are SQL
+aggregates, so memory stays bounded by what the aggregates keep (like k6 itself, the values
+of each trend), never by the file. k6.md §6 measured 0.38 s on a 349 MB file; our own
+figures are in ``docs/ingest.md``.
 
 Statistics follow k6 (``metrics/sink.go``, v1.x): trend percentiles by linear interpolation
 between closest ranks at index ``p·(n−1)`` (= ``numpy.percentile(method="linear")`` = DuckDB
@@ -67,9 +68,9 @@ MAX_NAME_SPLITS = 200
 #: Bump when the cache layout changes, so stale caches are rebuilt rather than misread.
 CACHE_VERSION = 1
 CACHE_SUFFIX = ".k6cache"
-_MAX_LINE_BYTES = (
-    1024 * 1024
-)  # also DuckDB's maximum_object_size: smaller buffers parallelise better
+#: Longest line read (k6 lines are < 1 KiB); also DuckDB's ``maximum_object_size``, which sizes
+#: its read buffers: 1 MiB buffers let two threads share an 80 MB file (16 MiB ones did not).
+_MAX_LINE_BYTES = 1024 * 1024
 #: Other k6 system tags kept as columns when present (``vu``/``iter`` go to metadata in v1).
 SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "ip", "ocsp_status")
 
@@ -567,7 +568,8 @@ def _parse_into(
                     raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
                 sanitised_drop, notes = _sanitise(path, clean, gz)  # overlong line, bad UTF-8
                 warnings.extend(notes)
-                con.execute(f'DROP TABLE IF EXISTS "{table}"') if table else None
+                if table:
+                    con.execute(f'DROP TABLE IF EXISTS "{table}"')
                 try:
                     con.execute(statement(clean, "none"))
                 except read_errors as exc2:
@@ -642,6 +644,9 @@ def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) 
         tmp_parquet.unlink(missing_ok=True)
         if not cache:
             shutil.rmtree(cdir, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                cdir.rmdir()  # only if empty: leave no trace of a file that is not k6 output
         raise
     finally:
         con.close()
