@@ -10,7 +10,21 @@ import argparse
 import sys
 
 
+def _skip_httpx_cli() -> None:
+    """Keep httpx's command-line module (rich, click, pygments: ~6 MB RSS) out of the server.
+
+    ``import httpx`` tries ``from ._main import main`` and falls back to a stub on
+    ImportError; a placeholder module without ``main`` takes that path. Only this process
+    (the server) is affected, and it never uses the httpx CLI.
+    """
+    import types
+
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _skip_httpx_cli()
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument(
         "--port", type=int, default=None, help="listen port (default $PORT or 8081)"
