@@ -327,6 +327,7 @@ def execute_notebook(
                 request_save_on_cell_execute=True,
                 start_timeout=120,
                 execution_timeout=timeout,
+                kernel_manager_class=_ipc_kernel_manager(),
             )
     except PapermillExecutionError as exc:
         result.ok = False
@@ -342,6 +343,26 @@ def execute_notebook(
     if output.exists():
         secrets.redact_file(output, values)
     return result
+
+
+def _ipc_kernel_manager() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        """Kernels talk over Unix sockets, not loopback TCP: no port to race for with the
+        other test runs on this machine, and no "running over TCP without encryption"
+        warning from ipykernel on every report."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            import tempfile
+            import uuid
+
+            kwargs.setdefault("transport", "ipc")
+            # absolute and unique: the kernel runs in another cwd, and kernels run in parallel
+            kwargs.setdefault("ip", f"{tempfile.gettempdir()}/perflib-kernel-{uuid.uuid4().hex}")
+            super().__init__(**kwargs)
+
+    return _IpcKernelManager
 
 
 #: Loggers that see kernel messages (papermill/nbclient log message content at DEBUG).
