@@ -224,6 +224,23 @@ def overview_table(analyses: Sequence[Any]) -> Any:
     return pd.DataFrame(rows)
 
 
+def size_runs(
+    runs: Sequence[RunDir], *, region: str = "iad", price_set: str | None = None
+) -> tuple[Any, Any]:
+    """``(comparison, recommendation)`` for the load runs of a report, the same in every
+    notebook: a preset comparison when the runs cover two or more presets, else just the
+    recommendation; ``(None, None)`` without load runs."""
+    from perflib import sizing
+
+    load = [r for r in runs if r.profile == "load"]
+    if len({r.preset for r in load}) >= 2:
+        comparison = sizing.compare_presets(load, region=region, price_set=price_set)
+        return comparison, comparison.recommendation
+    if load:
+        return None, sizing.recommend(load, region=region, price_set=price_set)
+    return None, None
+
+
 def record_runs(
     plan: Sequence[tuple[str, str | None]],
     *,

@@ -275,18 +275,11 @@ SIZING = notebook(
     code("""
 import matplotlib.pyplot as plt
 
-from perflib import sizing
 from perflib.plots_sizing import plot_preset_comparison
 
 load_runs = rp.load_runs(run_dirs, profile="load")
-comparison = None
-if len({r.preset for r in load_runs}) >= 2:
-    comparison = sizing.compare_presets(load_runs, region=region, price_set=price_set)
-    rec = comparison.recommendation
-elif load_runs:
-    rec = sizing.recommend(load_runs, region=region, price_set=price_set)
-else:
-    rec = None
+comparison, rec = rp.size_runs(load_runs, region=region, price_set=price_set)
+if rec is None:
     display(Markdown("**No load run among the run directories** — nothing to size from."))
 rp.runs_table(load_runs)
 """),
@@ -395,8 +388,6 @@ REPORT = notebook(
     "what that costs. The detailed sections follow this summary: smoke test, load test, "
     "memory and CPU, right-sizing and cost, capacity trends.",
     code("""
-from perflib import sizing
-
 runs = rp.load_runs(run_dirs)
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
 rp.runs_table(runs)
@@ -417,9 +408,8 @@ if not smoke:
 """),
     md("## VM size and cost"),
     code("""
-load = [a.run for a in analyses if a.profile == "load"]
-if load:
-    rec = sizing.recommend(load, region=region, price_set=price_set)
+_, rec = rp.size_runs(runs, region=region, price_set=price_set)
+if rec is not None:
     cost = f"${rec.monthly_cost_usd:,.2f}" if rec.monthly_cost_usd is not None else "n/a"
     display(Markdown(f"**Recommended: `{rec.recommended_preset}`** at {cost} per month "
                      f"(confidence {rec.confidence}).\\n\\n" + "\\n".join(f"- {r}" for r in rec.reasons)))
