@@ -390,9 +390,6 @@ def cli_serve(args: Any) -> int:
             except ValueError as exc:
                 print(f"error: --vm {vm_preset}: {exc}", file=sys.stderr)
                 return 2
-    if getattr(args, "prometheus", False):
-        # Hook for the Prometheus helper: perflib.prometheus may provide serve-time scraping.
-        _start_prometheus_hook(args)
 
     # SIGTERM/SIGHUP stop the stack like Ctrl-C does: the children run in their own sessions
     # and would otherwise outlive us. SIGINT is restored too (background shells ignore it).
@@ -417,6 +414,7 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         database_url=getattr(args, "database_url", None),
         on_service_start=(vm.attach if vm is not None else None),
     )
+    prom = None
     try:
         print("starting the emulators and the service…", file=sys.stderr, flush=True)
         stack.start()
@@ -433,6 +431,15 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         print(f"service log {info['service_log']}")
         if vm is not None:
             print(f"vm          {vm.preset.name}")
+        if getattr(args, "prometheus", False):
+            from perflib.prometheus import PrometheusError, start_for_stack
+
+            try:
+                prom = start_for_stack(info["base_url"], labels={"app": "lead-enrichment"})
+            except PrometheusError as exc:
+                print(f"error: --prometheus: {exc}", file=sys.stderr)
+                return 2
+            print(f"prometheus  {prom.url}  (scraping {info['base_url']}/metrics)")
         print("Ctrl-C stops everything.", flush=True)
         while True:
             svc = stack.service
@@ -451,12 +458,10 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if prom is not None:
+            with contextlib.suppress(Exception):
+                prom.stop()
         if vm is not None:
             with contextlib.suppress(Exception):
                 vm.stop()
         stack.stop()
-
-
-def _start_prometheus_hook(args: Any) -> None:
-    """--prometheus is owned by another helper; say so rather than silently ignoring it."""
-    print("note: --prometheus is not wired into `perflib serve` yet; ignoring it", file=sys.stderr)

@@ -4,7 +4,7 @@
 concurrently) · 3 Work API per CPF (CPFs enriched in the last 60 s are skipped) · 4 format
 the Portuguese message · 5 store each person · 6 post the message back to C2S.
 
-Every step logs ``Step N: <what> (<ms> ms)`` at INFO and feeds the step histogram; the
+Every step logs ``Step N: <what> (<ms> ms) lead=<id>`` at INFO and feeds the step histogram; the
 response bodies and messages are the original's, byte for byte, because Make.com routes on
 them. Deliberate fixes are listed in docs/service.md.
 """
@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +31,10 @@ from service.upstreams import UpstreamError, Upstreams
 log = logging.getLogger("service.pipeline")
 
 Response = dict[str, Any]
+
+# The lead of the request being processed, appended to each Step line as ``lead=<id>`` so the
+# lab can attribute step times to individual requests (perflib.analysis.step_attribution).
+_CURRENT_LEAD: ContextVar[str | None] = ContextVar("current_lead", default=None)
 
 
 class Pipeline:
@@ -60,7 +65,7 @@ class Pipeline:
         dt = time.perf_counter() - t0
         timings[str(n)] = round(dt * 1000, 3)
         STEP_CHILDREN[str(n)].observe(dt)
-        log.info("Step %d: %s (%d ms)", n, what, round(dt * 1000))
+        log.info("Step %d: %s (%d ms) lead=%s", n, what, round(dt * 1000), _CURRENT_LEAD.get())
 
     def _recently_enriched(self, cpf: str, now: float) -> bool:
         t = self.recent_cpfs.get(cpf)
@@ -87,6 +92,13 @@ class Pipeline:
     # --- the request -------------------------------------------------------------------------
 
     async def process(self, lead_id: str) -> Response:
+        token = _CURRENT_LEAD.set(lead_id)
+        try:
+            return await self._process(lead_id)
+        finally:
+            _CURRENT_LEAD.reset(token)
+
+    async def _process(self, lead_id: str) -> Response:
         timings: dict[str, float] = {}
         deadline = time.monotonic() + self.s.pipeline_deadline_s
 

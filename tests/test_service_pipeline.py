@@ -525,13 +525,18 @@ def test_metrics_exposes_steps_requests_pool_and_process(stack: LocalStack) -> N
 
 def test_step_lines_and_no_secret_in_the_log(stack: LocalStack) -> None:
     # an error path and a success path, at LOG_LEVEL=debug
-    for scenario in ("work_error", "send_error", "different_people"):
-        HTTP.get(
-            f"{stack.base_url}/api/v1/leads/process", params={"id": next_lead(scenario)}, timeout=30
-        )
+    leads = [next_lead(scenario) for scenario in ("work_error", "send_error", "different_people")]
+    for lead in leads:
+        HTTP.get(f"{stack.base_url}/api/v1/leads/process", params={"id": lead}, timeout=30)
     log = stack.service_log.read_text()
-    steps = re.findall(r"Step (\d): [^\n(]+ \((\d+) ms\)", log)
-    assert {s for s, _ in steps} == set("0123456")
+    steps = re.findall(r"Step (\d): [^\n(]+ \((\d+) ms\) lead=(\S+)", log)
+    assert {s for s, _, _ in steps} == set("0123456")
+    # every step line names its request's lead, so step times can be tied to requests
+    assert {lead for _, _, lead in steps} >= set(leads)
+    from perflib.analysis import parse_step_log
+
+    parsed = parse_step_log(log)
+    assert set(parsed["request"].dropna()) >= set(leads)
     for secret in SECRETS.values():
         assert secret not in log, "a credential leaked into the service log"
     assert "Authorization" not in log
