@@ -720,7 +720,7 @@ def cli_samples(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def fail(code: int, message: str) -> int:
         err.print(f"[bold red]perflib samples:[/] {message}")
