@@ -25,8 +25,13 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# pytest suites, then every notebook on its defaults with nbval (in the project's kernel).
+NBVAL := --nbval-lax --nbval-kernel-name perflib --nbval-sanitize-with notebooks/sanitize.cfg \
+         --nbval-cell-timeout 300
+
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider $(NBVAL) notebooks
 
 serve: setup
 	$(BIN)/perflib serve --port 8081

@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "read_samples": "perflib.rundir",
     "read_events": "perflib.rundir",
     # profiles / vm / runner exports
+    "LocalStack": "perflib.stack",
     "PROFILES": "perflib.profiles",
     "get_profile": "perflib.profiles",
     "VmPreset": "perflib.vm",
