@@ -337,15 +337,28 @@ def region_multiplier(region: str) -> float:
     return m[key]
 
 
+@cache
+def _egress_rates() -> dict[str, tuple[float, float]]:
+    """region → (internet, private) $/GB, built once: a lookup must not filter DataFrames."""
+    groups = {
+        g: (float(i), float(p))
+        for g, i, p in zip(
+            _egress()["egress_group"],
+            _egress()["internet_usd_per_gb"],
+            _egress()["private_usd_per_gb"],
+            strict=True,
+        )
+    }
+    r = _regions()
+    return {reg: groups[g] for reg, g in zip(r["region"], r["egress_group"], strict=True)}
+
+
 def egress_usd_per_gb(region: str, private: bool = False) -> float:
     """Egress $/GB for the region's group (to the internet unless ``private``)."""
-    r = _regions()
-    hit = r.loc[r["region"] == region.strip().lower(), "egress_group"]
-    if hit.empty:
+    hit = _egress_rates().get(region.strip().lower())
+    if hit is None:
         raise PricingError(f"unknown region {region!r}")
-    e = _egress()
-    row = e.loc[e["egress_group"] == hit.iloc[0]].iloc[0]
-    return float(row["private_usd_per_gb" if private else "internet_usd_per_gb"])
+    return hit[1] if private else hit[0]
 
 
 # --------------------------------------------------------------------------- the table
