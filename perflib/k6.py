@@ -66,7 +66,7 @@ HTTP_TIMINGS: tuple[str, ...] = (
 #: URLs with ids would otherwise produce one split per id.
 MAX_NAME_SPLITS = 200
 #: Bump when the cache layout changes, so stale caches are rebuilt rather than misread.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: Metric lines found in any key order/spacing
 CACHE_SUFFIX = ".k6cache"
 #: Longest line read (k6 lines are < 1 KiB); also DuckDB's ``maximum_object_size``, which sizes
 #: its read buffers: 1 MiB buffers let two threads share an 80 MB file (16 MiB ones did not).
@@ -263,7 +263,7 @@ def _select_sql(src: Path, compression: str, tags: Sequence[str]) -> str:
     struct = ", ".join(f'"{_sql_ident(t)}" VARCHAR' for t in tags)
     columns = (
         "{'metric': 'VARCHAR', 'type': 'VARCHAR', 'data': 'STRUCT(\"time\" VARCHAR, "
-        f"value DOUBLE, tags STRUCT({_sql_str(struct)}))'}}"
+        f"value DOUBLE, name VARCHAR, tags STRUCT({_sql_str(struct)}))'}}"
     )
     reader = (
         f"read_json('{_sql_str(src)}', format='newline_delimited', columns={columns}, "
@@ -287,6 +287,7 @@ k AS (
   FROM f
 )
 SELECT kind, metric, time_ns, data.value AS value,
+  CASE WHEN kind = 'metric' THEN data.name END AS decl_name,
   {tag_cols}
 FROM k
 """
@@ -301,12 +302,16 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+#: How k6 itself writes a Metric line (fixed struct field order, no spaces, k6.md §1).
 _METRIC_PREFIX = b'{"type":"Metric"'
+#: Bytes every line declaring a metric contains unless it spells "Metric" with ``\\u`` escapes
+#: (k6's own prefix, ``"type": "Metric"``, keys in any order: all contain them).
+_METRIC_VALUE = b'"Metric"'
 
 
 @dataclass
 class _Scan:
-    """What a cheap byte-level pass learns before the parse (no JSON decoding)."""
+    """What a cheap byte-level pass learns before the parse (no JSON decoding of Points)."""
 
     lines: int = 0  # physical lines, the unterminated last one included
     ends_with_newline: bool = True
@@ -315,6 +320,8 @@ class _Scan:
     gzip_complete: bool = True
     gzip_error: str | None = None
     produced: int = 0
+    #: Some line holds a ``\\u`` escape, so a Metric line may hide from the byte search.
+    escapes: bool = False
 
 
 def _chunks(path: Path, gz: bool, scan: _Scan, size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
@@ -348,39 +355,58 @@ def _chunks(path: Path, gz: bool, scan: _Scan, size: int = 8 * 1024 * 1024) -> I
 def _prescan(path: Path, gz: bool, chunk_size: int = 1024 * 1024) -> _Scan:
     """Count lines and collect the (few) Metric lines with byte searches only.
 
-    k6 v1 writes every Metric line as ``{"type":"Metric",…`` (fixed struct field order, k6.md
-    §1), so ``bytes.find`` locates them without decoding the Points around them.
+    Fast path: k6 writes every Metric line as ``{"type":"Metric",…``. General path: any other
+    line holding the bytes ``"Metric"`` (keys re-ordered, spaces after ``:``, a tag value) is
+    decoded and kept only if its ``type`` is ``Metric``, so re-serialised files are read the
+    same and a Point is never taken for a declaration. Only ``\\u``-escaped spellings escape
+    both searches: ``escapes`` records that they may exist, and :func:`_parse_into` checks the
+    result against DuckDB's own count of Metric rows.
     """
     scan = _Scan()
     tail = b""  # the unfinished line carried over from the previous chunk
-    needle = b"\n" + _METRIC_PREFIX
-    last = b""
     for data in _chunks(path, gz, scan, chunk_size):
         if not scan.head:
             scan.head = data
         scan.lines += data.count(b"\n")
-        last = data[-1:]
-        nl = data.find(b"\n")
-        if nl == -1:
-            tail = (tail + data)[:_MAX_LINE_BYTES]
+        if not scan.escapes and (b"\\u" in data or (tail[-1:] == b"\\" and data[:1] == b"u")):
+            scan.escapes = True
+        buf = tail + data if tail else data
+        cut = buf.rfind(b"\n")
+        if cut == -1:
+            tail = buf[: _MAX_LINE_BYTES + 1]  # longer ones are dropped (and counted) anyway
             continue
-        first = tail + data[:nl]
-        if first.startswith(_METRIC_PREFIX):
-            scan.metric_lines.append(first)
-        pos = nl
-        while (i := data.find(needle, pos)) != -1:
-            j = data.find(b"\n", i + 1)
-            if j == -1:
-                break  # finishes in the next chunk: completed through ``tail``
-            scan.metric_lines.append(data[i + 1 : j])
-            pos = j
-        tail = data[data.rfind(b"\n") + 1 :]
-    if scan.produced and last != b"\n":
+        _collect_metric_lines(buf, cut, scan.metric_lines)
+        tail = buf[cut + 1 :]
+    if tail:  # what follows the last newline: the file does not end with one
         scan.ends_with_newline = False
         scan.lines += 1
-        if tail.startswith(_METRIC_PREFIX):
-            scan.metric_lines.append(tail)  # cut: json.loads rejects it, the parse counts it
+        # A cut line: json.loads rejects it (and the parse counts it as invalid).
+        _collect_metric_lines(tail + b"\n", len(tail), scan.metric_lines)
     return scan
+
+
+def _collect_metric_lines(buf: bytes, end: int, out: list[bytes]) -> None:
+    """Append the Metric lines among the complete lines ``buf[:end]`` (``buf[end]`` is a newline)."""
+    pos = 0
+    while (i := buf.find(_METRIC_VALUE, pos, end)) != -1:
+        start = buf.rfind(b"\n", 0, i) + 1
+        stop = buf.find(b"\n", i, end + 1)
+        line = buf[start:stop]
+        pos = stop + 1
+        if len(line) > _MAX_LINE_BYTES:
+            continue  # not a k6 line: _sanitise drops and counts it
+        if line.startswith(_METRIC_PREFIX) or _is_metric_line(line):
+            out.append(line)
+
+
+def _is_metric_line(line: bytes) -> bool:
+    """The general path: decode the line and look at its ``type`` (cut lines count as Metric
+    when they start like one, so the parse reports them rather than this scan hiding them)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") == "Metric"
 
 
 def _sanitise(src: Path, dest: Path, gz: bool) -> tuple[int, list[str]]:
@@ -473,16 +499,26 @@ def _sample_tag_keys(head: bytes, limit: int = 5000) -> set[str]:
     the parse; sub-metric declarations name the ones summaries need, this sample the rest.
     """
     keys: set[str] = set()
-    for line in head.split(b"\n")[:limit]:
-        if not line.startswith(b'{"metric":'):
+    for obj in _head_objects(head, limit):
+        if obj.get("type") != "Point" or not isinstance(obj.get("data"), dict):
             continue
-        try:
-            tags = json.loads(line)["data"].get("tags") or {}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
+        tags = obj["data"].get("tags")
         if isinstance(tags, dict):
             keys.update(str(k) for k in tags)
     return keys
+
+
+def _head_objects(head: bytes, limit: int = 5000) -> Iterator[dict[str, Any]]:
+    """The JSON objects among the first complete lines, whatever their key order or spacing."""
+    for line in head.split(b"\n")[:limit]:
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue  # junk, or the line the chunk cut: the parse judges it
+        if isinstance(obj, dict):
+            yield obj
 
 
 def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
@@ -508,6 +544,40 @@ def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
     return metrics
 
 
+def _declared_names(lines: Iterable[bytes]) -> list[str | None]:
+    """Sorted ``data.name`` of the lines that decode to a Metric object (``None`` if absent)."""
+    names: list[str | None] = []
+    for raw in lines:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue  # a cut line: DuckDB reads it as invalid too
+        if isinstance(obj, dict) and obj.get("type") == "Metric":
+            data = obj.get("data")
+            name = data.get("name") if isinstance(data, dict) else None
+            names.append(None if name is None else str(name))
+    return _sorted_names(names)
+
+
+def _sorted_names(names: Iterable[str | None]) -> list[str | None]:
+    return sorted(names, key=lambda n: (n is None, n or ""))
+
+
+def _metric_lines_by_duckdb(
+    con: duckdb.DuckDBPyConnection, src: Path, compression: str
+) -> dict[str, dict[str, Any]]:
+    """The general path for Metric lines: DuckDB's JSON reader finds them, however spelled."""
+    reader = (
+        f"read_json('{_sql_str(src)}', format='newline_delimited', "
+        "columns={'type': 'VARCHAR', 'data': 'JSON'}, ignore_errors=true, "
+        f"compression='{compression}', maximum_object_size={_MAX_LINE_BYTES})"
+    )
+    rows = con.execute(f"SELECT data FROM {reader} WHERE type = 'Metric'").fetchall()
+    return _parse_metric_lines(
+        json.dumps({"data": json.loads(r[0])}).encode() for r in rows if r[0] is not None
+    )
+
+
 def _parse_into(
     path: Path,
     con: duckdb.DuckDBPyConnection,
@@ -529,12 +599,15 @@ def _parse_into(
     warnings: list[str] = []
     scan = _prescan(path, gz)
     metrics = _parse_metric_lines(scan.metric_lines)
-    sub_tags = {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
-    if narrow:
-        tags = ["name", *sorted(sub_tags - {"name"})]
-    else:
+
+    def tags_for(metrics: Mapping[str, dict[str, Any]]) -> list[str]:
+        sub_tags = {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
+        if narrow:
+            return ["name", *sorted(sub_tags - {"name"})]
         extra = (sub_tags | _sample_tag_keys(scan.head)) - set(KNOWN_TAGS) - set(SYSTEM_TAGS)
-        tags = [*KNOWN_TAGS, *SYSTEM_TAGS, *sorted(extra)]
+        return [*KNOWN_TAGS, *SYSTEM_TAGS, *sorted(extra)]
+
+    tags = tags_for(metrics)
 
     def statement(src: Path, compression: str) -> str:
         select = _select_sql(src, compression, tags)
@@ -544,6 +617,10 @@ def _parse_into(
                 "(FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 122880)"
             )
         return f'CREATE TEMP TABLE "{table}" AS {select}'
+
+    def drop() -> None:
+        if table:
+            con.execute(f'DROP TABLE IF EXISTS "{table}"')
 
     sanitised_drop = 0
     clean = workdir / f"sanitised.{os.getpid()}.{path.name}.ndjson"
@@ -568,13 +645,22 @@ def _parse_into(
                     raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
                 sanitised_drop, notes = _sanitise(path, clean, gz)  # overlong line, bad UTF-8
                 warnings.extend(notes)
-                if table:
-                    con.execute(f'DROP TABLE IF EXISTS "{table}"')
+                drop()
+                src, compression = clean, "none"
                 try:
-                    con.execute(statement(clean, "none"))
+                    con.execute(statement(src, compression))
                 except read_errors as exc2:
                     raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc2}") from exc
-        rel = f"read_parquet('{_sql_str(parquet)}')" if parquet is not None else f'"{table}"'
+            rel = f"read_parquet('{_sql_str(parquet)}')" if parquet is not None else f'"{table}"'
+            # The byte scan must have found exactly the Metric lines DuckDB parsed; if not
+            # (``\\u``-escaped spellings), DuckDB's reading of them is the one that counts.
+            rows = con.execute(f"SELECT decl_name FROM {rel} WHERE kind = 'metric'").fetchall()
+            if _sorted_names(r[0] for r in rows) != _declared_names(scan.metric_lines):
+                metrics = _metric_lines_by_duckdb(con, src, compression)
+                if tags_for(metrics) != tags:
+                    tags = tags_for(metrics)
+                    drop()
+                    con.execute(statement(src, compression))
         kinds = dict(con.execute(f"SELECT kind, count(*) FROM {rel} GROUP BY kind").fetchall())
         span = con.execute(
             f"SELECT min(time_ns), max(time_ns) FROM {rel} WHERE kind = 'point'"
@@ -911,8 +997,23 @@ def read_metric_meta(source: Source, *, cache: bool = True) -> dict[str, dict[st
             metas.append(hit.metrics)
             continue
         scan = _prescan(p, _is_gzip(p))
-        if not scan.metric_lines and scan.head.strip() and b'"type":"Point"' not in scan.head:
+        if (
+            not scan.metric_lines
+            and scan.head.strip()
+            and not any(o.get("type") == "Point" for o in _head_objects(scan.head))
+        ):
             raise K6InputError(f"{p}: not k6 --out json output (no Metric or Point line)")
+        if scan.escapes:  # a ``\\u``-escaped Metric line would hide from the byte scan
+            duckdb = _duckdb_module()
+            con = _duckdb()
+            try:
+                gz = _is_gzip(p)
+                metas.append(_metric_lines_by_duckdb(con, p, "gzip" if gz else "none"))
+                continue
+            except (duckdb.IOException, duckdb.InvalidInputException):
+                pass  # cut gzip, overlong line: a full parse would sanitise; the scan is it here
+            finally:
+                con.close()
         metas.append(_parse_metric_lines(scan.metric_lines))
     return _merge_meta(metas)
 
@@ -1032,7 +1133,8 @@ def _summarize(
     def names_of(kind: str) -> str:
         return ", ".join(_sql_lit(m) for m, d in meta.items() if d.get("type") == kind) or "NULL"
 
-    untyped = f"metric NOT IN ({', '.join(_sql_lit(m) for m in meta) or 'NULL'})"
+    # Not ``NOT IN (NULL)`` when nothing is declared: that is NULL, and FILTER drops NULL.
+    untyped = f"metric NOT IN ({', '.join(_sql_lit(m) for m in meta)})" if meta else "TRUE"
     flags = (
         f"metric IN ({names_of('trend')}) OR {untyped} AS is_trend, "
         f"metric IN ({names_of('gauge')}) AS is_gauge"
@@ -1145,7 +1247,10 @@ def _stats(
     if kind == "trend":
         if n == 0:
             return dict.fromkeys(TREND_STATS, 0) | {"count": 0}
-        med, p90, p95, p99 = q or (lo,) * 4
+        if q is None or any(v is None for v in q):
+            # Never stand in min for the percentiles: a trend always gets its quantiles.
+            raise RuntimeError("internal error: trend aggregated without its percentiles")
+        med, p90, p95, p99 = q
         return {
             "count": n,
             "avg": (total or 0.0) / n,

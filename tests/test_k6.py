@@ -719,3 +719,141 @@ def test_recorded_fixture_equals_its_k6_summary(ndjson: Path, export: Path, tmp_
 
 def test_fixtures_are_recorded() -> None:
     assert len(_fixture_pairs()) >= 1
+
+
+# --------------------------------------------------------------------------- re-serialised input
+
+
+def _data_first(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keys in another order: ``data`` first, ``tags`` before ``time``, integral values as int."""
+    data = dict(obj["data"])
+    if obj["type"] == "Point":
+        value = data["value"]
+        data = {
+            "tags": data.get("tags"),
+            "value": int(value) if float(value).is_integer() else value,
+            "time": data["time"],
+        }
+    return {"data": data, "type": obj["type"], "metric": obj["metric"]}
+
+
+#: Valid JSON Lines of the same objects, none in k6's exact bytes.
+RESERIALISERS = {
+    "json.dumps": lambda o: json.dumps(o),
+    "sort_keys": lambda o: json.dumps(o, sort_keys=True),
+    "sort_keys_compact": lambda o: json.dumps(o, sort_keys=True, separators=(",", ":")),
+    "data_first_compact": lambda o: json.dumps(_data_first(o), separators=(",", ":")),
+    "whitespace": lambda o: " \t" + json.dumps(_data_first(o), separators=(" , ", " : ")) + "  ",
+    # "Metric" spelt with an escape: invisible to any byte search, DuckDB's count catches it.
+    "escaped_type": lambda o: json.dumps(_data_first(o)).replace('"Metric"', '"\\u004detric"'),
+}
+
+
+def _reserialise(src: Path, dest: Path, dump: Any) -> int:
+    lines = gzip.decompress(src.read_bytes()).decode().splitlines()
+    dest.write_text("".join(dump(json.loads(line)) + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
+
+
+@pytest.mark.parametrize("variant", sorted(RESERIALISERS))
+def test_reserialised_k6_output_reads_the_same(variant: str, tmp_path: Path) -> None:
+    """Key order and spacing carry no meaning: summary, frames and metadata are unchanged."""
+    src = FIXTURES / "mixed.ndjson.gz"
+    orig = tmp_path / "orig.ndjson.gz"
+    shutil.copyfile(src, orig)
+    copy = tmp_path / "copy.ndjson"
+    n = _reserialise(src, copy, RESERIALISERS[variant])
+    assert not copy.read_bytes().startswith(b'{"type":"Metric"')  # off k6's byte fast path
+
+    theirs, mine = k6.summarize(orig, cache=False), k6.summarize(copy, cache=False)
+    assert mine == theirs
+    assert mine["lines"] == {"parsed": n, "skipped": 0} and mine["warnings"] == []
+    assert assert_matches_k6(
+        mine["metrics"], k6.read_summary_export(FIXTURES / "mixed-export.json")
+    )
+    # Percentiles are real percentiles (the bug gave p(90) = p(95) = p(99) = min).
+    values = [p["data"]["value"] for p in raw_points(copy) if p["metric"] == "http_req_duration"]
+    assert mine["metrics"]["http_req_duration"]["p(95)"] == pytest.approx(
+        np.percentile(values, 95), rel=1e-12
+    )
+    assert k6.read_metric_meta(copy, cache=False) == k6.read_metric_meta(orig, cache=False)
+    # The cached path (Parquet, all tags) too: frames equal the original's, custom tags included.
+    points = k6.read_points(copy)
+    pd.testing.assert_frame_equal(points, k6.read_points(orig))
+    assert "kind" in points.columns  # a custom tag, sampled from the head of the file
+    pd.testing.assert_frame_equal(k6.read_requests(copy), k6.read_requests(orig))
+    assert k6.summarize(copy) == theirs  # from the Parquet cache
+
+
+def test_escaped_metric_lines_take_the_general_path(tmp_path: Path) -> None:
+    """The byte scan cannot see ``"\\u004detric"``; DuckDB's Metric rows overrule it."""
+    copy = tmp_path / "escaped.ndjson"
+    _reserialise(FIXTURES / "mixed.ndjson.gz", copy, RESERIALISERS["escaped_type"])
+    scan = k6._prescan(copy, gz=False)
+    assert scan.metric_lines == [] and scan.escapes
+    meta = k6.read_metric_meta(copy, cache=False)
+    assert meta["http_req_duration"]["type"] == "trend" and meta["checks"]["type"] == "rate"
+    summary = k6.summarize(copy, cache=False)
+    assert summary["warnings"] == []
+    assert "http_req_duration{name:slow}" in summary["metrics"]  # a declared sub-metric's tag
+
+
+def test_point_mentioning_metric_is_not_a_declaration(tmp_path: Path) -> None:
+    """A tag value "Metric" or a cut, re-spaced Metric line: counted exactly, never misread."""
+    point = {"metric": "m", "type": "Point", "data": {"time": "2026-01-01T00:00:00Z", "value": 2}}
+    decl = {
+        "type": "Metric",
+        "data": {"name": "m", "type": "gauge", "contains": "default", "thresholds": []},
+        "metric": "m",
+    }
+    tagged = {
+        **point,
+        "data": {"time": "2026-01-01T00:00:01Z", "value": 5, "tags": {"kind": "Metric"}},
+    }
+    lines = [json.dumps(decl), json.dumps(point), json.dumps(tagged), json.dumps(decl)[:30]]
+    path = tmp_path / "k6.ndjson"
+    path.write_text("\n".join(lines), encoding="utf-8")  # the last line is cut, unterminated
+    summary = k6.summarize(path, cache=False)
+    assert summary["lines"] == {"parsed": 3, "skipped": 1}
+    assert summary["metrics"]["m"] == {"value": 5.0, "min": 2.0, "max": 5.0}  # a gauge
+    assert any("unterminated" in w for w in summary["warnings"])
+
+
+def test_undeclared_metrics_get_real_percentiles(tmp_path: Path) -> None:
+    """No Metric line at all: every metric is summarised as a trend, with its percentiles."""
+    rng = np.random.default_rng(7)
+    values = rng.lognormal(3, 1, 501)
+    path = tmp_path / "points-only.ndjson"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "Point",
+                    "metric": "t",
+                    "data": {"value": v, "time": "2026-01-01T00:00:00Z"},
+                }
+            )
+            + "\n"
+            for v in values
+        ),
+        encoding="utf-8",
+    )
+    stats = k6.summarize(path, cache=False)["metrics"]["t"]
+    for key, p in (("med", 50), ("p(90)", 90), ("p(95)", 95), ("p(99)", 99)):
+        assert stats[key] == pytest.approx(np.percentile(values, p), rel=1e-12), key
+    assert stats["p(99)"] > stats["p(90)"] > stats["min"]
+    assert k6.read_metric_meta(path, cache=False) == {}
+
+
+def test_prescan_finds_reserialised_metric_lines_across_chunk_boundaries(tmp_path: Path) -> None:
+    decl = {"data": {"name": "m", "type": "trend"}, "metric": "m", "type": "Metric"}
+    metric = json.dumps(decl).encode()
+    point = (
+        b'{"data": {"value": 1, "time": "2026-01-01T00:00:00Z"}, "type": "Point", "metric": "m"}'
+    )
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(b"\n".join([point, metric, point, metric, metric]))  # no final newline
+    for size in (1, 7, 16, 17, 50, 1 << 20):
+        scan = k6._prescan(path, gz=False, chunk_size=size)
+        assert scan.metric_lines == [metric] * 3, size
+        assert scan.lines == 5 and not scan.ends_with_newline and not scan.escapes
