@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from perflib.rundir import RunDir
+from perflib.rundir import SAMPLE_COLUMNS, RunDir
 from perflib.slo import SEVERITY, Slo, SloError, SloFile, judge, load_slos, percentile_of, worst
 
 if TYPE_CHECKING:
@@ -1485,16 +1485,7 @@ def analyze_run(
         samples = None
     if samples is None:
         warnings.append("no samples.csv: memory and CPU figures missing")
-        samples = pd.DataFrame(
-            columns=[
-                "time",
-                "memory_used_mb",
-                "memory_limit_mb",
-                "cpu_pct",
-                "cpu_throttled_pct",
-                "source",
-            ]
-        )
+        samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
         samples["time"] = pd.to_datetime(samples["time"], utc=True)
     log_text = _read_text(run.service_log_path)
     events = resource_events(run.events(), {"service.log": log_text}, origin=start)
