@@ -63,6 +63,14 @@ POOL_MB_PER_CONNECTION = (5.0, 10.0)  #: "Each connection uses ~5-10 MB"
 DEFAULT_CURRENT = "shared-cpu-1x:1024mb"  #: the guide's "Current Configuration"
 GUIDE_VM_MB = 1024  #: the VM the guide's thresholds were written for
 SERVICE_POOL_DEFAULT = 10  #: service/settings.py db_pool_size
+#: Service steps that wait on an upstream (service.pipeline: 1 C2S fetch, 2 Diretrix, 3 Work
+#: API, 6 C2S send); a bigger VM does not make them faster.
+UPSTREAM_STEPS = (1, 2, 3, 6)
+#: "CPU far below 70 %" (perflib's choice, not the guide's): p95 of cpu_pct per vCPU under
+#: half the guide's Option 3 threshold.
+CPU_HEADROOM_PCT = CPU_SUSTAINED_PCT / 2
+GUIDE_OPTION_1_MB = 512  #: Scaling Options, Option 1: "Reduce to 512 MB"
+GUIDE_PRODUCTION_H = 24.0  #: Option 1: "No OOM kills after 24h of production traffic"
 
 G = "Guide"  # citation prefix
 
@@ -678,10 +686,13 @@ def latency_slower(result: Mapping[str, Any]) -> tuple[bool, str]:
 
 
 def rule_latency_unchanged(
-    runs: Sequence[RunEvidence], latency: Mapping[str, Mapping[str, Any]] | None = None
+    runs: Sequence[RunEvidence],
+    latency: Mapping[str, Mapping[str, Any]] | None = None,
+    verdicts: dict[str, tuple[bool, str]] | None = None,
 ) -> tuple[float, list[RuleResult]]:
     """Option 1: a smaller size is safe only if "p95 latency unchanged" against the largest
-    size run with the same profile. Returns the largest memory ruled out and the results."""
+    size run with the same profile. Returns the largest memory ruled out and the results;
+    ``verdicts`` (when given) gets run label → (slower, verdict) for each compared run."""
     out: list[RuleResult] = []
     worst = 0.0
     by_profile: dict[str | None, list[RunEvidence]] = {}
@@ -709,6 +720,8 @@ def rule_latency_unchanged(
                 )
                 continue
             slower, verdict = latency_slower(res)
+            if verdicts is not None:
+                verdicts[r.label] = (slower, f"{r.preset.name} vs {base.preset.name}: {verdict}")  # type: ignore[union-attr]
             if slower:
                 worst = max(worst, float(r.preset.memory_mb))  # type: ignore[union-attr]
             out.append(
@@ -760,6 +773,209 @@ def rule_cpu(run: RunEvidence) -> RuleResult:
         f"{run.label} above {CPU_SUSTAINED_PCT:.0f} % for {span:.0f} s "
         f"{'≥' if hit else '<'} {win:.0f} s" + (" → performance CPU" if hit else ""),
     )
+
+
+@dataclass
+class LatencyAttribution:
+    """Where a run's slow requests spend their time (the analysis module's step attribution)
+    next to the VM's headroom: evidence for or against "p95 > 3 s → scale up"."""
+
+    run: str
+    dominant_step: int | None
+    what: str | None
+    share_pct: float | None  # of the slowest requests' excess time
+    step_p95_ms: float | None
+    method: str
+    advice: str
+    cpu_p95_pct: float  # cpu_pct per vCPU, p95 of the samples
+    peak_mb: float
+    limit_mb: float | None
+    oom_kills: int
+    upstreams: str | None  # the run's manifest "upstreams" (e.g. nominal emulators)
+
+    @property
+    def upstream(self) -> bool:
+        return self.dominant_step in UPSTREAM_STEPS
+
+    @property
+    def headroom(self) -> bool:
+        """CPU far below 70 %, peak × 1.3 within the limit, no OOM kill."""
+        return (
+            self.cpu_p95_pct < CPU_HEADROOM_PCT
+            and self.limit_mb is not None
+            and self.peak_mb * BUFFER <= self.limit_mb
+            and not self.oom_kills
+        )
+
+    @property
+    def vm_bound_unlikely(self) -> bool:
+        """An upstream step dominates while the VM has headroom: more VM will not help."""
+        return self.upstream and self.headroom
+
+    def summary(self) -> str:
+        if self.dominant_step is None:
+            return f"{self.run}: no Step timings in service.log"
+        lim = f"{self.limit_mb:.0f}" if self.limit_mb is not None else "?"
+        return (
+            f"Step {self.dominant_step} ({self.what}) holds {self.share_pct:.0f} % of the "
+            f"slowest requests' excess time (step p95 {self.step_p95_ms:.0f} ms; "
+            f"{self.method.split(':')[0]}); CPU p95 {self.cpu_p95_pct:.0f} % per vCPU, "
+            f"peak memory {self.peak_mb:.0f} of {lim} MB"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(upstream=self.upstream, headroom=self.headroom)
+        for k in ("share_pct", "step_p95_ms", "cpu_p95_pct", "peak_mb"):
+            d[k] = _r(d[k])
+        return d
+
+
+def latency_attribution(run: RunEvidence) -> LatencyAttribution | None:
+    """Step attribution of a run's service.log (``perflib.analysis.step_attribution``) with
+    the run's CPU and memory headroom; None without a run directory, log or analysis module."""
+    if run.run is None or not run.run.service_log_path.is_file():
+        return None
+    try:
+        from perflib.analysis import STEP_ADVICE, parse_step_log, step_attribution
+
+        sa = step_attribution(parse_step_log(run.run.service_log_path))
+    except Exception:  # noqa: BLE001 - attribution is extra evidence, never fatal
+        return None
+    if sa.dominant_step is None:
+        return None
+    row = sa.per_step.loc[sa.per_step["step"] == sa.dominant_step].iloc[0]
+    cpu = pd.to_numeric(run.samples["cpu_pct"], errors="coerce").dropna()
+    cpus = run.preset.cpus if run.preset is not None else 1
+    cpu_p95 = float(np.percentile(cpu / cpus, 95, method="linear")) if len(cpu) else math.nan
+    return LatencyAttribution(
+        run=run.label,
+        dominant_step=sa.dominant_step,
+        what=str(row["what"]),
+        share_pct=sa.dominant_share_pct,
+        step_p95_ms=float(row["p95"]),
+        method=sa.method,
+        advice=STEP_ADVICE.get(sa.dominant_step, ""),
+        cpu_p95_pct=cpu_p95,
+        peak_mb=run.peak_mb,
+        limit_mb=run.memory_limit_mb,
+        oom_kills=run.oom_count,
+        upstreams=(run.run.manifest.get("upstreams") or None),
+    )
+
+
+def rule_p95_upstream(run: RunEvidence, att: LatencyAttribution | None) -> RuleResult:
+    """Does the p95 > 3 s trigger rest on the VM? Triggered (= the rule does not drive the
+    preset) when an upstream step dominates the slow requests and CPU and memory have
+    headroom; otherwise the reason says what the scale-up rests on."""
+    if att is None:
+        return RuleResult(
+            "p95_upstream_bound",
+            False,
+            f"p95 > 3 s in {run.label} rests on k6's p95 alone: no Step timings in its "
+            "service.log, so it cannot be told whether the VM or an upstream is slow → the "
+            "guide's scale-up applies",
+        )
+    if att.vm_bound_unlikely:
+        src = f" (upstreams: {att.upstreams})" if att.upstreams else ""
+        return RuleResult(
+            "p95_upstream_bound",
+            True,
+            f"p95 > 3 s in {run.label} is upstream-bound{src}: {att.summary()} → CPU is far "
+            f"below {CPU_SUSTAINED_PCT:.0f} % (p95 < {CPU_HEADROOM_PCT:.0f} %) and peak × "
+            f"{BUFFER} fits, so more VM will not fix it; the guide's rule stays reported but "
+            "does not drive the preset choice",
+        )
+    why = []
+    if not att.upstream:
+        why.append(f"Step {att.dominant_step} runs in the service, not upstream")
+    if not att.headroom:
+        why.append("the VM has no headroom (CPU, memory or an OOM kill)")
+    return RuleResult(
+        "p95_upstream_bound",
+        False,
+        f"p95 > 3 s in {run.label} rests on: {att.summary()}; {' and '.join(why)} → the "
+        "guide's scale-up applies",
+    )
+
+
+def guide_option_1(
+    load_peak_mb: float,
+    runs: Sequence[RunEvidence],
+    latency_verdicts: Mapping[str, tuple[bool, str]],
+    oom_ruled_out_mb: float,
+    current: Preset,
+    instances: int,
+    region: str,
+    price_set: str,
+) -> dict[str, Any]:
+    """The guide's literal question, "Option 1: Reduce to 512 MB — Safe if …", answered
+    criterion by criterion from the runs, with what the runs cannot show (24 h of traffic)."""
+    try:
+        target = parse_preset(current.size, GUIDE_OPTION_1_MB)
+    except PricingError:
+        target = parse_preset("shared-cpu-1x", GUIDE_OPTION_1_MB)
+    small = [r for r in runs if r.preset is not None and r.preset.memory_mb <= GUIDE_OPTION_1_MB]
+    peak_ok = load_peak_mb < SAFE_512_PEAK_MB
+    criteria = [
+        {
+            "criterion": "Peak memory <400 MB during load tests",
+            "status": "met" if peak_ok else "not met",
+            "evidence": f"load-test peak {load_peak_mb:.0f} MB",
+        }
+    ]
+    oom_small = sum(r.oom_count for r in small)
+    small_h = sum(r.history_s for r in small) / 3600
+    all_min = sum(r.history_s for r in runs) / 60
+    if oom_small or oom_ruled_out_mb >= GUIDE_OPTION_1_MB:
+        oom = ("not met", f"OOM kill(s) rule out {oom_ruled_out_mb:.0f} MB and smaller")
+    elif small_h >= GUIDE_PRODUCTION_H:
+        oom = ("met", f"no OOM kill in {small_h:.1f} h at ≤ {GUIDE_OPTION_1_MB} MB")
+    else:
+        oom = (
+            "unverified",
+            f"no OOM kill in {all_min:.1f} min of test runs ({small_h * 60:.1f} min at ≤ "
+            f"{GUIDE_OPTION_1_MB} MB); 24 h of production traffic not observed yet",
+        )
+    criteria.append(
+        {
+            "criterion": "No OOM kills after 24h of production traffic",
+            "status": oom[0],
+            "evidence": oom[1],
+        }
+    )
+    lat = [latency_verdicts[r.label] for r in small if r.label in latency_verdicts]
+    if not lat:
+        lat_status = ("not tested", "no run at 512 MB compared with a larger size")
+    elif any(slower for slower, _ in lat):
+        lat_status = ("not met", "; ".join(v for slower, v in lat if slower))
+    else:
+        lat_status = ("met", "; ".join(v for _, v in lat))
+    criteria.append(
+        {"criterion": "p95 latency unchanged", "status": lat_status[0], "evidence": lat_status[1]}
+    )
+    statuses = [c["status"] for c in criteria]
+    if "not met" in statuses:
+        verdict = "not safe"
+    elif "not tested" in statuses:
+        verdict = "not enough evidence: " + "; ".join(
+            c["criterion"] for c in criteria if c["status"] == "not tested"
+        )
+    elif "unverified" in statuses:
+        verdict = "safe per the load tests; still unverified: 24 h of production traffic"
+    else:
+        verdict = "safe"
+    cost = monthly_cost(target, instances, region, price_set=price_set)
+    cur_cost = monthly_cost(current, instances, region, price_set=price_set)
+    return {
+        "question": "Guide, Scaling Options, Option 1: is 512 MB safe?",
+        "preset": target.name,
+        "verdict": verdict,
+        "criteria": criteria,
+        "monthly_cost_usd": cost,
+        "current_monthly_cost_usd": cur_cost,
+        "monthly_savings_usd": round(cur_cost - cost, 2),
+    }
 
 
 def egress_estimate(
@@ -821,6 +1037,8 @@ class Recommendation:
     next_steps: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     egress: dict[str, Any] | None = None
+    guide_option_1: dict[str, Any] | None = None
+    latency_attribution: list[LatencyAttribution] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -845,6 +1063,8 @@ class Recommendation:
             "next_steps": list(self.next_steps),
             "runs": list(self.runs),
             "egress": self.egress,
+            "guide_option_1": self.guide_option_1,
+            "latency_attribution": [a.to_dict() for a in self.latency_attribution],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -907,6 +1127,7 @@ def recommend(
 
     # peaks: stress runs are for capacity, not for sizing (they push past the SLOs on purpose)
     sizing_runs = [r for r in ev if (r.profile or "") != "stress"] or ev
+    sizing_pool = sizing_runs
     # an OOM-killed run's peak is censored at its limit (it would have used more): the OOM
     # rule speaks for it; the buffer applies to the runs that completed
     completed = [r for r in sizing_runs if not r.oom_count]
@@ -933,13 +1154,16 @@ def recommend(
     reasons.append(r_oom.reason)
 
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
+    lat_verdicts: dict[str, tuple[bool, str]] = {}
     if latency_check:
-        slow_mb, lat_rules = rule_latency_unchanged(ev, latency)
+        slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts)
         rules.extend(lat_rules)
         reasons.extend(x.reason for x in lat_rules)
         min_exclusive_mb = max(min_exclusive_mb, slow_mb)
     not_larger_than: list[Preset] = []  # p95 > 3 s at these: the pick must be larger
     perf_needed = False
+    attributions: list[LatencyAttribution] = []
+    upstream_bound: list[LatencyAttribution] = []
     for r in ev:
         m = rule_memory_sustained(r)
         rules.append(m)
@@ -949,11 +1173,28 @@ def recommend(
             lim = r.memory_limit_mb or r.peak_mb
             min_exclusive_mb = max(min_exclusive_mb, min(lim, GUIDE_VM_MB))
         p = rule_p95(r)
+        if p.triggered and (r.profile or "") == "stress" and len(sizing_pool) < len(ev):
+            p = RuleResult(
+                "p95",
+                False,
+                f"{p.reason.removesuffix(' → scale up')}, not applied: {r.label} is a stress "
+                "run, which pushes past the SLOs on purpose (its limit is under capacity)",
+            )
+            reasons.append(p.reason)
         rules.append(p)
+        c = rule_cpu(r)
         if p.triggered:
             reasons.append(p.reason)
-            not_larger_than.append(r.preset or cur)
-        c = rule_cpu(r)
+            att = latency_attribution(r)
+            if att is not None:
+                attributions.append(att)
+            up = rule_p95_upstream(r, att)
+            rules.append(up)
+            reasons.append(up.reason)
+            if up.triggered:
+                upstream_bound.append(att)  # type: ignore[arg-type]
+            else:
+                not_larger_than.append(r.preset or cur)
         rules.append(c)
         if c.triggered:
             reasons.append(c.reason)
@@ -1015,8 +1256,20 @@ def recommend(
 
     rates = [r.req_rate for r in sizing_runs if r.req_rate]
     pool = pool_advice(max(rates) * 60, current_pool) if rates else None
+    pool_note: str | None = None
     if pool:
         reasons.append(pool.reason)
+        extra_hi = (pool.connections - current_pool) * POOL_MB_PER_CONNECTION[1]
+        need = (peak + extra_hi) * BUFFER
+        if pick is not None and extra_hi > 0 and need > pick.memory_mb:
+            pool_note = (
+                f"{G}, Database Connection Pool Tuning + Optimization Checklist: a pool of "
+                f"{pool.connections} instead of {current_pool} adds up to {extra_hi:.0f} MB that "
+                f"the measured peak does not include: ({peak:.0f} + {extra_hi:.0f}) × {BUFFER} = "
+                f"{need:.0f} MB > {pick.memory_mb} MB of {pick.name} → do not change both at "
+                f"once: re-run the load test with DB_POOL_SIZE={pool.connections} first"
+            )
+            reasons.append(pool_note)
     egress = egress_estimate(sizing_runs, region, monthly_requests)
     if egress and monthly_requests and rec_cost is not None:
         rec_cost = round(rec_cost + egress["monthly_usd"], 2)
@@ -1042,6 +1295,11 @@ def recommend(
                 caps.append(capacity(r, region=region, price_set=ps.name))
             except SizingError as exc:
                 reasons.append(f"Capacity of {r.label} not computed: {exc}")
+    opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
+    reasons.append(
+        f"{G}, Scaling Options, Option 1 (512 MB): {opt1['verdict']} — "
+        + "; ".join(f"{c['criterion']}: {c['status']}" for c in opt1["criteria"])
+    )
     history_h = sum(r.history_s for r in ev) / 3600
     confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
     steps = [
@@ -1051,6 +1309,30 @@ def recommend(
         "Keep the smaller size only if stable for 48 h with p95 latency unchanged "
         "(Right-Sizing Process); otherwise revert to 1 GB",
     ]
+    if pool_note:
+        steps.append(
+            f"Raise the DB pool to {pool.connections} only after a load test with "  # type: ignore[union-attr]
+            f"DB_POOL_SIZE={pool.connections} at {pick.name if pick else cur.name} shows the "  # type: ignore[union-attr]
+            "peak × 1.3 still fits"
+        )
+    by_step: dict[tuple[Any, ...], list[str]] = {}
+    for att in upstream_bound:
+        by_step.setdefault((att.dominant_step, att.what, att.advice, att.upstreams), []).append(
+            att.run
+        )
+    for (step, what, advice, upstreams), labels in by_step.items():
+        where = (
+            f"; here the upstreams are the lab's '{upstreams}' emulators, so the p95 "
+            "measures their configured latencies"
+            if upstreams in ("nominal", "degraded")
+            else ""
+        )
+        steps.insert(
+            0,
+            f"p95 > 3 s ({', '.join(labels)}) is upstream-bound — Step {step} ({what}): "
+            f"{advice}; cut it with upstream timeouts, caching or concurrent calls, not a "
+            f"bigger VM{where}",
+        )
     if pick is not None and pick not in {r.preset for r in ev}:
         steps.insert(
             0,
@@ -1079,6 +1361,8 @@ def recommend(
         next_steps=steps,
         runs=[r.label for r in ev],
         egress=egress,
+        guide_option_1=opt1,
+        latency_attribution=attributions,
     )
 
 
@@ -1401,8 +1685,10 @@ def _print_recommendation(rec: Recommendation) -> None:
     con = Console(width=max(Console().width, 120))
     t = Table(title="Right-sizing recommendation", show_header=False)
     t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
-    t.add_row("monthly cost", f"${rec.monthly_cost_usd}" if rec.monthly_cost_usd else "–")
-    t.add_row("current", f"{rec.current_preset} (${rec.current_monthly_cost_usd}/30 d)")
+    t.add_row(
+        "monthly cost", f"${rec.monthly_cost_usd:.2f}" if rec.monthly_cost_usd is not None else "–"
+    )
+    t.add_row("current", f"{rec.current_preset} (${rec.current_monthly_cost_usd:.2f}/30 d)")
     if rec.monthly_savings_usd is not None:
         t.add_row(
             "saving" if rec.monthly_savings_usd >= 0 else "extra cost",
@@ -1416,11 +1702,26 @@ def _print_recommendation(rec: Recommendation) -> None:
         )
     if rec.pool:
         t.add_row("DB pool", f"{rec.pool.connections} connections")
+    if rec.guide_option_1:
+        t.add_row("guide: 512 MB?", guide_option_1_line(rec.guide_option_1))
     con.print(t)
     for r in rec.reasons:
-        con.print(f"• {r}", highlight=False)
+        con.print(f"• {r}", highlight=False, markup=False)
+    if rec.next_steps:
+        con.print("Next steps:", style="bold")
+        for i, step in enumerate(rec.next_steps, 1):
+            con.print(f"{i}. {step}", highlight=False, markup=False)
     if rec.second_opinion:
         con.print(rec.second_opinion.caveat, style="yellow", highlight=False)
+
+
+def guide_option_1_line(opt: Mapping[str, Any]) -> str:
+    """One line for humans: the guide's Option 1 verdict, its criteria and the saving."""
+    crit = "; ".join(f"{c['criterion']}: {c['status']}" for c in opt["criteria"])
+    return (
+        f"{opt['preset']}: {opt['verdict']} ({crit}); ${opt['monthly_cost_usd']:.2f}/30 d, "
+        f"saves ${opt['monthly_savings_usd']:.2f} vs current"
+    )
 
 
 def cli_recommend(args: argparse.Namespace) -> int:
@@ -1495,9 +1796,12 @@ def cli_compare(args: argparse.Namespace) -> int:
         verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
         con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
     for reason in comp.recommendation.reasons:
-        con.print(f"• {reason}", highlight=False)
+        con.print(f"• {reason}", highlight=False, markup=False)
     rec = comp.recommendation
-    con.print(f"recommended: {rec.recommended_preset} (${rec.monthly_cost_usd}/30 d)")
+    cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
+    con.print(f"recommended: {rec.recommended_preset} ({cost})", highlight=False)
+    if rec.guide_option_1:
+        con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
     for w in comp.warnings:
         con.print(f"warning: {w}", style="yellow")
     return 0

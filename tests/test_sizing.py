@@ -95,6 +95,7 @@ def make_run(
     profile: str = "load",
     time_scale: float = 1.0,
     requests: Sequence[tuple[float, float, bool]] | None = None,
+    upstreams: str | None = None,
 ) -> RunDir:
     """A run directory with one sample per second and a k6 summary-export file."""
     n = len(memory)
@@ -103,6 +104,7 @@ def make_run(
         path,
         {
             "schema": 1,
+            **({"upstreams": upstreams} if upstreams else {}),
             "profile": profile,
             "time_scale": time_scale,
             "vm": {"preset": preset, "cpu_kind": "shared", "cpus": 1, "memory_mb": limit},
@@ -758,3 +760,182 @@ def test_unreadable_k6_summary_is_not_fatal(tmp_path: Path) -> None:
     r = recommend([run.path])
     assert r.recommended_preset == "shared-cpu-1x:512mb"
     assert any("has no k6 p95" in x.reason for x in _rule(r, "p95"))
+
+
+# ----------------------------------------------------------------- p95 > 3 s: what it rests on
+
+STEP_WHAT = {
+    1: "Fetching lead from C2S",
+    2: "Using Diretrix to find CPF",
+    3: "Enriching 1 CPF with Work API",
+    5: "Storing 1 person in database",
+    6: "Sending enriched data to C2S",
+}
+
+
+def write_step_log(
+    run: RunDir, slow_step: int, n: int = 60, ids: bool = False
+) -> dict[int, np.ndarray]:
+    """service.log in the service's format: every step ~steady, ``slow_step`` spread widely
+    (the one that makes the slowest requests slow). Returns the ms written per step."""
+    rng = np.random.default_rng(3)
+    ms = {s: rng.uniform(90, 110, n).round() for s in STEP_WHAT}
+    ms[slow_step] = rng.uniform(200, 6000, n).round()
+    lines = []
+    for i in range(n):
+        for step, what in STEP_WHAT.items():
+            ts = (T0 + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S,000")
+            lead = f" lead=L{i}" if ids else ""  # the service's format since lead ids
+            lines.append(
+                f"{ts} INFO service.pipeline: Step {step}: {what} ({ms[step][i]:.0f} ms){lead}"
+            )
+    run.service_log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ms
+
+
+@pytest.mark.parametrize("ids", [False, True])
+def test_p95_upstream_bound_does_not_drive_the_pick(tmp_path: Path, ids: bool) -> None:
+    pytest.importorskip("perflib.analysis")
+    run = make_run(
+        tmp_path / "up", "shared-cpu-1x:1024mb", ramp(300), p95_ms=6000, upstreams="nominal"
+    )
+    ms = write_step_log(run, slow_step=3, ids=ids)
+    # independent: the step with the widest p95 − p50 spread (no request ids in the log)
+    spread = {s: np.percentile(v, 95) - np.percentile(v, 50) for s, v in ms.items()}
+    assert max(spread, key=spread.get) == 3
+    r = recommend([run.path])
+    assert _rule(r, "p95")[0].triggered  # the guide's rule stays visible, cited
+    up = _rule(r, "p95_upstream_bound")[0]
+    assert up.triggered
+    assert "Step 3 (Enriching 1 CPF with Work API)" in up.reason
+    assert "more VM will not fix it" in up.reason and "upstreams: nominal" in up.reason
+    # 300 × 1.3 = 390 MB → 512 MB: the p95 rule did not force a larger preset
+    assert r.recommended_preset == "shared-cpu-1x:512mb"
+    assert any("upstream-bound — Step 3" in s and "'nominal' emulators" in s for s in r.next_steps)
+    att = r.to_dict()["latency_attribution"][0]
+    assert att["dominant_step"] == 3 and att["upstream"] and att["headroom"]
+    assert att["method"].startswith("per request" if ids else "approximate")
+    assert att["cpu_p95_pct"] == pytest.approx(20.0)  # make_run's constant 20 % on 1 vCPU
+
+
+def test_p95_in_service_step_still_scales_up(tmp_path: Path) -> None:
+    pytest.importorskip("perflib.analysis")
+    run = make_run(tmp_path / "db", "shared-cpu-1x:1024mb", ramp(300), p95_ms=6000)
+    write_step_log(run, slow_step=5)  # the database step: inside the service
+    r = recommend([run.path])
+    up = _rule(r, "p95_upstream_bound")[0]
+    assert not up.triggered
+    assert "Step 5 runs in the service" in up.reason and "scale-up applies" in up.reason
+    assert r.recommended_preset == "shared-cpu-2x:1024mb"
+    assert not any("upstream-bound" in s for s in r.next_steps)
+
+
+def test_p95_upstream_without_cpu_headroom_still_scales_up(tmp_path: Path) -> None:
+    pytest.importorskip("perflib.analysis")
+    # CPU at 50 %: under the guide's 70 % (Option 3 not triggered) but not far below it
+    run = make_run(
+        tmp_path / "busy", "shared-cpu-1x:1024mb", ramp(300), cpu=[50.0] * 240, p95_ms=6000
+    )
+    write_step_log(run, slow_step=3)
+    r = recommend([run.path])
+    assert not _rule(r, "cpu_sustained")[0].triggered
+    up = _rule(r, "p95_upstream_bound")[0]
+    assert not up.triggered and "no headroom" in up.reason
+    assert r.recommended_preset == "shared-cpu-2x:1024mb"
+
+
+def test_p95_without_step_log_says_what_it_rests_on(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "k6only", "shared-cpu-1x:1024mb", ramp(300), p95_ms=3001)
+    r = recommend([run.path])
+    up = _rule(r, "p95_upstream_bound")[0]
+    assert not up.triggered and "rests on k6's p95 alone" in up.reason
+    fast = make_run(tmp_path / "fast", "shared-cpu-1x:1024mb", ramp(300), p95_ms=3000)
+    assert not _rule(recommend([fast.path]), "p95_upstream_bound")  # only when p95 > 3 s
+
+
+def test_stress_run_p95_is_not_a_scale_up(tmp_path: Path) -> None:
+    load = make_run(tmp_path / "load", "shared-cpu-1x:1024mb", ramp(300))
+    stress = make_run(
+        tmp_path / "stress", "shared-cpu-1x:1024mb", ramp(300), p95_ms=9000, profile="stress"
+    )
+    r = recommend([load.path, stress.path])
+    p95 = {x.reason.split("): ")[1].split()[0]: x for x in _rule(r, "p95")}
+    assert not p95["stress"].triggered and "stress run" in p95["stress"].reason
+    assert r.recommended_preset == "shared-cpu-1x:512mb"
+    # a stress run alone is all the evidence there is: the rule applies
+    alone = recommend([stress.path])
+    assert _rule(alone, "p95")[0].triggered
+    assert alone.recommended_preset == "shared-cpu-2x:1024mb"
+
+
+# ----------------------------------------------------------------- the guide's Option 1
+
+
+def _criteria(rec) -> dict[str, str]:  # noqa: ANN001
+    return {c["criterion"]: c["status"] for c in rec.guide_option_1["criteria"]}
+
+
+def test_guide_option_1_safe_per_load_tests_but_24h_unverified(tmp_path: Path) -> None:
+    pytest.importorskip("perflib.analysis")
+    big = make_run(
+        tmp_path / "gb", "shared-cpu-1x:1024mb", ramp(130), requests=_latency_requests(500)
+    )
+    half = make_run(
+        tmp_path / "half", "shared-cpu-1x:512mb", ramp(130), requests=_latency_requests(500)
+    )
+    r = recommend([big.path, half.path])
+    assert r.recommended_preset == "shared-cpu-1x:256mb"  # the data-driven pick is kept
+    opt = r.to_dict()["guide_option_1"]
+    assert opt["preset"] == "shared-cpu-1x:512mb"
+    assert _criteria(r) == {
+        "Peak memory <400 MB during load tests": "met",
+        "No OOM kills after 24h of production traffic": "unverified",
+        "p95 latency unchanged": "met",
+    }
+    assert opt["verdict"].startswith("safe per the load tests; still unverified: 24 h")
+    assert opt["monthly_cost_usd"] == P26["512"]
+    assert opt["monthly_savings_usd"] == pytest.approx(P26["1024"] - P26["512"])
+    assert any("Option 1 (512 MB): safe per the load tests" in x for x in r.reasons)
+
+
+def test_guide_option_1_not_safe_and_not_tested(tmp_path: Path) -> None:
+    high = make_run(tmp_path / "high", "shared-cpu-1x:1024mb", ramp(400))
+    r = recommend([high.path])
+    c = _criteria(r)
+    assert c["Peak memory <400 MB during load tests"] == "not met"  # 400 is not < 400
+    assert c["p95 latency unchanged"] == "not tested"  # no 512 MB run beside a larger one
+    assert r.guide_option_1["verdict"] == "not safe"
+    low = make_run(tmp_path / "low", "shared-cpu-1x:1024mb", ramp(300))
+    r2 = recommend([low.path])
+    assert r2.guide_option_1["verdict"].startswith("not enough evidence: p95 latency unchanged")
+    oom = make_run(tmp_path / "oom", "shared-cpu-1x:512mb", ramp(300), oom_at=200)
+    r3 = recommend([low.path, oom.path], latency_check=False)
+    assert _criteria(r3)["No OOM kills after 24h of production traffic"] == "not met"
+    assert r3.guide_option_1["verdict"] == "not safe"
+
+
+def test_guide_option_1_in_human_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300))
+    assert cli.main(["recommend", str(run.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "guide: 512 MB?" in out and "shared-cpu-1x:512mb: not enough evidence" in out
+    assert "Next steps:" in out and "fly.toml [[vm]]" in out  # not eaten as rich markup
+    assert "($6.70/30 d)" in out  # cents, not $6.7
+
+
+# ----------------------------------------------------------------- pool change vs the pick
+
+
+def test_bigger_pool_that_no_longer_fits_the_pick_is_flagged(tmp_path: Path) -> None:
+    # 1 req/s = 60 req/min → pool 20 (+10 connections, up to +100 MB); peak 150 MB → 256 MB
+    busy = make_run(tmp_path / "busy", "shared-cpu-1x:1024mb", ramp(150, start=100), rate=1.0)
+    r = recommend([busy.path])
+    assert r.recommended_preset == "shared-cpu-1x:256mb" and r.pool.connections == 20
+    note = [x for x in r.reasons if "does not include" in x]
+    assert note and "(150 + 100) × 1.3 = 325 MB > 256 MB" in note[0]
+    assert any("DB_POOL_SIZE=20" in s for s in r.next_steps)
+    # 0.5 req/s = 30 req/min → pool 10 = the service's: nothing to flag
+    calm = make_run(tmp_path / "calm", "shared-cpu-1x:1024mb", ramp(150, start=100), rate=0.5)
+    r2 = recommend([calm.path])
+    assert r2.pool.connections == 10
+    assert not [x for x in r2.reasons if "does not include" in x]
