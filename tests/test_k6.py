@@ -567,13 +567,20 @@ def test_prescan_finds_metric_lines_across_chunk_boundaries(tmp_path: Path) -> N
         assert scan.lines == 6 and scan.ends_with_newline
 
 
-def test_rfc3339_offsets_and_fraction_lengths(tmp_path: Path) -> None:
+def test_rfc3339_offsets_and_fraction_lengths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # DuckDB's session zone follows $TZ: not used
     times = [
         "2026-11-26T18:01:19.885586062Z",
         "2026-11-26T18:01:19.8855+02:00",
         "2026-11-26T18:01:19Z",
         "2026-11-26T18:01:19.1-03:30",
         "2026-03-29T01:59:59.999999999+00:00",
+        "2026-11-26T23:59:59.999999999+05:45",  # µs rounding of TIMESTAMPTZ crosses a second
+        "2026-11-26T00:00:00.0000005-00:30",
+        "2026-12-31T23:59:59.123456789+14:00",
+        "2026-11-26T18:01:19.25",  # no offset: UTC
     ]
     lines = [
         json.dumps({"metric": "m", "type": "Point", "data": {"time": t, "value": i, "tags": {}}})
@@ -582,7 +589,11 @@ def test_rfc3339_offsets_and_fraction_lengths(tmp_path: Path) -> None:
     path = tmp_path / "t.ndjson"
     path.write_text("\n".join(lines) + "\n")
     df = k6.read_points(path, cache=False).sort_values("value")
-    assert list(df["time"]) == [pd.Timestamp(t).tz_convert("UTC") for t in times]
+    expected = [
+        pd.Timestamp(t).tz_convert("UTC") if pd.Timestamp(t).tz else pd.Timestamp(t, tz="UTC")
+        for t in times
+    ]
+    assert list(df["time"]) == expected
 
 
 # --------------------------------------------------------------------------- cache
