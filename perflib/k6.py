@@ -666,19 +666,22 @@ def _parse_into(
                 except read_errors as exc2:
                     raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc2}") from exc
             rel = f"read_parquet('{_sql_str(parquet)}')" if parquet is not None else f'"{table}"'
+            # One scan for the line accounting, the time span and DuckDB's Metric rows.
+            query = f"""SELECT kind, count(*), min(time_ns), max(time_ns),
+                list(decl_name) FILTER (WHERE kind = 'metric') FROM {rel} GROUP BY kind"""
+            found = con.execute(query).fetchall()
             # The byte scan must have found exactly the Metric lines DuckDB parsed; if not
             # (``\\u``-escaped spellings), DuckDB's reading of them is the one that counts.
-            rows = con.execute(f"SELECT decl_name FROM {rel} WHERE kind = 'metric'").fetchall()
-            if _sorted_names(r[0] for r in rows) != _declared_names(scan.metric_lines):
+            decls = [n for r in found if r[0] == "metric" for n in (r[4] or [])]
+            if _sorted_names(decls) != _declared_names(scan.metric_lines):
                 metrics = _metric_lines_by_duckdb(con, src, compression)
                 if tags_for(metrics) != tags:
                     tags = tags_for(metrics)
                     drop()
                     con.execute(statement(src, compression))
-        kinds = dict(con.execute(f"SELECT kind, count(*) FROM {rel} GROUP BY kind").fetchall())
-        span = con.execute(
-            f"SELECT min(time_ns), max(time_ns) FROM {rel} WHERE kind = 'point'"
-        ).fetchone()
+                    found = con.execute(query).fetchall()
+        kinds = {r[0]: r[1] for r in found}
+        span = next(((r[2], r[3]) for r in found if r[0] == "point"), None)
     finally:
         clean.unlink(missing_ok=True)
 
@@ -1167,7 +1170,7 @@ def _summarize(
             warnings.append(f"metric {m!r} has no k6 Metric declaration: summarised as a trend")
             t = "trend"
         types[m] = t
-    duration_s = _run_duration_s(con)
+    duration_s = _run_duration_s(ing)
 
     stats: dict[str, dict[str, Any]] = {}
     splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
@@ -1225,7 +1228,7 @@ def _summarize(
     )
 
 
-def _run_duration_s(con: duckdb.DuckDBPyConnection) -> float:
+def _run_duration_s(ing: Ingest) -> float:
     """The test-run duration k6 divides counters by, estimated from the samples.
 
     k6 divides by its run clock (``state.testRunDurationMs``), which starts at
@@ -1236,10 +1239,10 @@ def _run_duration_s(con: duckdb.DuckDBPyConnection) -> float:
     initialised, so ``first tick − 1 s`` lands before the run clock by the VU-init time.
     Segments run in parallel: the earliest first and the latest last sample over all files.
     """
-    row = con.execute("SELECT min(time_ns), max(time_ns) FROM pts").fetchone()
-    if not row or row[0] is None or row[1] is None:
+    first, last = ing.start_ns, ing.end_ns  # each file's Point span, noted at parse time
+    if first is None or last is None:
         return 0.0
-    return max(row[1] - row[0], 0) / 1e9
+    return max(last - first, 0) / 1e9
 
 
 def _sql_lit(value: str) -> str:
