@@ -1292,9 +1292,12 @@ def recommend(
     for r in ev:
         if (r.profile or "") == "stress" and r.run is not None:
             try:
-                caps.append(capacity(r, region=region, price_set=ps.name))
+                cap = capacity(r, region=region, price_set=ps.name)
             except SizingError as exc:
                 reasons.append(f"Capacity of {r.label} not computed: {exc}")
+                continue
+            caps.append(cap)
+            reasons.append(_capacity_reason(cap, latency_attribution(r)))
     opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
     reasons.append(
         f"{G}, Scaling Options, Option 1 (512 MB): {opt1['verdict']} — "
@@ -1369,6 +1372,26 @@ def recommend(
 # ----------------------------------------------------------------- capacity
 
 
+def _capacity_reason(cap: Capacity, att: LatencyAttribution | None) -> str:
+    """Capacity for humans, with what limits it: a rate bounded by upstream latency is not
+    the VM's capacity, and a bigger preset will not raise it (sets ``cap.limited_by``)."""
+    line = (
+        f"Capacity ({cap.run}, {cap.preset or 'unknown preset'}): "
+        f"{cap.max_sustained_rps:.1f} req/s completed within p95 ≤ {cap.slo_p95_ms:.0f} ms "
+        f"and errors ≤ {cap.slo_error_rate:.0%}"
+    )
+    if cap.first_breach_offered_rps is not None:
+        line += f"; the SLOs first break at {cap.first_breach_offered_rps:.1f} req/s offered"
+    if cap.cost_per_million_usd is not None:
+        line += f"; ${cap.cost_per_million_usd:.3f} per million requests"
+    if att is not None:
+        cap.limited_by = att.summary() + (
+            " → upstream-bound: a bigger VM will not raise it" if att.vm_bound_unlikely else ""
+        )
+        line += f"; what limits it: {cap.limited_by}"
+    return line
+
+
 @dataclass
 class Capacity:
     """Highest request rate a preset sustained within the SLOs in a stress run."""
@@ -1383,6 +1406,7 @@ class Capacity:
     monthly_cost_usd: float | None
     cost_per_million_usd: float | None
     buckets: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    limited_by: str | None = None  # what the slow requests wait on (step attribution)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "buckets"}

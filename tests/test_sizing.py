@@ -468,6 +468,18 @@ def test_capacity_from_stress_run(tmp_path: Path) -> None:
     assert cap.first_breach_offered_rps is not None
     r = recommend([run.path])
     assert len(r.capacity) == 1 and r.capacity[0].max_sustained_rps == pytest.approx(10.0)
+    line = [x for x in r.reasons if x.startswith("Capacity (s, shared-cpu-1x:1024mb): 10.0 req/s")]
+    assert line and "what limits it" not in line[0]  # no service.log: nothing to attribute
+    assert r.capacity[0].limited_by is None
+    pytest.importorskip("perflib.analysis")
+    write_step_log(run, slow_step=3)
+    r2 = recommend([run.path])
+    assert "upstream-bound: a bigger VM will not raise it" in r2.capacity[0].limited_by
+    assert any("what limits it: Step 3" in x for x in r2.reasons)
+    write_step_log(run, slow_step=5)
+    r3 = recommend([run.path])
+    assert r3.capacity[0].limited_by.startswith("Step 5")
+    assert "upstream-bound" not in r3.capacity[0].limited_by
 
 
 # ----------------------------------------------------------------- preset comparison
