@@ -1021,18 +1021,35 @@ def read_metric_meta(source: Source, *, cache: bool = True) -> dict[str, dict[st
         ):
             raise K6InputError(f"{p}: not k6 --out json output (no Metric or Point line)")
         if scan.escapes:  # a ``\\u``-escaped Metric line would hide from the byte scan
-            duckdb = _duckdb_module()
-            con = _duckdb()
-            try:
-                gz = _is_gzip(p)
-                metas.append(_metric_lines_by_duckdb(con, p, "gzip" if gz else "none"))
-                continue
-            except (duckdb.IOException, duckdb.InvalidInputException):
-                pass  # cut gzip, overlong line: a full parse would sanitise; the scan is it here
-            finally:
-                con.close()
+            metas.append(_metric_meta_general(p, scan))
+            continue
         metas.append(_parse_metric_lines(scan.metric_lines))
     return _merge_meta(metas)
+
+
+def _metric_meta_general(path: Path, scan: _Scan) -> dict[str, dict[str, Any]]:
+    """Metric lines found by DuckDB's JSON reader (any spelling), like :func:`_parse_into`:
+    a cut gzip stream, an overlong line or bad UTF-8 are read through the sanitised copy."""
+    duckdb = _duckdb_module()
+    read_errors = (duckdb.IOException, duckdb.InvalidInputException)
+    gz = _is_gzip(path)
+    tmp = Path(tempfile.mkdtemp(prefix="perflib-k6-"))
+    con = _duckdb(tmp)
+    try:
+        if scan.gzip_complete:
+            try:
+                return _metric_lines_by_duckdb(con, path, "gzip" if gz else "none")
+            except read_errors:
+                pass
+        clean = tmp / "sanitised.ndjson"
+        _sanitise(path, clean, gz)
+        try:
+            return _metric_lines_by_duckdb(con, clean, "none")
+        except read_errors as exc:
+            raise K6InputError(f"{path}: cannot be read as k6 NDJSON: {exc}") from exc
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- summary
