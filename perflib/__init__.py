@@ -21,7 +21,6 @@ _EXPORTS: dict[str, str] = {
     "LocalStack": "perflib.stack",
     "PROFILES": "perflib.profiles",
     "get_profile": "perflib.profiles",
-    "VmPreset": "perflib.vm",
     "VmEmulator": "perflib.vm",
     "EmulationSettings": "perflib.vm",
     "run_profile": "perflib.runner",

@@ -49,10 +49,17 @@ GIB = 1024**3
 #: performance 2048..8192 MB per vCPU in 2048 MB steps).
 SHARED_CPUS = (1, 2, 4, 8)
 PERFORMANCE_CPUS = (1, 2, 4, 8, 16)
+#: Every size Fly offers (fly.md §1), priced or not: what a VM emulation may be asked for.
+FLY_SHARED_CPUS = (1, 2, 4, 6, 8)
+FLY_PERFORMANCE_CPUS = (1, 2, 4, 6, 8, 10, 12, 14, 16)
 
 
 class PricingError(ValueError):
     """Unknown preset, memory size, region or price set (the message says which and why)."""
+
+
+class PresetError(PricingError):
+    """A string that does not name a Fly Machine size (or a memory size that is not one)."""
 
 
 # --------------------------------------------------------------------------- presets
@@ -92,6 +99,11 @@ class Preset:
     def valid_memory_steps(self) -> list[int]:
         return memory_steps(self.cpu_kind, self.cpus)
 
+    @property
+    def fly_valid(self) -> bool:
+        """Whether Fly sells this memory for this size (off-grid sizes are for experiments)."""
+        return self.memory_mb in memory_steps(self.cpu_kind, self.cpus)
+
     def is_at_least(self, other: Preset) -> bool:
         """At least as much memory and CPU as ``other`` (performance beats shared)."""
         return (
@@ -128,42 +140,54 @@ def parse_memory_mb(text: str | int | float) -> int:
         return int(text)
     m = _MEM_RE.match(text.strip().lower())
     if not m:
-        raise PricingError(f"cannot read memory size {text!r} (expected e.g. 512mb, 1gb, 1024)")
+        raise PresetError(f"cannot read memory size {text!r} (expected e.g. 512mb, 1gb, 1024)")
     value = float(m.group(1))
     unit = m.group(2) or "mb"
     mb = value * 1024 if unit.startswith("g") else value
     if mb != int(mb):
-        raise PricingError(f"memory size {text!r} is not a whole number of MB")
+        raise PresetError(f"memory size {text!r} is not a whole number of MB")
     return int(mb)
 
 
-def parse_preset(spec: str | Preset, memory_mb: int | None = None) -> Preset:
+def parse_preset(
+    spec: str | Preset, memory_mb: int | None = None, *, strict: bool = True
+) -> Preset:
     """Read ``shared-cpu-1x:512mb``, ``shared-cpu-1x@1024MB``, ``performance-2x`` (preset
-    memory), ``shared-cpu-1x`` + ``memory_mb``; validate against Fly's memory limits."""
+    memory), ``shared-cpu-1x`` + ``memory_mb``.
+
+    ``strict`` (pricing): the size must be in the price table and the memory on Fly's grid.
+    Not strict (the VM emulation): any size Fly offers and any whole number of MB, so an
+    experiment can ask for e.g. ``shared-cpu-1x:64mb``; :attr:`Preset.fly_valid` tells.
+    """
     if isinstance(spec, Preset):
         return spec
     text = spec.strip().lower()
     size, _, mem = text.replace("@", ":").partition(":")
     m = _SIZE_RE.match(size.strip())
     if not m:
-        raise PricingError(
+        raise PresetError(
             f"unknown preset {spec!r}: expected shared-cpu-Nx or performance-Nx, "
             "optionally with ':<memory>' (e.g. shared-cpu-1x:512mb)"
         )
     kind = "shared" if m.group(1) else "performance"
     cpus = int(m.group(3))
-    valid_cpus = SHARED_CPUS if kind == "shared" else PERFORMANCE_CPUS
+    if strict:
+        valid_cpus = SHARED_CPUS if kind == "shared" else PERFORMANCE_CPUS
+    else:
+        valid_cpus = FLY_SHARED_CPUS if kind == "shared" else FLY_PERFORMANCE_CPUS
     if cpus not in valid_cpus:
-        raise PricingError(f"unknown preset {spec!r}: {kind} CPUs must be one of {valid_cpus}")
+        raise PresetError(f"unknown preset {spec!r}: {kind} CPUs must be one of {valid_cpus}")
     if mem.strip():
         mb = parse_memory_mb(mem)
     elif memory_mb is not None:
         mb = int(memory_mb)
     else:
         mb = (256 if kind == "shared" else 2048) * cpus  # the preset's own memory
+    if mb < 1:
+        raise PresetError(f"invalid memory for {size}: {mb} MB; it must be a whole MB >= 1")
     steps = memory_steps(kind, cpus)
-    if mb not in steps:
-        raise PricingError(
+    if strict and mb not in steps:
+        raise PresetError(
             f"invalid memory for {size}: {mb} MB; Fly allows {steps[0]}..{steps[-1]} MB "
             f"in steps of {steps[1] - steps[0] if len(steps) > 1 else steps[0]} MB"
         )

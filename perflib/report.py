@@ -584,7 +584,7 @@ def cli_report(args: argparse.Namespace) -> int:
     """``perflib report [RUN_DIR...] [--out DIR]``."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         result = build_report(
             args.run_dirs or None,
@@ -622,7 +622,7 @@ def cli_report_job(args: argparse.Namespace) -> int:
 
     from perflib import runner
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if args.time_scale <= 0:
         console.print(f"[red]error:[/] --time-scale must be positive, got {args.time_scale}")
         return 2

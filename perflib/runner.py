@@ -38,11 +38,12 @@ from rich.live import Live
 from rich.text import Text
 
 import perflib
+from perflib.pricing import Preset, PresetError, parse_preset
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
 from perflib.samplers import LocalSampler, Sampler
 from perflib.tooling import REPO_ROOT, ToolNotFoundError, find_k6, git_commit, k6_version
-from perflib.vm import EmulationSettings, PresetError, VmEmulator, VmPreset
+from perflib.vm import EmulationSettings, VmEmulator
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # k6 or the lab failed in another way (see manifest exit.message)
@@ -244,7 +245,7 @@ def run_profile(
     profile: str | Path | Profile,
     *,
     base_url: str | None = None,
-    vm: str | VmPreset | None = "shared-cpu-1x:1024mb",
+    vm: str | Preset | None = "shared-cpu-1x:1024mb",
     emulation: EmulationSettings | None = None,
     time_scale: float = 1.0,
     out: str | Path | None = None,
@@ -270,7 +271,7 @@ def run_profile(
     try:
         prof = profile if isinstance(profile, Profile) else get_profile(profile)
         check_time_scale(time_scale)
-        preset = None if vm is None else VmPreset.parse(vm) if isinstance(vm, str) else vm
+        preset = None if vm is None else parse_preset(vm, strict=False)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise RunError(str(exc), EXIT_USAGE) from exc
     if segments < 1:
@@ -376,7 +377,7 @@ def _execute(
     prof: Profile,
     run: RunDir,
     manifest: dict[str, Any],
-    preset: VmPreset | None,
+    preset: Preset | None,
     settings: EmulationSettings,
     base_url: str | None,
     local: bool,
@@ -419,7 +420,7 @@ def _execute(
         from perflib.stack import LocalStack  # the service helper's module
 
         emulator = VmEmulator(
-            preset or VmPreset.parse("shared-cpu-1x:1024mb"),
+            preset or parse_preset("shared-cpu-1x:1024mb"),
             settings,
             events=events,
             service_log=run.service_log_path,
@@ -486,7 +487,7 @@ def _execute(
     )
 
 
-def _vm_manifest(preset: VmPreset | None, emulator: VmEmulator | None) -> dict[str, Any] | None:
+def _vm_manifest(preset: Preset | None, emulator: VmEmulator | None) -> dict[str, Any] | None:
     if emulator is not None:
         return emulator.manifest()
     if preset is None:
@@ -741,7 +742,7 @@ def _finish(
 
 def cli_run(args: argparse.Namespace) -> int:
     """``perflib run``: prints the run directory last on stdout; returns the exit code."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     settings = EmulationSettings(
         memory=not args.no_memory_limit,
         cpu_pin=not args.no_cpu_pin,
@@ -756,7 +757,7 @@ def cli_run(args: argparse.Namespace) -> int:
         settings.guest_overhead_mb = args.guest_overhead_mb
     try:
         if args.vm:
-            preset = VmPreset.parse(args.vm)
+            preset = parse_preset(args.vm, strict=False)
             if not preset.fly_valid:
                 console.print(
                     f"[yellow]warning[/yellow]: {preset.name} is not a size Fly "

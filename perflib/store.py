@@ -682,7 +682,7 @@ def cli_store(args: argparse.Namespace) -> int:
 
     # a pipe gets a wide table (rich would fold it to 80 columns); a terminal its own width
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         store = Store(args.database_url, upgrade=args.action != "upgrade")
     except StoreError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -37,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 import psutil
 
+from perflib.pricing import Preset, PresetError, parse_preset
 from perflib.rundir import EventLog, utcnow
 
 MIB = 1024 * 1024
@@ -57,87 +57,6 @@ INITIAL_BALANCE_S = 5.0
 MAX_BALANCE_S = 500.0
 #: Fly's default restart policy (fly-go MachineRestart: on-failure, max_retries 10).
 MAX_RESTARTS = 10
-
-_SIZE_RE = re.compile(r"^(shared-cpu|performance)-(\d+)x$")
-_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(mb|m|gb|g)?$")
-_SHARED_CPUS = (1, 2, 4, 6, 8)
-_PERF_CPUS = (1, 2, 4, 6, 8, 10, 12, 14, 16)
-
-
-class PresetError(ValueError):
-    """A VM preset string that does not name a Fly Machine size."""
-
-
-@dataclass(frozen=True)
-class VmPreset:
-    """A Fly Machine size: ``shared-cpu-1x:512mb`` → shared, 1 vCPU, 512 MiB."""
-
-    size: str
-    cpu_kind: Literal["shared", "performance"]
-    cpus: int
-    memory_mb: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.size}:{self.memory_mb}mb"
-
-    @property
-    def baseline_cpus(self) -> float:
-        """CPU cores guaranteed without burst: 1/16 per shared vCPU, all for performance."""
-        if self.cpu_kind == "shared":
-            return self.cpus * SHARED_QUOTA_US_PER_CPU / CFS_PERIOD_US
-        return float(self.cpus)
-
-    @property
-    def fly_valid(self) -> bool:
-        """Whether Fly accepts this memory for this size (fly.md §1 memory limits)."""
-        if self.cpu_kind == "shared":
-            return (
-                256 * self.cpus <= self.memory_mb <= 2048 * self.cpus and self.memory_mb % 256 == 0
-            )
-        return 2048 * self.cpus <= self.memory_mb <= 8192 * self.cpus and self.memory_mb % 1024 == 0
-
-    @classmethod
-    def parse(cls, text: str) -> VmPreset:
-        """Parse ``SIZE[:MEMORY]``; MEMORY like ``512mb``, ``1gb`` or a plain number of MB.
-
-        Without MEMORY the preset's default applies (N×256 MB shared, N×2048 MB performance).
-        Memory off Fly's grid (e.g. 64mb) is accepted for experiments; see ``fly_valid``.
-        """
-        raw = text.strip().lower()
-        size, _, mem = raw.partition(":")
-        m = _SIZE_RE.match(size)
-        if not m:
-            raise PresetError(
-                f"bad VM preset {text!r}: expected shared-cpu-Nx or performance-Nx, "
-                "optionally with :MEMORY (e.g. shared-cpu-1x:512mb)"
-            )
-        kind: Literal["shared", "performance"] = (
-            "shared" if m.group(1) == "shared-cpu" else "performance"
-        )
-        cpus = int(m.group(2))
-        allowed = _SHARED_CPUS if kind == "shared" else _PERF_CPUS
-        if cpus not in allowed:
-            raise PresetError(
-                f"bad VM preset {text!r}: {m.group(1)} comes with {', '.join(map(str, allowed))} vCPUs"
-            )
-        if mem:
-            mm = _MEM_RE.match(mem.strip())
-            if not mm:
-                raise PresetError(
-                    f"bad memory {mem!r} in VM preset {text!r}: use e.g. 512mb or 2gb"
-                )
-            value = float(mm.group(1)) * (1024 if (mm.group(2) or "mb").startswith("g") else 1)
-            if value < 1 or value != int(value):
-                raise PresetError(f"bad memory {mem!r} in VM preset {text!r}: whole MB ≥ 1")
-            memory = int(value)
-        else:
-            memory = cpus * (256 if kind == "shared" else 2048)
-        return cls(size=size, cpu_kind=kind, cpus=cpus, memory_mb=memory)
-
-
-def parse_preset(text: str | VmPreset) -> VmPreset:
-    return text if isinstance(text, VmPreset) else VmPreset.parse(text)
 
 
 @dataclass
@@ -445,7 +364,7 @@ class VmState:
 
 
 class VmEmulator:
-    """Applies a :class:`VmPreset` to the service process(es) it is attached to.
+    """Applies a :class:`Preset` to the service process(es) it is attached to.
 
     ``attach(proc)`` is the ``LocalStack(on_service_start=...)`` hook: it pins the new
     process and puts it under the CPU quota. ``restart`` is called after an OOM kill or a
@@ -455,21 +374,21 @@ class VmEmulator:
 
     def __init__(
         self,
-        preset: str | VmPreset,
+        preset: str | Preset,
         settings: EmulationSettings | None = None,
         *,
         events: EventLog | None = None,
         service_log: Path | None = None,
         restart: Callable[[], object] | None = None,
     ) -> None:
-        self.preset = parse_preset(preset)
+        self.preset = parse_preset(preset, strict=False)
         self.settings = settings or EmulationSettings()
         self.events = events
         self.service_log = service_log
         self.restart = restart
         self.state = VmState()
         self.balance = BurstBalance(
-            self.preset.baseline_cpus,
+            self.preset.cpu_capacity,
             self.settings.initial_balance_s * self.preset.cpus,
             self.settings.max_balance_s * self.preset.cpus,
         )
@@ -546,7 +465,7 @@ class VmEmulator:
                 "memory_metric": self.settings.memory_metric,
                 "poll_interval_s": self.settings.poll_interval,
                 "cores": list(self.cores) if self.settings.cpu_pin else None,
-                "baseline_cpus": self.preset.baseline_cpus if self.quota_active else None,
+                "baseline_cpus": self.preset.cpu_capacity if self.quota_active else None,
                 "initial_balance_s": self.balance.initial_s if self.quota_active else None,
                 "max_balance_s": self.balance.max_s if self.quota_active else None,
                 "max_restarts": self.settings.max_restarts,
@@ -879,18 +798,16 @@ class VmEmulator:
             thread.join(timeout)
 
 
-def describe(preset: VmPreset) -> str:
+def describe(preset: Preset) -> str:
     """A one-line description for progress output."""
     quota = (
-        f"{preset.baseline_cpus * 100:.2f}% baseline"
-        if preset.cpu_kind == "shared"
-        else "dedicated"
+        f"{preset.cpu_capacity * 100:.2f}% baseline" if preset.cpu_kind == "shared" else "dedicated"
     )
     return f"{preset.name} ({preset.cpus} vCPU {preset.cpu_kind}, {quota})"
 
 
 __all__ = [
-    "VmPreset",
+    "Preset",
     "PresetError",
     "EmulationSettings",
     "VmEmulator",

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from perflib.pricing import PresetError, parse_preset
 from perflib.rundir import EventLog, read_events
 from perflib.vm import (
     BurstBalance,
     EmulationSettings,
-    PresetError,
     VmEmulator,
-    VmPreset,
     cgroup_quota_available,
     oom_kill_line,
 )
@@ -77,9 +76,9 @@ def procs():
     ],
 )
 def test_parse_presets(text: str, kind: str, cpus: int, mem: int, valid: bool) -> None:
-    p = VmPreset.parse(text)
+    p = parse_preset(text, strict=False)
     assert (p.cpu_kind, p.cpus, p.memory_mb, p.fly_valid) == (kind, cpus, mem, valid)
-    assert VmPreset.parse(p.name) == p
+    assert parse_preset(p.name, strict=False) == p
 
 
 @pytest.mark.parametrize(
@@ -87,20 +86,20 @@ def test_parse_presets(text: str, kind: str, cpus: int, mem: int, valid: bool) -
     [
         ("shared-cpu-3x", "1, 2, 4, 6, 8"),
         ("dedicated-1x", "shared-cpu-Nx or performance-Nx"),
-        ("shared-cpu-1x:lots", "bad memory 'lots'"),
+        ("shared-cpu-1x:lots", "cannot read memory size 'lots'"),
         ("shared-cpu-1x:0mb", "whole MB"),
-        ("", "bad VM preset"),
+        ("", "unknown preset ''"),
     ],
 )
 def test_bad_presets_say_why(text: str, match: str) -> None:
     with pytest.raises(PresetError, match=match):
-        VmPreset.parse(text)
+        parse_preset(text, strict=False)
 
 
 def test_baseline_is_flys_quota() -> None:
-    assert VmPreset.parse("shared-cpu-1x").baseline_cpus == pytest.approx(5 / 80)
-    assert VmPreset.parse("shared-cpu-8x").baseline_cpus == pytest.approx(0.5)  # fly.md §4
-    assert VmPreset.parse("performance-2x").baseline_cpus == 2
+    assert parse_preset("shared-cpu-1x").cpu_capacity == pytest.approx(5 / 80)
+    assert parse_preset("shared-cpu-8x").cpu_capacity == pytest.approx(0.5)  # fly.md §4
+    assert parse_preset("performance-2x").cpu_capacity == 2
 
 
 def test_burst_balance_model() -> None:
