@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +19,9 @@ from perflib import cli
 from perflib.rundir import EventLog, RunDir, SampleWriter
 from perflib.sizing import (
     SizingError,
+    _capacity_reason,
     capacity,
+    capacity_limits,
     compare_presets,
     evidence_from_samples,
     longest_span_above,
@@ -96,6 +98,7 @@ def make_run(
     time_scale: float = 1.0,
     requests: Sequence[tuple[float, float, bool]] | None = None,
     upstreams: str | None = None,
+    stages: list[dict] | None = None,
 ) -> RunDir:
     """A run directory with one sample per second and a k6 summary-export file."""
     n = len(memory)
@@ -105,6 +108,7 @@ def make_run(
         {
             "schema": 1,
             **({"upstreams": upstreams} if upstreams else {}),
+            **({"stages": stages} if stages else {}),
             "profile": profile,
             "time_scale": time_scale,
             "vm": {"preset": preset, "cpu_kind": "shared", "cpus": 1, "memory_mb": limit},
@@ -372,6 +376,34 @@ def test_pool_from_measured_rate(tmp_path: Path) -> None:
     assert r.pool is not None and r.pool.connections == 10 and r.pool.req_per_min == 30
 
 
+@pytest.mark.parametrize(("n_enrichment", "pool"), [(200, 10), (201, 20)])
+def test_pool_counts_enrichment_requests_not_health(
+    tmp_path: Path, n_enrichment: int, pool: int
+) -> None:
+    """240 s of k6 window: 200 enrichments = 50 req/min → 10 (50 is in the middle band);
+    201 = 50.25 req/min → 20. 400 /health requests on top would make every case 150
+    req/min → 20 if they were counted."""
+    run = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300), rate=2.5)
+    reqs = [(i * 1.19, 5.0, False, HEALTH) for i in range(200)]
+    reqs += [(i * 1.19 + 0.6, 5.0, False, HEALTH) for i in range(200)]
+    reqs += [(i * 1.19 + 0.01, 900.0, False, ENR) for i in range(n_enrichment)]
+    write_k6_requests(run.path / "k6.ndjson.gz", reqs)
+    r = recommend([run.path])
+    assert r.pool is not None
+    assert r.pool.req_per_min == pytest.approx(n_enrichment / 240 * 60)
+    assert r.pool.connections == pool
+    assert pool_size((n_enrichment + 400) / 240 * 60) == 20  # what counting /health gave
+    assert "/api/v1/leads/process requests only" in r.pool.reason
+    assert "/health excluded" in r.pool.reason
+
+
+def test_pool_without_per_request_output_says_it_counts_everything(tmp_path: Path) -> None:
+    # no k6 NDJSON: only k6's all-requests rate (0.5 req/s = 30 req/min) is known
+    r = recommend([make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(300), rate=0.5).path])
+    assert r.pool is not None and r.pool.req_per_min == 30 and r.pool.connections == 10
+    assert "all k6 requests incl. /health" in r.pool.reason
+
+
 # ----------------------------------------------------------------- VPA second opinion
 
 
@@ -448,29 +480,291 @@ def test_recommend_from_samples_and_events(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- capacity
 
+ENR = "/api/v1/leads/process"
+HEALTH = "/health"
 
-def test_capacity_from_stress_run(tmp_path: Path) -> None:
-    reqs = []
-    # 0–30 s: 5 req/s at 100 ms; 30–60 s: 10 req/s at 200 ms; 60–90 s: 20 req/s at 3 s
-    for lo, hi, rps, dur in ((0, 30, 5, 100.0), (30, 60, 10, 200.0), (60, 90, 20, 3000.0)):
-        for k in range((hi - lo) * rps):
-            end = lo + (k + 0.5) / rps
-            reqs.append((end, dur, False))
-    reqs.append((95.0, 100.0, False))  # a last partial bucket
-    run = make_run(
-        tmp_path / "s", "shared-cpu-1x:1024mb", ramp(300, n=96), profile="stress", requests=reqs
+
+def write_k6_requests(
+    path: Path, reqs: Sequence[tuple[float, float, bool, str]], drops: Sequence[float] = ()
+) -> None:
+    """k6 NDJSON with requests given by START (s after T0), duration ms, failed, name: each
+    emits http_reqs, http_req_duration, http_req_waiting (= duration), http_req_failed at
+    its END time, as k6 does; ``drops`` are dropped_iterations points (s after T0)."""
+    decl = [
+        ("http_reqs", "counter", "default"),
+        ("http_req_duration", "trend", "time"),
+        ("http_req_waiting", "trend", "time"),
+        ("http_req_failed", "rate", "default"),
+        ("dropped_iterations", "counter", "default"),
+    ]
+    lines: list[dict] = [
+        {
+            "type": "Metric",
+            "metric": m,
+            "data": {"name": m, "type": k, "contains": c, "thresholds": [], "submetrics": None},
+        }
+        for m, k, c in decl
+    ]
+
+    def ts(t: float) -> str:
+        return (T0 + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
+
+    for i, (start, dur, failed, name) in enumerate(reqs):
+        end = round(start + dur / 1000, 6)  # k6 writes microseconds
+        tags = {
+            "name": name,
+            "method": "GET",
+            "scenario": "stress",
+            "status": "500" if failed else "200",
+            "expected_response": "false" if failed else "true",
+            "url": f"http://127.0.0.1:1{name}?i={i}",  # distinct: ingest keys by end + tags
+        }
+        dur_exact = (end - start) * 1000
+        for metric, value in (
+            ("http_reqs", 1),
+            ("http_req_duration", dur_exact),
+            ("http_req_waiting", dur_exact),
+            ("http_req_failed", int(failed)),
+        ):
+            lines.append(
+                {
+                    "type": "Point",
+                    "metric": metric,
+                    "data": {"time": ts(end), "value": value, "tags": tags},
+                }
+            )
+    for t in drops:
+        lines.append(
+            {
+                "type": "Point",
+                "metric": "dropped_iterations",
+                "data": {"time": ts(t), "value": 1, "tags": {"scenario": "stress"}},
+            }
+        )
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        for obj in lines:
+            fh.write(json.dumps(obj) + "\n")
+
+
+def stress_stages(rates: Sequence[int], ramp_s: float = 2.0, hold_s: float = 10.0) -> list[dict]:
+    """The stress profile's stage list (runner's manifest shape): ramp-N/s then hold-N/s."""
+    out, t = [], 0.0
+    for n in rates:
+        out.append({"name": f"ramp-{n}/s", "start_s": t, "duration_s": ramp_s, "target": n})
+        out.append(
+            {"name": f"hold-{n}/s", "start_s": t + ramp_s, "duration_s": hold_s, "target": n}
+        )
+        t += ramp_s + hold_s
+    return out
+
+
+def iterations(
+    stages: Sequence[dict],
+    per_stage: Mapping[str, tuple[float, float]],
+    *,
+    failed_every: Mapping[str, int] | None = None,
+    slow: Mapping[str, tuple[int, float]] | None = None,
+    missing: Mapping[str, int] | None = None,
+) -> list[tuple[float, float, bool, str]]:
+    """The stress script's iterations at each stage's target rate: GET /health, then the
+    enrichment at once. ``per_stage[name] = (health ms, enrichment ms)``; ``failed_every``:
+    every k-th enrichment fails; ``slow[name] = (every k-th, ms)``: slower enrichments;
+    ``missing[name] = every k-th enrichment never ends (not in the k6 output)``."""
+    out = []
+    for st in stages:
+        h_ms, e_ms = per_stage[st["name"]]
+        rate = st["target"]
+        n = int(round(st["duration_s"] * rate))
+        for k in range(n):
+            t = st["start_s"] + (k + 0.5) / rate
+            out.append((t, h_ms, False, HEALTH))
+            every = (missing or {}).get(st["name"])
+            if every and k % every == 0:
+                continue
+            dur = e_ms
+            sk = (slow or {}).get(st["name"])
+            if sk and k % sk[0] == 0:
+                dur = sk[1]
+            fe = (failed_every or {}).get(st["name"])
+            out.append((t + h_ms / 1000, dur, bool(fe and k % fe == 0), ENR))
+    return out
+
+
+def make_stress_run(
+    path: Path,
+    stages: list[dict],
+    reqs: Sequence[tuple[float, float, bool, str]],
+    drops: Sequence[float] = (),
+    preset: str = "shared-cpu-1x:1024mb",
+    tail_s: float = 5.0,
+) -> RunDir:
+    total = stages[-1]["start_s"] + stages[-1]["duration_s"] + tail_s
+    run = make_run(path, preset, ramp(300, n=int(total)), profile="stress", rate=4.0, stages=stages)
+    write_k6_requests(run.path / "k6.ndjson.gz", reqs, drops)
+    return run
+
+
+RATES = (2, 5, 10, 20)
+OK = {
+    "ramp-2/s": (5.0, 800.0),
+    "hold-2/s": (5.0, 800.0),
+    "ramp-5/s": (8.0, 1500.0),
+    "hold-5/s": (8.0, 1500.0),
+    "ramp-10/s": (10.0, 2500.0),
+    "hold-10/s": (10.0, 2500.0),
+    "ramp-20/s": (12.0, 3500.0),
+    "hold-20/s": (12.0, 3500.0),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_stage"),
+    [
+        ("all_pass", "hold-20/s"),
+        ("drop_in_hold_10", "hold-5/s"),
+        ("drop_in_warmup_only", "hold-20/s"),
+        ("drop_in_ramp_only", "hold-20/s"),
+        ("errors_in_hold_10", "hold-5/s"),
+        ("slow_enrichment_hold_20", "hold-10/s"),
+        ("slow_health_hold_5", "hold-2/s"),
+        ("hold_10_fails_hold_20_passes", "hold-5/s"),
+    ],
+)
+def test_capacity_is_the_expected_hold_stage(
+    tmp_path: Path, case: str, expected_stage: str
+) -> None:
+    stages = stress_stages(RATES)
+    per = dict(OK)
+    drops: list[float] = []
+    failed_every: dict[str, int] = {}
+    if case == "drop_in_hold_10":
+        drops = [30.0]  # hold-10/s is 26–36 s, its warm-up 26–27 s
+    elif case == "drop_in_warmup_only":
+        drops = [26.5]
+    elif case == "drop_in_ramp_only":
+        drops = [25.0]
+    elif case in ("errors_in_hold_10", "hold_10_fails_hold_20_passes"):
+        failed_every = {"hold-10/s": 20}  # 5 of 100 enrichments = 2.5 % of 200 requests
+    elif case == "slow_enrichment_hold_20":
+        per["hold-20/s"] = (12.0, 5200.0)
+    elif case == "slow_health_hold_5":
+        per["hold-5/s"] = (60.0, 1500.0)
+    run = make_stress_run(
+        tmp_path / case, stages, iterations(stages, per, failed_every=failed_every), drops
     )
-    cap = capacity(run.path, bucket_s=10)
-    assert cap.max_sustained_rps == pytest.approx(10.0)
-    assert cap.monthly_cost_usd == P26["1024"]
-    # $6.70 / (10 req/s × 2.592 M s) per million + 2 kB/request egress at $0.02/GB
-    assert cap.cost_per_million_usd == pytest.approx(6.70 / 25.92 + 2000 / 1e9 * 0.02 * 1e6)
-    assert cap.first_breach_offered_rps is not None
+    cap = capacity(run.path)
+    target = int(expected_stage.split("-")[1].removesuffix("/s"))
+    assert cap.max_sustained_stage == expected_stage
+    # offered req/s = target iterations/s × 2 requests (/health + enrichment) per iteration
+    assert cap.max_sustained_rps == target * 2
+    t = cap.stages.set_index("stage")
+    assert list(t.index) == [f"hold-{n}/s" for n in RATES]  # ramps are not evaluated
+    assert t["offered_rps"].tolist() == [n * 2.0 for n in RATES]
+    passed = t["within_slo"]
+    assert passed[expected_stage] and all(passed[:expected_stage])
+    # the figures the verdict rests on, recomputed independently from the generated requests
+    reqs = iterations(stages, per, failed_every=failed_every)
+    for _, row in t.iterrows():
+        w0, b = row["window_start_s"], row["end_s"]
+        assert w0 == pytest.approx(row["start_s"] + 0.1 * 10)  # 10 % warm-up
+        mine = [r for r in reqs if w0 <= r[0] < b]
+        enr = [r[1] for r in mine if r[3] == ENR]
+        hl = [r[1] for r in mine if r[3] == HEALTH]
+        assert row["requests"] == len(mine)
+        assert row["enrichment_p95_ms"] == pytest.approx(np.percentile(enr, 95), abs=0.01)
+        assert row["health_p95_ms"] == pytest.approx(np.percentile(hl, 95), abs=0.01)
+        assert row["error_rate"] == pytest.approx(sum(r[2] for r in mine) / len(mine))
+        assert row["dropped_iterations"] == sum(1 for d in drops if w0 <= d < b)
+    if case == "errors_in_hold_10":
+        assert t.loc["hold-10/s", "error_rate"] == pytest.approx(
+            4 / 180
+        )  # k = 20, 40, 60, 80 of 10..99
+        assert "errors > 1%" in t.loc["hold-10/s", "fails"]
+    if case == "hold_10_fails_hold_20_passes":
+        # a stage above a failed one does not count: the service was already behind
+        assert t.loc["hold-20/s", "within_slo"] and not t.loc["hold-10/s", "within_slo"]
+    assert cap.first_breach_stage == (
+        None if expected_stage == "hold-20/s" else t.index[t.index.get_loc(expected_stage) + 1]
+    )
+
+
+def test_late_finishing_requests_count_against_the_stage_that_sent_them(tmp_path: Path) -> None:
+    """The old per-bucket method (by k6 END time) judged the first buckets on the fast
+    requests alone: the slow ones of hold-2/s only finished in later buckets."""
+    stages = stress_stages((2, 5))
+    per = {s["name"]: (5.0, 800.0) for s in stages}
+    # every 3rd enrichment of hold-2/s takes 12 s: it ends after hold-5/s has begun
+    reqs = iterations(stages, per, slow={"hold-2/s": (3, 12000.0)})
+    run = make_stress_run(tmp_path / "late", stages, reqs, tail_s=15)
+    hold2 = stages[1]
+    w0, b = hold2["start_s"] + 1.0, hold2["start_s"] + hold2["duration_s"]
+    # the trap: requests ENDING in hold-2/s are all fast (p95 5 s SLO met) ...
+    ended = [r[1] for r in reqs if w0 <= r[0] + r[1] / 1000 < b and r[3] == ENR]
+    assert np.percentile(ended, 95) < 5000
+    # ... but a third of those STARTED there take 12 s
+    started = [r[1] for r in reqs if w0 <= r[0] < b and r[3] == ENR]
+    assert np.percentile(started, 95) == pytest.approx(12000.0)
+    cap = capacity(run.path)
+    t = cap.stages.set_index("stage")
+    assert t.loc["hold-2/s", "enrichment_p95_ms"] == pytest.approx(12000.0, abs=0.01)
+    late = [r for r in reqs if w0 <= r[0] < b and r[3] == ENR and r[0] + r[1] / 1000 >= b]
+    assert t.loc["hold-2/s", "enrichment_late"] == len(late) == 7  # 6 slow + the last fast one
+    assert not t.loc["hold-2/s", "within_slo"] and t.loc["hold-5/s", "within_slo"]
+    assert cap.max_sustained_rps == 0.0 and cap.max_sustained_stage is None
+    # only the floor-relative fallback remains, and it is labelled as such
+    assert cap.cost_basis.startswith("within the guide's limits only")
+    # requests that never finish (not in the k6 output at all) count as errors and as
+    # latencies of at least the time left until k6 ended: they cannot improve the figure
+    reqs2 = iterations(stages, per, missing={"hold-5/s": 4})
+    run2 = make_stress_run(tmp_path / "missing", stages, reqs2, tail_s=3)
+    t2 = capacity(run2.path).stages.set_index("stage")
+    hold5 = stages[3]
+    w0, b = hold5["start_s"] + 1.0, hold5["start_s"] + hold5["duration_s"]
+    gone = sum(1 for k in range(50) if k % 4 == 0 and w0 <= hold5["start_s"] + (k + 0.5) / 5 < b)
+    assert t2.loc["hold-5/s", "enrichment_unfinished"] == gone
+    assert t2.loc["hold-5/s", "errors"] == gone
+    assert t2.loc["hold-5/s", "requests"] == 2 * 45  # 9 s × 5 iterations/s × 2
+    assert t2.loc["hold-5/s", "enrichment_p95_ms"] == pytest.approx(3000.0, abs=1)  # censored
+    assert not t2.loc["hold-5/s", "within_slo"]
+
+
+def test_upstream_bound_enrichment_gives_the_labelled_guide_limits_figure(tmp_path: Path) -> None:
+    """Nominal emulators: enrichment p95 ≈ 6.5 s > 5 s at every stage, the VM idle."""
+    stages = stress_stages(RATES)
+    per = {s["name"]: (5.0, 6500.0) for s in stages}
+    per["hold-10/s"] = (9.0, 9400.0)  # within floor 6500 + 3000 ms
+    per["hold-20/s"] = (15.0, 9600.0)  # beyond it
+    run = make_stress_run(tmp_path / "up", stages, iterations(stages, per))
+    cap = capacity(run.path, recommended="shared-cpu-1x:512mb")
+    assert cap.max_sustained_rps == 0.0
+    assert cap.enrichment_upstream_bound
+    assert "upstream-bound" in cap.note
+    t = cap.stages.set_index("stage")
+    assert t["guide_enrichment_limit_ms"].iloc[0] == pytest.approx(6500.0 + 3000.0, abs=0.01)
+    assert cap.guide_limits_stage == "hold-10/s" and cap.guide_limits_rps == 20.0
+    assert cap.cost_basis_rps == 20.0 and "guide's limits only" in cap.cost_basis
+    egress = 2000 / 1e9 * 0.02 * 1e6  # make_run's summary: 2 kB per request at $0.02/GB
+    assert cap.cost_per_million_usd == pytest.approx(P26["1024"] / (20 * 2.592) + egress)
+    assert cap.recommended_cost_per_million_usd == pytest.approx(P26["512"] / (20 * 2.592) + egress)
+    line = _capacity_reason(cap, None)
+    assert "0 req/s within enrichment p95 ≤ 5000 ms" in line
+    assert "within the guide's limits alone" in line and "20.0 req/s (hold-10/s)" in line
+    d = json.loads(json.dumps(cap.to_dict()))
+    assert d["guide_limits_rps"] == 20.0 and len(d["stages"]) == len(RATES)
+
+
+def test_capacity_in_recommendation_with_what_limits_it(tmp_path: Path) -> None:
+    stages = stress_stages(RATES)
+    per = dict(OK)
+    run = make_stress_run(tmp_path / "s", stages, iterations(stages, per), drops=[40.0])
     r = recommend([run.path])
-    assert len(r.capacity) == 1 and r.capacity[0].max_sustained_rps == pytest.approx(10.0)
-    line = [x for x in r.reasons if x.startswith("Capacity (s, shared-cpu-1x:1024mb): 10.0 req/s")]
-    assert line and "what limits it" not in line[0]  # no service.log: nothing to attribute
-    assert r.capacity[0].limited_by is None
+    assert len(r.capacity) == 1 and r.capacity[0].max_sustained_rps == 20.0  # hold-10/s
+    cap = r.capacity[0]
+    assert cap.recommended_preset == r.recommended_preset
+    line = [x for x in r.reasons if x.startswith("Capacity (s, shared-cpu-1x:1024mb")]
+    assert line and "20.0 req/s (hold-10/s)" in line[0] and "what limits it" not in line[0]
+    assert "hold-20/s: dropped iterations" in line[0]
+    assert json.loads(r.to_json())["capacity"][0]["max_sustained_stage"] == "hold-10/s"
     pytest.importorskip("perflib.analysis")
     write_step_log(run, slow_step=3)
     r2 = recommend([run.path])
@@ -480,6 +774,37 @@ def test_capacity_from_stress_run(tmp_path: Path) -> None:
     r3 = recommend([run.path])
     assert r3.capacity[0].limited_by.startswith("Step 5")
     assert "upstream-bound" not in r3.capacity[0].limited_by
+
+
+def test_capacity_needs_hold_stages(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path / "l", "shared-cpu-1x:1024mb", ramp(300, n=20), profile="stress",
+        requests=[(1.0, 100.0, False)],
+    )  # fmt: skip
+    with pytest.raises(SizingError, match="no hold stages"):
+        capacity(run.path)
+
+
+def test_capacity_limits_come_from_the_slo_file(tmp_path: Path) -> None:
+    lim = capacity_limits()  # data/slo.toml
+    assert (lim.enrichment_p95_ms, lim.health_p95_ms, lim.error_rate, lim.scale_up_p95_ms) == (
+        5000.0,
+        50.0,
+        0.01,
+        3000.0,
+    )
+    text = (
+        (Path(__file__).resolve().parents[1] / "data" / "slo.toml")
+        .read_text()
+        .replace("target = 5000.0", "target = 1000.0")
+    )
+    (tmp_path / "slo.toml").write_text(text)
+    stages = stress_stages((2, 5))
+    per = {s["name"]: (5.0, 800.0) for s in stages}
+    per["hold-5/s"] = (5.0, 1200.0)
+    run = make_stress_run(tmp_path / "s", stages, iterations(stages, per))
+    assert capacity(run.path).max_sustained_rps == 10.0
+    assert capacity(run.path, slo_file=tmp_path / "slo.toml").max_sustained_rps == 4.0
 
 
 # ----------------------------------------------------------------- preset comparison
@@ -728,22 +1053,32 @@ def test_egress_from_measured_bytes(tmp_path: Path) -> None:
 
 @pytest.mark.k6
 @pytest.mark.slow
-def test_capacity_on_a_real_run(real_runs: list[Path]) -> None:
+def test_pool_and_capacity_on_a_real_load_run(real_runs: list[Path]) -> None:
     big = real_runs[0]
-    cap = capacity(big)
-    summary = RunDir.open(big).k6_summary()
-    n = summary["metrics"]["http_reqs"]["count"]
-    # every request lands in one bucket (the partial last bucket is dropped from the table)
-    counted = (cap.buckets["completed_rps"] * cap.bucket_s).sum()
-    assert 0 < counted <= n
-    assert cap.max_sustained_rps <= cap.buckets["completed_rps"].max() + 1e-9
-    assert cap.preset == "shared-cpu-1x:1024mb" and cap.monthly_cost_usd == P26["1024"]
-    if cap.max_sustained_rps > 0:
-        assert cap.cost_per_million_usd == pytest.approx(
-            P26["1024"] / (cap.max_sustained_rps * 2.592)
-            + summary["metrics"]["data_received"]["count"] / n / 1e9 * 0.02 * 1e6,
-            rel=1e-6,
-        )
+    run = RunDir.open(big)
+    # independent count: the enrichment http_reqs points in k6's own NDJSON
+    n_enr = n_all = 0
+    for path in run.k6_outputs:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                obj = json.loads(line)
+                if obj.get("type") == "Point" and obj.get("metric") == "http_reqs":
+                    n_all += 1
+                    n_enr += "leads/process" in (obj["data"].get("tags") or {}).get("name", "")
+    assert 0 < n_enr < n_all  # /health requests exist and are left out
+    m = run.manifest
+    window = (
+        datetime.fromisoformat(m["k6_ended_at"]) - datetime.fromisoformat(m["k6_started_at"])
+    ).total_seconds()
+    r = recommend([big])
+    assert r.pool is not None
+    assert r.pool.req_per_min == pytest.approx(n_enr / window * 60, rel=1e-9)
+    assert r.pool.connections == pool_size(n_enr / window * 60)
+    assert "/health excluded" in r.pool.reason
+    # a load run has no hold stages: capacity says so instead of inventing a figure
+    with pytest.raises(SizingError, match="no hold stages"):
+        capacity(big)
 
 
 def test_oom_without_a_known_limit_uses_the_memory_reached(tmp_path: Path) -> None:
