@@ -1426,6 +1426,8 @@ WARMUP_FRACTION = 0.10
 ENRICHMENT_ENDPOINT = "leads/process"  #: regex on k6's `name` tag (as data/slo.toml)
 HEALTH_ENDPOINT = "health"
 HOLD_PREFIX = "hold"
+#: below this many requests a p95 is decided by the slowest one or two (flagged in the note)
+MIN_P95_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -1822,7 +1824,18 @@ def capacity(
             else ""
         )
     else:
-        note = f"capacity stage {best_stage}"
+        row = table[table["stage"] == best_stage].iloc[0]
+        its = float(row["target_iters_per_s"])
+        note = (
+            f"capacity stage {best_stage}: {its:g} iterations/s = {its:g} enrichments/s + "
+            f"{its:g} /health/s"
+        )
+        n_enr = int(row["enrichment_requests"])
+        if n_enr < MIN_P95_SAMPLES:
+            note += (
+                f"; its enrichment p95 rests on {n_enr} requests (< {MIN_P95_SAMPLES}: the top "
+                "one or two decide it) — confirm with a longer run (larger time scale)"
+            )
     bpr = (ev.data_received_bytes / ev.requests) if ev.data_received_bytes and ev.requests else 0
 
     def price(p: Preset | None) -> tuple[float | None, float | None]:
@@ -1877,7 +1890,10 @@ def _capacity_reason(cap: Capacity, att: LatencyAttribution | None) -> str:
         f"{cap.slo_health_p95_ms:.0f} ms, errors ≤ {cap.slo_error_rate:.0%}, no dropped iterations"
     )
     if cap.max_sustained_rps > 0:
-        line = f"{head}: {cap.max_sustained_rps:.1f} req/s ({cap.max_sustained_stage}) within {slo}"
+        line = (
+            f"{head}: {cap.max_sustained_rps:.1f} req/s ({cap.max_sustained_stage}) within {slo}"
+            f" — {cap.note}"
+        )
     else:
         line = f"{head}: 0 req/s within {slo} — {cap.note}"
         if cap.enrichment_upstream_bound:

@@ -680,6 +680,12 @@ def test_capacity_is_the_expected_hold_stage(
             4 / 180
         )  # k = 20, 40, 60, 80 of 10..99
         assert "errors > 1%" in t.loc["hold-10/s", "fails"]
+    if case == "slow_health_hold_5":
+        # hold-2/s: 9 s window × 2 iterations/s = 18 enrichments, too few for a firm p95
+        assert "2 iterations/s = 2 enrichments/s" in cap.note
+        assert "rests on 18 requests" in cap.note
+    else:
+        assert "rests on" not in cap.note
     if case == "hold_10_fails_hold_20_passes":
         # a stage above a failed one does not count: the service was already behind
         assert t.loc["hold-20/s", "within_slo"] and not t.loc["hold-10/s", "within_slo"]
