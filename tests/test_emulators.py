@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
-from service.emulators import c2s, diretrix, work
+from service.emulators import c2s, diretrix, faults, work
 from service.emulators.dataset import Lead, get_dataset
 from service.emulators.faults import C2S_GET, C2S_MESSAGE, DIRETRIX_PHONE, WORK_API
 
@@ -420,7 +420,8 @@ def test_admin_health_and_config_shape(work_http: httpx.Client) -> None:
         "leads": len(DS), "latency_scale": 0.0,
     }  # fmt: skip
     cfg = work_http.get("/_emulator/config").json()
-    assert cfg["latency_ms"]["p50"] == 600 and cfg["latency_ms"]["p95"] == 3000
+    expected = faults.profile_config("work", "nominal").latency_ms
+    assert (cfg["latency_ms"]["p50"], cfg["latency_ms"]["p95"]) == (expected.p50, expected.p95)
     assert cfg["quota"]["credits"] == 1_000_000
 
 

@@ -31,10 +31,10 @@ def draws(engine: FaultEngine, route: str, n: int = N) -> np.ndarray:
 @pytest.mark.parametrize(
     ("upstream", "route", "p50", "p95"),
     [
-        ("c2s", C2S_GET, 400, 1500),
-        ("c2s", C2S_MESSAGE, 1000, 2000),
-        ("diretrix", DIRETRIX_PHONE, 650, 2000),
-        ("work", WORK_API, 600, 3000),
+        ("c2s", C2S_GET, 400, 1000),
+        ("c2s", C2S_MESSAGE, 1000, 1800),
+        ("diretrix", DIRETRIX_PHONE, 650, 1500),
+        ("work", WORK_API, 550, 900),
     ],
 )
 def test_nominal_latency_quantiles_match_configured_figures(
@@ -59,7 +59,7 @@ def test_degraded_work_is_slow_and_clipped() -> None:
     engine = FaultEngine(profile_config("work", "degraded"), seed=3)
     x = draws(engine, WORK_API)
     assert np.percentile(x, 50) == pytest.approx(4000, rel=0.06)
-    assert np.percentile(x, 95) == pytest.approx(10000, rel=0.06)
+    assert np.percentile(x, 95) == pytest.approx(8000, rel=0.06)
     assert x.min() >= 500 and x.max() <= 40000
 
 
@@ -177,10 +177,12 @@ def test_quota_counts_credits_and_reset_restores() -> None:
 def test_profiles_carry_reference_figures_and_load_test_headroom() -> None:
     nominal = {u: profile_config(u, "nominal") for u in faults.UPSTREAMS}
     degraded = {u: profile_config(u, "degraded") for u in faults.UPSTREAMS}
-    assert (nominal["c2s"].latency_ms.p50, nominal["c2s"].latency_ms.p95) == (400, 1500)
+    # nominal = the measured behaviour (reference §3.2: Work "400-700 ms measured"; §3.1:
+    # Diretrix "500-800 ms typical"; §2: message "~1-2 s"); the slow tails live in degraded.
+    assert 400 <= nominal["work"].latency_ms.p50 <= 700
+    assert 500 <= nominal["diretrix"].latency_ms.p50 <= 800
     msg = nominal["c2s"].routes[C2S_MESSAGE].latency_ms
-    assert (msg.p50, msg.p95) == (1000, 2000)
-    assert (nominal["work"].latency_ms.p50, nominal["work"].latency_ms.p95) == (600, 3000)
+    assert msg.p50 >= 1000 and msg.p95 <= 2000
     # A 20-VU run makes ≈ 10 enrichments/s at most: ≥ 2 C2S and ≤ 2 Work calls each.
     assert nominal["c2s"].rate_limit.rate_per_s >= 20
     assert nominal["work"].rate_limit.rate_per_s >= 15
@@ -190,6 +192,29 @@ def test_profiles_carry_reference_figures_and_load_test_headroom() -> None:
     assert degraded["work"].latency_ms.p50 >= 3000 and degraded["work"].hang_rate > 0
     for u in faults.UPSTREAMS:
         assert degraded[u].error_rate > nominal[u].error_rate
+
+
+def _enrichment_chain_ms(profile: str, n: int = 20_000, seed: int = 11) -> np.ndarray:
+    """End-to-end upstream time of one enrichment as the service makes the calls: C2S GET,
+    the two Diretrix lookups concurrently (the slower counts), Work once (twice for the
+    ~10 % different-people leads), then the C2S message — each draw from the engine."""
+    eng = {u: FaultEngine(profile_config(u, profile), seed=seed + i) for i, u in
+           enumerate(faults.UPSTREAMS)}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    get = draws(eng["c2s"], C2S_GET, n)
+    dx = np.maximum(
+        draws(eng["diretrix"], DIRETRIX_PHONE, n), draws(eng["diretrix"], DIRETRIX_PHONE, n)
+    )
+    work = draws(eng["work"], WORK_API, n)
+    work = work + np.where(rng.random(n) < 0.1, draws(eng["work"], WORK_API, n), 0.0)
+    return get + dx + work + draws(eng["c2s"], C2S_MESSAGE, n)
+
+
+def test_profiles_reproduce_the_reference_end_to_end_expectation() -> None:
+    # Reference §4.7: the < 5 s p95 target is met when the upstreams behave as measured
+    # (nominal); with Work at 3-10 s (degraded) the p95 is 8-15 s.
+    assert np.percentile(_enrichment_chain_ms("nominal"), 95) < 5000
+    assert 8000 <= np.percentile(_enrichment_chain_ms("degraded"), 95) <= 15000
 
 
 def test_merge_is_partial_and_validated() -> None:

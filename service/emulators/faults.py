@@ -180,24 +180,29 @@ ROUTES: dict[str, tuple[str, ...]] = {
 # up to 2 s, 2-5 s for phone+email [§3.1 doc]; Work 400-700 ms measured, 1-2 s, 3-10 s per CPF,
 # >30 s tails [§3.2 doc]; error/hang/rate/quota figures [§4.4]; degraded shape [§4.7].
 _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # nominal = the upstreams behaving as measured (§4.7: "the <5 s p95 target is met only
+    # when Work behaves like the 400-700 ms measurements"): Work p50 550/p95 900, Diretrix
+    # "500-800 ms typical", C2S message "~1-2 s". The slow tails (Work 3-10 s, >30 s hangs,
+    # Diretrix 2-5 s) belong to `degraded`. Chained, nominal gives an enrichment p95 of about
+    # 4.4 s (docs/emulators.md shows the simulation); degraded 8-15 s as §4.7 expects.
     "nominal": {
         "c2s": {
-            "latency_ms": {"p50": 400, "p95": 1500, "min": 30, "max": 8000},
+            "latency_ms": {"p50": 400, "p95": 1000, "min": 30, "max": 8000},
             "error_rate": 0.01,
             # Far above a 20-VU run's ~20 C2S calls/s; the real C2S limit is unpublished.
             "rate_limit": {"rate_per_s": 50, "burst": 100, "retry_after_s": 60},
             "routes": {
-                C2S_MESSAGE: {"latency_ms": {"p50": 1000, "p95": 2000, "min": 100, "max": 8000}}
+                C2S_MESSAGE: {"latency_ms": {"p50": 1000, "p95": 1800, "min": 100, "max": 8000}}
             },
         },
         "diretrix": {
-            "latency_ms": {"p50": 650, "p95": 2000, "min": 50, "max": 10000},
+            "latency_ms": {"p50": 650, "p95": 1500, "min": 50, "max": 10000},
             "error_rate": 0.02,
             "not_found_mode": "empty",
             "rate_limit": None,  # unknown upstream (§3.1); enable through PUT or `degraded`
         },
         "work": {
-            "latency_ms": {"p50": 600, "p95": 3000, "min": 100, "max": 40000},
+            "latency_ms": {"p50": 550, "p95": 900, "min": 100, "max": 40000},
             "error_rate": 0.01,
             "hang_rate": 0.0,
             # The reference's 0.5/s bucket mirrors a client-side courtesy spacing, not a server
@@ -208,21 +213,21 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "degraded": {
         "c2s": {
-            "latency_ms": {"p50": 700, "p95": 3000, "min": 50, "max": 10000},
+            "latency_ms": {"p50": 500, "p95": 1500, "min": 50, "max": 10000},
             "error_rate": 0.03,
             "rate_limit": {"rate_per_s": 2, "burst": 5, "retry_after_s": 60},
             "routes": {
-                C2S_MESSAGE: {"latency_ms": {"p50": 1500, "p95": 4000, "min": 200, "max": 10000}}
+                C2S_MESSAGE: {"latency_ms": {"p50": 1200, "p95": 2500, "min": 200, "max": 10000}}
             },
         },
         "diretrix": {
-            "latency_ms": {"p50": 1500, "p95": 5000, "min": 100, "max": 15000},
+            "latency_ms": {"p50": 1000, "p95": 2500, "min": 100, "max": 15000},
             "error_rate": 0.05,
             "not_found_mode": "empty",
             "rate_limit": {"rate_per_s": 5, "burst": 10},
         },
         "work": {
-            "latency_ms": {"p50": 4000, "p95": 10000, "min": 500, "max": 40000},
+            "latency_ms": {"p50": 4000, "p95": 8000, "min": 500, "max": 40000},
             "error_rate": 0.05,
             "hang_rate": 0.02,
             "hang_ms": 35000,
