@@ -434,7 +434,13 @@ def _sanitise(src: Path, dest: Path, gz: bool) -> tuple[int, list[str]]:
     too_long = bad_utf8 = 0
     with dest.open("wb") as out:
         pending = b""
+        skipping = False  # inside an overlong line (already counted) until its newline
         for data in _chunks(src, gz, scan):
+            if skipping:
+                nl = data.find(b"\n")
+                if nl == -1:
+                    continue
+                data, skipping = data[nl + 1 :], False
             pending += data
             parts = pending.split(b"\n")
             pending = parts.pop()
@@ -453,7 +459,7 @@ def _sanitise(src: Path, dest: Path, gz: bool) -> tuple[int, list[str]]:
                 out.write(b"\n".join(keep) + b"\n")
             if len(pending) > _MAX_LINE_BYTES:
                 too_long += 1
-                pending = b""
+                pending, skipping = b"", True
         if pending:
             # The unterminated last line, usually cut mid-way: the parser judges (and counts) it.
             try:
@@ -685,8 +691,31 @@ def _parse_into(
     finally:
         clean.unlink(missing_ok=True)
 
-    rows = sum(kinds.values())
-    kinds = {k: int(v) for k, v in kinds.items()}
+    kinds, parsed, skipped = _account(path, kinds, scan, sanitised_drop, warnings)
+    return FileIngest(
+        source=path,
+        parquet=parquet,
+        table=table,
+        lines={"parsed": parsed, "skipped": skipped},
+        kinds=kinds,
+        metrics=metrics,
+        tags=tags,
+        warnings=warnings,
+        start_ns=span[0] if span else None,
+        end_ns=span[1] if span else None,
+    )
+
+
+def _account(
+    path: Path, found: Mapping[str, int], scan: _Scan, sanitised_drop: int, warnings: list[str]
+) -> tuple[dict[str, int], int, int]:
+    """Line accounting: DuckDB's rows per kind + the physical line count → parsed/skipped.
+
+    ``parsed + skipped`` is the file's physical line count; raises :class:`K6InputError` when
+    no line at all is k6 output. Appends the skip warnings to ``warnings``.
+    """
+    rows = sum(found.values())
+    kinds = {k: int(v) for k, v in found.items()}
     # DuckDB's reader yields no row for an empty or whitespace-only line: count them here.
     kinds["blank"] = max(scan.lines - rows - sanitised_drop, 0)
     kinds["dropped"] = sanitised_drop
@@ -702,18 +731,7 @@ def _parse_into(
     warnings.extend(_skip_warnings(path, kinds, scan))
     if kinds.get("point", 0) == 0:
         warnings.append(f"{path.name}: no k6 samples")
-    return FileIngest(
-        source=path,
-        parquet=parquet,
-        table=table,
-        lines={"parsed": parsed, "skipped": skipped},
-        kinds=kinds,
-        metrics=metrics,
-        tags=tags,
-        warnings=warnings,
-        start_ns=span[0] if span else None,
-        end_ns=span[1] if span else None,
-    )
+    return kinds, parsed, skipped
 
 
 def ingest_file(path: Path, *, cache: bool = True, workdir: Path | None = None) -> FileIngest:
@@ -1118,6 +1136,20 @@ def _summary_and_meta(
                 pass
     tmp = Path(tempfile.mkdtemp(prefix="perflib-k6-"))
     try:
+        direct = None
+        if (
+            paths is not None
+            and len(paths) == 1
+            and not (cache and _load_cached(paths[0]) is not None)
+            and not _is_gzip(paths[0])
+        ):
+            # The common cold case, one plain file: one DuckDB pass (None: the general path).
+            direct = _direct_summary(paths[0], tmp)
+        if direct is not None:
+            result, lines, warnings, meta = direct
+            return _store_summary(
+                {"metrics": result, "lines": lines, "warnings": warnings}, meta, paths, cache
+            )
         con = _duckdb(tmp)
         try:
             if isinstance(source, Ingest):
@@ -1136,7 +1168,18 @@ def _summary_and_meta(
             con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = {"metrics": result, "lines": ing.lines, "warnings": warnings}
+    return _store_summary(
+        {"metrics": result, "lines": ing.lines, "warnings": warnings}, meta, paths, cache
+    )
+
+
+def _store_summary(
+    summary: dict[str, Any],
+    meta: dict[str, dict[str, Any]],
+    paths: Sequence[Path] | None,
+    cache: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Cache the summary beside the source (unless told not to), and return it."""
     if cache and paths is not None:
         try:
             _summary_cache_path(paths).parent.mkdir(exist_ok=True)
@@ -1147,6 +1190,191 @@ def _summary_and_meta(
         except OSError:
             pass  # read-only location: the summary is simply not cached
     return summary, meta
+
+
+def _direct_sql(
+    path: Path,
+    tags: Sequence[str],
+    subs: Sequence[tuple[str, str, dict[str, str]]],
+    guess: Mapping[str, dict[str, Any]],
+) -> str:
+    """The single aggregate query of :func:`_direct_summary` (see there for why)."""
+    struct = ", ".join(f'"{_sql_ident(t)}" VARCHAR' for t in tags)
+    # Metric lines' declarations come back from the same pass; JSON-typed, they accept any
+    # value, so no Point line turns invalid because of them.
+    columns = (
+        "{'metric': 'VARCHAR', 'type': 'VARCHAR', 'data': 'STRUCT(\"time\" VARCHAR, "
+        "value DOUBLE, name VARCHAR, type JSON, contains JSON, thresholds JSON, "
+        f"submetrics JSON, tags STRUCT({_sql_str(struct)}))'}}"
+    )
+    reader = (
+        f"read_json('{_sql_str(path)}', format='newline_delimited', columns={columns}, "
+        f"ignore_errors=true, compression='none', maximum_object_size={_MAX_LINE_BYTES})"
+    )
+    join, sub = "", "-1"
+    if subs:
+        # Each sample once as itself (-1), and once more per sub-metric it belongs to: a hash
+        # join on the parent metric (a per-row list + unnest cost ~2x more CPU).
+        parents = sorted({parent for _, parent, _ in subs})
+        values = ", ".join(
+            [f"({_sql_lit(p)}, -1)" for p in parents]
+            + [f"({_sql_lit(parent)}, {i})" for i, (_, parent, _) in enumerate(subs)]
+        )
+        conds = " OR ".join(
+            ["s.sub = -1"]
+            + [
+                f"(s.sub = {i} AND "
+                + (
+                    " AND ".join(
+                        f'data.tags."{_sql_ident(k)}" = {_sql_lit(str(v))}' for k, v in t.items()
+                    )
+                    or "TRUE"
+                )
+                + ")"
+                for i, (_, _, t) in enumerate(subs)
+            ]
+        )
+        join = f"LEFT JOIN (VALUES {values}) s(parent, sub) ON f.metric = s.parent AND ({conds})"
+        sub = "coalesce(s.sub, -1)"
+
+    def not_in(kinds: Sequence[str]) -> str:
+        names = [_sql_lit(m) for m, d in guess.items() if d.get("type") in kinds]
+        # Not ``NOT IN (NULL)`` when nothing is declared: that is NULL, and FILTER drops NULL.
+        return f"metric NOT IN ({', '.join(names)})" if names else "TRUE"
+
+    qs = ", ".join(str(q) for q in _TREND_QUANTILES)
+    return f"""
+WITH f AS (SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}),
+k AS (
+  SELECT metric, time_ns, data.value AS value, data.tags."name" AS tag_name,
+    CASE WHEN type = 'Point' AND metric IS NOT NULL AND data.value IS NOT NULL
+              AND time_ns IS NOT NULL THEN 'point'
+         WHEN type = 'Metric' THEN 'metric'
+         WHEN type = 'Point' THEN 'bad_point'
+         ELSE 'invalid' END AS kind,
+    CASE WHEN type = 'Metric' THEN struct_pack(name := data.name, type := data.type,
+      contains := data.contains, thresholds := data.thresholds,
+      submetrics := data.submetrics) END AS decl,
+    {sub} AS sub,
+    {not_in(("rate", "counter", "gauge"))} AS is_trend,
+    {not_in(("trend", "rate", "counter"))} AS is_gauge
+  FROM f {join}
+)
+SELECT kind, sub, metric, tag_name, GROUPING(tag_name) AS whole,
+  count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
+  quantile_cont(value, [{qs}]) FILTER (WHERE kind = 'point' AND is_trend) AS q,
+  count(*) FILTER (WHERE value <> 0) AS nonzero,
+  arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last,
+  min(time_ns), max(time_ns), list(decl) FILTER (WHERE decl IS NOT NULL)
+FROM k
+GROUP BY GROUPING SETS ((kind, sub, metric), (kind, sub, metric, tag_name))
+"""
+
+
+def _direct_summary(
+    path: Path, tmp: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]] | None:
+    """Cold summary of one plain NDJSON file in ONE DuckDB pass, straight from ``read_json``.
+
+    Why: on a cold cache the time goes into reading the file, so it is read once. No table
+    is written and no byte pre-pass looks for Metric lines: DuckDB returns the declarations
+    from the same pass (any key order, any ``\\u`` spelling), while this thread counts the
+    physical lines for the accounting (DuckDB releases the GIL). The sub-metric filters must
+    be in the query, so they come from the Metric lines of the first MiB (k6 declares a
+    metric just before its first sample) and are checked against DuckDB's declarations
+    afterwards. Returns None, for the general path (:func:`_parse_into`), when they differ
+    (a sub-metric declared later), when a metric is declared twice, or when DuckDB refuses
+    the file (an overlong line, bad UTF-8: the general path sanitises and counts them).
+    """
+    import threading
+
+    duckdb = _duckdb_module()
+    read_errors = (duckdb.IOException, duckdb.InvalidInputException)
+    with path.open("rb") as fh:
+        head = fh.read(_MAX_LINE_BYTES)
+    head_lines: list[bytes] = []
+    cut = head.rfind(b"\n")
+    if cut > 0:
+        _collect_metric_lines(head, 0, cut, head_lines)
+    guess = _parse_metric_lines(head_lines)
+    subs = _declared_subs(guess, guess)
+    tags = ["name", *sorted({k for _, _, t in subs for k in t} - {"name"})]
+    query = _direct_sql(path, tags, subs, guess)
+
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            con = _duckdb(tmp)
+            try:
+                out["rows"] = con.execute(query).fetchall()
+            finally:
+                con.close()
+        except BaseException as exc:  # re-raised (or judged) in the calling thread
+            out["error"] = exc
+
+    worker = threading.Thread(target=work, name="perflib-k6-summary", daemon=True)
+    size = path.stat().st_size
+    with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
+        worker.start()
+        scan = _Scan()
+        last = b""
+        for data in _chunks(path, False, scan):
+            scan.lines += data.count(b"\n")
+            last = data[-1:]
+        if last not in (b"", b"\n"):  # what follows the last newline: an unterminated line
+            scan.lines += 1
+            scan.ends_with_newline = False
+        worker.join()
+    if "error" in out:
+        if isinstance(out["error"], read_errors):
+            return None
+        raise out["error"]
+
+    found: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    decls: list[dict[str, Any]] = []
+    first = last_ns = None
+    for kind, sub, metric, name, whole, *agg, t0, t1, dl in out["rows"]:
+        if sub == -1 and whole:
+            found[kind] = found.get(kind, 0) + agg[0]
+            decls.extend(dl or [])
+        if kind != "point":
+            continue
+        if sub != -1:
+            if whole:
+                sub_aggs[_sub_key(*subs[sub])] = tuple(agg)
+            continue
+        rows.append((metric, name, whole, *agg))
+        if whole:
+            first = t0 if first is None else min(first, t0)
+            last_ns = t1 if last_ns is None else max(last_ns, t1)
+
+    names = [d["name"] for d in decls]
+    if len(set(names)) != len(names):
+        return None  # declared twice: the general path keeps k6's order (the last one wins)
+    meta = _parse_metric_lines(
+        json.dumps({"data": _decl_obj(d)}).encode()
+        for d in sorted(decls, key=lambda d: (d["name"] is None, d["name"] or ""))
+    )
+    late = {m for m in meta.keys() - guess.keys() if meta[m]["submetrics"]}
+    if late or any(meta.get(m) != d for m, d in guess.items()):
+        return None  # the query's sub-metric filters or type flags were not the final ones
+
+    warnings: list[str] = []
+    _, parsed, skipped = _account(path, found, scan, 0, warnings)
+    duration_s = max(last_ns - first, 0) / 1e9 if first is not None else 0.0
+    result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
+    return result, {"parsed": parsed, "skipped": skipped}, warnings, meta
+
+
+def _decl_obj(decl: Mapping[str, Any]) -> dict[str, Any]:
+    """A Metric line's ``data`` object back from DuckDB's row (JSON fields decoded)."""
+    obj: dict[str, Any] = {} if decl["name"] is None else {"name": decl["name"]}
+    for key in ("type", "contains", "thresholds", "submetrics"):
+        obj[key] = None if decl[key] is None else json.loads(decl[key])
+    return obj
 
 
 def _summarize(
@@ -1180,37 +1408,15 @@ def _summarize(
         GROUP BY GROUPING SETS ((metric), (metric, tag_name))
     """).fetchall()
     seen = sorted({r[0] for r in rows})
-    types: dict[str, str] = {}
-    for m in seen:
-        t = (meta.get(m) or {}).get("type")
-        if t not in ("trend", "rate", "counter", "gauge"):
-            warnings.append(f"metric {m!r} has no k6 Metric declaration: summarised as a trend")
-            t = "trend"
-        types[m] = t
-    duration_s = _run_duration_s(ing)
-
-    stats: dict[str, dict[str, Any]] = {}
-    splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
-    for metric, name, whole, *agg in rows:
-        if whole:
-            stats[metric] = _stats(types[metric], *agg, duration_s)
-        elif name is not None and metric.startswith("http_req") and types[metric] != "gauge":
-            splits.setdefault(metric, []).append((name, tuple(agg)))
-
-    # Sub-metrics k6 declared (thresholds, expected_response:true): arbitrary tag filters.
-    declared: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-    subs: list[tuple[str, str, str]] = []
-    for parent in seen:
-        for s in (meta.get(parent) or {}).get("submetrics", []):
-            tags = s.get("tags") or _tags_from_suffix(s.get("suffix") or "")
-            declared.add((parent, tuple(sorted(tags.items()))))
-            subs.append((s["name"], parent, _submetric_filter(tags, columns)))
+    subs = _declared_subs(seen, meta)
+    sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     if subs:
         # One scan: each sample is repeated once per sub-metric it belongs to (k6 adds it to
         # every matching sub-metric's sink too).
         which = ", ".join(
-            f"CASE WHEN metric = {_sql_lit(parent)} AND ({where}) THEN {i} END"
-            for i, (_, parent, where) in enumerate(subs)
+            f"CASE WHEN metric = {_sql_lit(parent)} AND "
+            f"({_submetric_filter(tags, columns)}) THEN {i} END"
+            for i, (_, parent, tags) in enumerate(subs)
         )
         parents = ", ".join(sorted({_sql_lit(parent) for _, parent, _ in subs}))
         got = {
@@ -1222,9 +1428,58 @@ def _summarize(
                     FROM pts WHERE metric IN ({parents}))
                 GROUP BY sub""").fetchall()
         }
-        for i, (name, parent, _) in enumerate(subs):
-            agg = got.get(i, (0, 0.0, None, None, None, 0, None))
-            stats[name] = _stats(types[parent], *agg, duration_s)
+        sub_aggs = {_sub_key(*s): got[i] for i, s in enumerate(subs) if i in got}
+    return _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+
+
+def _declared_subs(
+    parents: Iterable[str], meta: Mapping[str, dict[str, Any]]
+) -> list[tuple[str, str, dict[str, str]]]:
+    """``(name, parent, tag filter)`` of every sub-metric k6 declared for ``parents``."""
+    out = []
+    for parent in parents:
+        for s in (meta.get(parent) or {}).get("submetrics", []):
+            tags = s.get("tags") or _tags_from_suffix(s.get("suffix") or "")
+            out.append((s["name"], parent, tags))
+    return out
+
+
+def _sub_key(name: str, parent: str, tags: Mapping[str, str]) -> tuple[Any, ...]:
+    return (name, parent, tuple(sorted(tags.items())))
+
+
+def _assemble(
+    rows: Sequence[Sequence[Any]],
+    sub_aggs: Mapping[tuple[Any, ...], Sequence[Any]],
+    meta: Mapping[str, dict[str, Any]],
+    duration_s: float,
+    warnings: list[str],
+) -> dict[str, dict[str, Any]]:
+    """k6's statistics from the aggregate rows ``(metric, name tag, whole, *aggregates)`` and
+    the sub-metric aggregates (keyed by :func:`_sub_key`): shared by both summary paths."""
+    seen = sorted({r[0] for r in rows})
+    types: dict[str, str] = {}
+    for m in seen:
+        t = (meta.get(m) or {}).get("type")
+        if t not in ("trend", "rate", "counter", "gauge"):
+            warnings.append(f"metric {m!r} has no k6 Metric declaration: summarised as a trend")
+            t = "trend"
+        types[m] = t
+
+    stats: dict[str, dict[str, Any]] = {}
+    splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+    for metric, name, whole, *agg in rows:
+        if whole:
+            stats[metric] = _stats(types[metric], *agg, duration_s)
+        elif name is not None and metric.startswith("http_req") and types[metric] != "gauge":
+            splits.setdefault(metric, []).append((name, tuple(agg)))
+
+    # Sub-metrics k6 declared (thresholds, expected_response:true): arbitrary tag filters.
+    declared: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for name, parent, tags in _declared_subs(seen, meta):
+        declared.add((parent, tuple(sorted(tags.items()))))
+        agg = sub_aggs.get(_sub_key(name, parent, tags), (0, 0.0, None, None, None, 0, None))
+        stats[name] = _stats(types[parent], *agg, duration_s)
 
     for metric, values in sorted(splits.items()):
         if len(values) > MAX_NAME_SPLITS:

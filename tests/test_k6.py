@@ -873,3 +873,71 @@ def test_prescan_finds_reserialised_metric_lines_across_chunk_boundaries(tmp_pat
         scan = k6._prescan(path, gz=False, chunk_size=size)
         assert scan.metric_lines == [metric] * 3, size
         assert scan.lines == 5 and not scan.ends_with_newline and not scan.escapes
+
+
+def test_cold_summary_of_a_plain_file_is_one_duckdb_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """k6's own plain file takes the single-pass path (no table, no Metric-line byte scan),
+    and it gives what the general path gives for the same bytes gzipped."""
+    src = FIXTURES / "mixed.ndjson.gz"
+    gz = tmp_path / "k6.ndjson.gz"
+    shutil.copyfile(src, gz)
+    general = k6.summarize(gz, cache=False)
+    plain = tmp_path / "k6.ndjson"
+    plain.write_bytes(gzip.decompress(src.read_bytes()))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(k6, "_parse_into", refuse)
+    monkeypatch.setattr(k6, "_prescan", refuse)
+    assert k6.summarize(plain, cache=False) == general
+    assert assert_matches_k6(
+        general["metrics"], k6.read_summary_export(FIXTURES / "mixed-export.json")
+    )
+
+
+def test_sub_metric_declared_late_falls_back_to_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sub-metric filters are taken from the first MiB; a declaration further on (here all of
+    them, after 1.5 MiB of blank lines) must not be missed: same summary as the general path."""
+    body = gzip.decompress((FIXTURES / "mixed.ndjson.gz").read_bytes())
+    blank = 3 * (1 << 19)
+    plain = tmp_path / "late.ndjson"
+    plain.write_bytes(b"\n" * blank + body)
+    gz = tmp_path / "late.ndjson.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    general = k6.summarize(gz, cache=False)
+    calls: list[Path] = []
+    parse_into = k6._parse_into
+
+    def spy(path: Path, *args: Any, **kwargs: Any) -> Any:
+        calls.append(path)
+        return parse_into(path, *args, **kwargs)
+
+    monkeypatch.setattr(k6, "_parse_into", spy)
+    mine = k6.summarize(plain, cache=False)
+    assert calls == [plain]  # the single pass handed over
+    assert mine["metrics"] == general["metrics"] and mine["lines"] == general["lines"]
+    assert mine["warnings"] == [w.replace(".gz:", ":") for w in general["warnings"]]
+    assert mine["lines"] == {"parsed": body.count(b"\n"), "skipped": blank}
+    assert "http_req_duration{expected_response:true}" in mine["metrics"]
+    assert assert_matches_k6(
+        mine["metrics"], k6.read_summary_export(FIXTURES / "mixed-export.json")
+    )
+
+
+def test_plain_file_duckdb_refuses_is_sanitised_and_counted(tmp_path: Path) -> None:
+    """A 40 MiB line (longer than DuckDB will skip, over several read chunks) makes it refuse
+    the file: the single pass hands over to the sanitising general path, which counts that
+    line once (it used to count it once per 8 MiB chunk)."""
+    body = gzip.decompress((FIXTURES / "mixed.ndjson.gz").read_bytes())
+    path = tmp_path / "k6.ndjson"
+    path.write_bytes(body + b'{"x":"' + b"x" * (40 << 20) + b'"}\n' + b'{"metric":"\xff"}\n')
+    summary = k6.summarize(path, cache=False)
+    assert summary["lines"] == {"parsed": body.count(b"\n"), "skipped": 2}
+    assert any("skipped 1 line(s) longer than" in w for w in summary["warnings"])
+    export = k6.read_summary_export(FIXTURES / "mixed-export.json")
+    assert assert_matches_k6(summary["metrics"], export)
