@@ -100,7 +100,7 @@ rp.runs_table(runs)
 for a in analyses:
     go, reasons = rp.go_no_go(a)
     lines = [f"### {'✅ GO' if go else '⛔ NO-GO'} — {rp.run_label(a.run)}"]
-    lines += [f"- {r}" for r in reasons] or ["- every check passed and no SLO is at alert"]
+    lines += [f"- {r}" for r in reasons] or ["- every check passed and the guide's smoke expectations are met"]
     display(Markdown("\\n".join(lines)))
 """),
     md("## k6 checks\n\nEach `check()` in `tests/smoke-test.js`, with how often it held."),

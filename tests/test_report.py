@@ -128,3 +128,47 @@ def test_failing_notebook_exits_1_and_keeps_the_partial_notebook(
     ran = [c for c in partial["cells"] if c["cell_type"] == "code" and c.get("outputs")]
     assert any("first part ran" in "".join(o.get("text", "")) for c in ran for o in c["outputs"])
     assert (out / "report.html").exists()  # the report still renders what ran
+
+
+def _smoke_analysis(tmp_path: Path, verdicts: list[tuple[str, str]]):
+    """A real smoke run (copied, exit ok) with the given (slo id, verdict) pairs."""
+    import shutil
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from perflib.rundir import RunDir
+    from perflib.slo import load_slos
+
+    src = Path(__file__).resolve().parent.parent / "data" / "runs" / "01-smoke-1024mb"
+    run_path = tmp_path / "smoke"
+    shutil.copytree(src, run_path)
+    run = RunDir.open(run_path)
+    run.manifest["exit"] = {**(run.manifest.get("exit") or {}), "status": "ok"}
+    run.save_manifest()
+    slos = load_slos()
+    titles = {s.id: s.title for s in slos.slo}
+    frame = pd.DataFrame(
+        [
+            {"id": i, "title": titles[i], "verdict": v, "measured": 1.0, "unit": "ms"}
+            for i, v in verdicts
+        ],
+        columns=["id", "title", "verdict", "measured", "unit"],
+    )
+    return SimpleNamespace(run=run, profile="smoke", slos=slos, verdicts=frame, requests=[1])
+
+
+def test_go_no_go_blocks_on_the_smoke_expectations_not_on_every_alert(tmp_path: Path) -> None:
+    from perflib.report import go_no_go
+
+    # a benchmark target at alert (the DB step) is a note, not a deploy blocker
+    go, reasons = go_no_go(_smoke_analysis(tmp_path / "a", [("db_p95", "alert")]))
+    assert go and reasons and reasons[0].startswith("note (not blocking)")
+    # the guide's smoke expectation (p95 < 3 s) at alert blocks
+    go, reasons = go_no_go(_smoke_analysis(tmp_path / "b", [("smoke_p95", "alert")]))
+    assert not go and not reasons[0].startswith("note")
+    # anything critical blocks
+    go, _ = go_no_go(_smoke_analysis(tmp_path / "c", [("memory_peak", "critical")]))
+    assert not go
+    go, reasons = go_no_go(_smoke_analysis(tmp_path / "d", []))
+    assert go and reasons == []
