@@ -731,6 +731,10 @@ def test_late_finishing_requests_count_against_the_stage_that_sent_them(tmp_path
     assert t2.loc["hold-5/s", "errors"] == gone
     assert t2.loc["hold-5/s", "requests"] == 2 * 45  # 9 s × 5 iterations/s × 2
     assert t2.loc["hold-5/s", "enrichment_p95_ms"] == pytest.approx(3000.0, abs=1)  # censored
+    assert t2.loc["hold-5/s", "enrichment_p95_lower_bound"]
+    # 3000 ms ≤ 5000 ms, but only as a lower bound: it does not pass the latency check
+    assert "enrichment p95" in t2.loc["hold-5/s", "fails"]
+    assert not t2.loc["hold-2/s", "enrichment_p95_lower_bound"]
     assert not t2.loc["hold-5/s", "within_slo"]
 
 
