@@ -27,7 +27,6 @@ import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,29 +113,43 @@ def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float])
 # --------------------------------------------------------------------------- ingest
 
 
-@dataclass
 class FileIngest:
-    """One k6 NDJSON file turned into a Parquet table of typed rows (its cache)."""
+    """One k6 NDJSON file turned into a Parquet table of typed rows (its cache).
 
-    source: Path
-    parquet: Path | None
-    table: str | None
-    lines: dict[str, int]
-    kinds: dict[str, int]
-    metrics: dict[str, dict[str, Any]]
-    tags: list[str]
-    warnings: list[str]
-    start_ns: int | None
-    end_ns: int | None
-    from_cache: bool = False
+    A plain class, not a dataclass: ``dataclasses`` (with ``inspect``) costs ~10 ms to
+    import, and a cold ``perflib summarize`` counts its start-up.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: Path,
+        parquet: Path | None,
+        table: str | None,
+        lines: dict[str, int],
+        kinds: dict[str, int],
+        metrics: dict[str, dict[str, Any]],
+        tags: list[str],
+        warnings: list[str],
+        start_ns: int | None,
+        end_ns: int | None,
+        from_cache: bool = False,
+    ) -> None:
+        self.source, self.parquet, self.table = source, parquet, table
+        self.lines, self.kinds, self.metrics, self.tags = lines, kinds, metrics, tags
+        self.warnings, self.start_ns, self.end_ns = warnings, start_ns, end_ns
+        self.from_cache = from_cache
+
+    def __repr__(self) -> str:
+        return f"FileIngest(source={self.source!r}, lines={self.lines!r})"
 
 
-@dataclass
 class Ingest:
     """Every file of a source, with the temporary directories to remove afterwards."""
 
-    files: list[FileIngest]
-    _tmpdirs: list[Path] = field(default_factory=list)
+    def __init__(self, files: list[FileIngest], _tmpdirs: list[Path] | None = None) -> None:
+        self.files = files
+        self._tmpdirs = [] if _tmpdirs is None else _tmpdirs
 
     @property
     def parquets(self) -> list[Path]:
@@ -317,19 +330,19 @@ _METRIC_PREFIX = b'{"type":"Metric"'
 _METRIC_VALUE = b'"Metric"'
 
 
-@dataclass
 class _Scan:
     """What a cheap byte-level pass learns before the parse (no JSON decoding of Points)."""
 
-    lines: int = 0  # physical lines, the unterminated last one included
-    ends_with_newline: bool = True
-    metric_lines: list[bytes] = field(default_factory=list)
-    head: bytes = b""  # the first chunk: custom tag keys are sampled from it
-    gzip_complete: bool = True
-    gzip_error: str | None = None
-    produced: int = 0
-    #: Some line holds a ``\\u`` escape, so a Metric line may hide from the byte search.
-    escapes: bool = False
+    def __init__(self) -> None:
+        self.lines = 0  # physical lines, the unterminated last one included
+        self.ends_with_newline = True
+        self.metric_lines: list[bytes] = []
+        self.head = b""  # the first chunk: custom tag keys are sampled from it
+        self.gzip_complete = True
+        self.gzip_error: str | None = None
+        self.produced = 0
+        #: Some line holds a ``\\u`` escape, so a Metric line may hide from the byte search.
+        self.escapes = False
 
 
 def _chunks(path: Path, gz: bool, scan: _Scan, size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
