@@ -1332,9 +1332,12 @@ def _direct_summary(
         worker.start()
         scan = _Scan()
         last = b""
-        for data in _chunks(path, False, scan):
-            scan.lines += data.count(b"\n")
-            last = data[-1:]
+        # One reused 1 MiB buffer: fresh 8 MiB reads cost a page fault per 4 KiB every time.
+        buf = bytearray(_MAX_LINE_BYTES)
+        with path.open("rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                scan.lines += (buf if n == len(buf) else buf[:n]).count(b"\n")
+                last = buf[n - 1 : n]
         if last not in (b"", b"\n"):  # what follows the last newline: an unterminated line
             scan.lines += 1
             scan.ends_with_newline = False
