@@ -2,7 +2,8 @@
 
 Why DuckDB: one streaming, multi-threaded pass over the NDJSON (plain or ``.gz``) turns every
 line into a typed row, either of a Parquet cache beside the source (``read_points``,
-``read_requests``) or of a narrow temporary table (a cold ``summarize``); summaries are SQL
+``read_requests``) or of a narrow temporary table (a cold ``summarize`` of gzip or segments),
+or straight into the aggregates (a cold ``summarize`` of one plain file); summaries are SQL
 aggregates, so memory stays bounded by what the aggregates keep (like k6 itself, the values
 of each trend), never by the file. k6.md §6 measured 0.38 s on a 349 MB file; our own
 figures are in ``docs/ingest.md``.
@@ -1116,8 +1117,9 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     a few ms longer in short runs; docs/ingest.md gives the tolerance).
 
     Aggregation runs in DuckDB: from the Parquet cache when ``read_points`` already built it,
-    else straight from the NDJSON into a narrow temporary table (only the tags a summary
-    needs; it spills to disk past the memory limit). Memory holds the aggregates and, like
+    else in one pass straight from one plain NDJSON file (:func:`_direct_summary`), else
+    from the NDJSON into a narrow temporary table (only the tags a summary needs; it spills
+    to disk past the memory limit). Memory holds the aggregates and, like
     k6, the values of each trend, never the file. The result is cached beside the source.
     """
     return _summary_and_meta(source, cache)[0]
