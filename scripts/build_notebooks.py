@@ -321,6 +321,28 @@ if comparison is not None:
             display(Markdown(f"_{label}: {res.get('reason', 'no comparison')}_"))
 """),
     md(
+        "## Capacity\n\nFrom a stress run (open model, rising arrival rate): the highest "
+        "hold stage whose requests met every SLO with no dropped iterations, and what a "
+        "million requests cost at that rate. Requests are assigned to the stage they "
+        "started in."
+    ),
+    code("""
+from perflib import sizing
+
+stress = rp.load_runs(run_dirs, profile="stress")
+for r in stress:
+    cap = sizing.capacity(r, region=region, price_set=price_set,
+                          recommended=rec.recommended_preset if rec is not None else None)
+    per_m = f"${cap.cost_per_million_usd:,.3f}" if cap.cost_per_million_usd is not None else "n/a"
+    display(Markdown(
+        f"**{rp.run_label(r)}**: {cap.max_sustained_rps:g} req/s within every SLO"
+        f" ({cap.max_sustained_stage or 'no stage'}); first breach: "
+        f"{cap.first_breach_stage or 'none'} ({cap.first_breach_reason or '-'}); {per_m} per million requests"))
+    display(cap.stages)
+if not stress:
+    display(Markdown("_No stress run among the run directories._"))
+"""),
+    md(
         "## Connection pool\n\nThe guide: under 10 requests/min use 5 connections, 10–50 use 10, above 50 use 20."
     ),
     code("""
