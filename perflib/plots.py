@@ -71,6 +71,19 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
         )
 
 
+def _vus_axis(ax: Axes, vus: pd.DataFrame | None) -> tuple[list[Any], list[str]]:
+    """Draw the VUs on a second y axis; the legend handles and labels of both axes."""
+    handles, labels = ax.get_legend_handles_labels()
+    if vus is not None and len(vus):
+        ax2 = ax.twinx()
+        ax2.step(vus["t_s"], vus["vus"], where="post", color="#5f6368", alpha=0.7, label="VUs")
+        ax2.set_ylabel("virtual users (VUs)")
+        ax2.set_ylim(bottom=0)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    return handles, labels
+
+
 def _no_data(ax: Axes, what: str) -> None:
     ax.text(
         0.5, 0.5, f"no {what}", transform=ax.transAxes, ha="center", va="center", color="#80868b"
@@ -100,14 +113,7 @@ def plot_latency_over_time(
         _no_data(ax, "requests")
     ax.set_xlabel("time since k6 start (s)")
     ax.set_ylabel("http_req_duration (ms)")
-    handles, labels = ax.get_legend_handles_labels()
-    if vus is not None and len(vus):
-        ax2 = ax.twinx()
-        ax2.step(vus["t_s"], vus["vus"], where="post", color="#5f6368", alpha=0.7, label="VUs")
-        ax2.set_ylabel("virtual users (VUs)")
-        ax2.set_ylim(bottom=0)
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
+    handles, labels = _vus_axis(ax, vus)
     if handles:
         ax.legend(handles, labels, loc="upper left")
     name = "all endpoints" if endpoint == ALL else endpoint
@@ -153,14 +159,7 @@ def plot_throughput(
         _no_data(axe, "requests")
     ax.set_ylabel("throughput (req/s)")
     ax.set_ylim(bottom=0)
-    handles, labels = ax.get_legend_handles_labels()
-    if vus is not None and len(vus):
-        ax2 = ax.twinx()
-        ax2.step(vus["t_s"], vus["vus"], where="post", color="#5f6368", alpha=0.7, label="VUs")
-        ax2.set_ylabel("virtual users (VUs)")
-        ax2.set_ylim(bottom=0)
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
+    handles, labels = _vus_axis(ax, vus)
     if handles:
         ax.legend(handles, labels, loc="upper left", fontsize=8)
     ax.set_title(title or "Throughput and errors per time bucket")
