@@ -941,3 +941,34 @@ def test_plain_file_duckdb_refuses_is_sanitised_and_counted(tmp_path: Path) -> N
     assert any("skipped 1 line(s) longer than" in w for w in summary["warnings"])
     export = k6.read_summary_export(FIXTURES / "mixed-export.json")
     assert assert_matches_k6(summary["metrics"], export)
+
+
+def test_undeclared_http_metric_is_still_split_per_endpoint(tmp_path: Path) -> None:
+    """The single pass splits per endpoint only the HTTP metrics declared in the first MiB;
+    an undeclared one hands the file over, so its ``{name:…}`` splits are still there and
+    equal numpy's percentiles of the raw values, and the gzipped (general path) summary."""
+    rng = np.random.default_rng(11)
+    names = rng.choice(["/a", "/b", "/c"], 900)
+    values = rng.lognormal(3, 1, 900)
+    lines = [
+        json.dumps(
+            {
+                "type": "Point",
+                "metric": "http_req_duration",
+                "data": {"value": v, "time": "2026-01-01T00:00:00Z", "tags": {"name": str(n)}},
+            }
+        )
+        for n, v in zip(names, values, strict=True)
+    ]
+    plain = tmp_path / "http.ndjson"
+    plain.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    gz = tmp_path / "http.ndjson.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    mine = k6.summarize(plain, cache=False)
+    assert mine["metrics"] == k6.summarize(gz, cache=False)["metrics"]
+    assert mine["lines"] == {"parsed": 900, "skipped": 0}
+    for name in ("/a", "/b", "/c"):
+        got = mine["metrics"][f"http_req_duration{{name:{name}}}"]
+        sel = values[names == name]
+        assert got["count"] == sel.size
+        assert got["p(95)"] == pytest.approx(np.percentile(sel, 95), rel=1e-12)
