@@ -69,12 +69,10 @@ def create_app(
         cred = credential(request)
         if cred is None:
             return unauthorized(C2S_GET)
-        override = emu.override(request)
-        if isinstance(override, Response):
-            return override
-        decision = await emu.gate(C2S_GET, cred, override)
-        if decision.kind != "ok":
-            return emu.fault_response(C2S_GET, decision)
+        admitted = await emu.admit(request, C2S_GET, cred)
+        if isinstance(admitted, Response):
+            return admitted
+        decision, _ = admitted
         lead = emu.dataset.lead_by_id.get(lead_id)
         if lead is None:
             return emu.reply(
@@ -127,12 +125,10 @@ def create_app(
         cred = credential(request)
         if cred is None:
             return unauthorized(C2S_MESSAGE)
-        override = emu.override(request)
-        if isinstance(override, Response):
-            return override
-        decision = await emu.gate(C2S_MESSAGE, cred, override)
-        if decision.kind != "ok":
-            return emu.fault_response(C2S_MESSAGE, decision)
+        admitted = await emu.admit(request, C2S_MESSAGE, cred)
+        if isinstance(admitted, Response):
+            return admitted
+        decision, override = admitted
         lead = emu.dataset.lead_by_id.get(lead_id)
         if lead is None:
             return emu.reply(

@@ -99,6 +99,20 @@ class Emulator:
             await asyncio.sleep(decision.delay_s)
         return decision
 
+    async def admit(
+        self, request: Request, route: str, credential: str
+    ) -> tuple[Decision, str | None] | Response:
+        """One authenticated call through the override header and the fault engine: either a
+        response to send as is (bad header, rate limit, hang, injected error) or the
+        fault-free decision with the override, for the handler to answer."""
+        override = self.override(request)
+        if isinstance(override, Response):
+            return override
+        decision = await self.gate(route, credential, override)
+        if decision.kind != "ok":
+            return self.fault_response(route, decision)
+        return decision, override
+
     def fault_response(self, route: str, decision: Decision) -> Response:
         if decision.kind == "rate_limited":
             limit = self.engine.config.rate_limit

@@ -90,12 +90,10 @@ def create_app(
         cred = credential(request)
         if cred is None:
             return unauthorized(route)
-        override = emu.override(request)
-        if isinstance(override, Response):
-            return override
-        decision = await emu.gate(route, cred, override)
-        if decision.kind != "ok":
-            return emu.fault_response(route, decision)
+        admitted = await emu.admit(request, route, cred)
+        if isinstance(admitted, Response):
+            return admitted
+        decision, override = admitted
         return find(decision, override == "not_found")
 
     @app.get("/Consultas/Pessoa/Telefone/{phone}")

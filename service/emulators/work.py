@@ -50,12 +50,10 @@ def create_app(
         token = params.get("token", "")
         if not hmac.compare_digest(token.encode(), secret):
             return emu.reply(WORK_API, None, 200, BAD_TOKEN, kind="auth")
-        override = emu.override(request)
-        if isinstance(override, Response):
-            return override
-        decision = await emu.gate(WORK_API, "token", override)
-        if decision.kind != "ok":
-            return emu.fault_response(WORK_API, decision)
+        admitted = await emu.admit(request, WORK_API, "token")
+        if isinstance(admitted, Response):
+            return admitted
+        decision, override = admitted
         module = params.get("modulo", "")
         if module not in MODULES:
             body = {"status": 403, "reason": f"Módulo {module} inexistente para a rota"}
