@@ -282,18 +282,17 @@ static const char *parse_number(const char *p, const char *end, double *out) {
         *out = neg ? -v : v;
         return p;
     }
-    char tmp[128];
+    char local[128], *tmp = local;
     size_t len = (size_t)(p - start);
-    if (len >= sizeof tmp) return NULL;
+    if (len >= sizeof local && !(tmp = malloc(len + 1))) return NULL;
     memcpy(tmp, start, len);
     tmp[len] = '\0';
     char *stop = NULL;
     double v = PyOS_string_to_double(tmp, &stop, NULL); /* overflow gives +-inf */
-    if (v == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return NULL;
-    }
-    if (stop != tmp + len) return NULL;
+    int ok = !(v == -1.0 && PyErr_Occurred()) && stop == tmp + len;
+    PyErr_Clear();
+    if (tmp != local) free(tmp);
+    if (!ok) return NULL;
     *out = v;
     return p;
 }

@@ -95,7 +95,7 @@ def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float])
 
     if not hasattr(values, "__len__"):
         values = list(values)
-    arr = np.sort(np.asarray(values, dtype="float64").ravel())
+    arr = np.asarray(values, dtype="float64").ravel()
     ps = np.atleast_1d(np.asarray(p, dtype="float64"))
     if np.any((ps < 0) | (ps > 100)):
         raise ValueError(f"percentile p must be within [0, 100], got {p!r}")
@@ -106,6 +106,8 @@ def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float])
         i = ps / 100.0 * (n - 1)
         lo = np.floor(i).astype(np.int64)
         hi = np.ceil(i).astype(np.int64)
+        # Only the closest ranks are needed: a partition on them (O(n)), not a full sort.
+        arr = np.partition(arr, np.unique(np.concatenate([lo, hi])))
         j, k = arr[lo], arr[hi]
         out = j + (k - j) * (i - lo)
     return float(out[0]) if np.ndim(p) == 0 else out
@@ -1158,8 +1160,9 @@ def _summary_and_meta(
             and not (cache and _load_cached(paths[0]) is not None)
             and not _is_gzip(paths[0])
         ):
-            # The common cold case, one plain file: one DuckDB pass (None: the general path).
-            direct = _direct_summary(paths[0], tmp)
+            # The common cold case, one plain file: the strict C scanner, else one DuckDB pass
+            # (None: the general path).
+            direct = _fast_summary(paths[0]) or _direct_summary(paths[0], tmp)
         if direct is not None:
             result, lines, warnings, meta = direct
             return _store_summary(
@@ -1415,6 +1418,150 @@ def _direct_summary(
     duration_s = max(last_ns - first, 0) / 1e9 if first is not None else 0.0
     result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
     return result, {"parsed": parsed, "skipped": skipped}, warnings, meta
+
+
+#: Bigger files go to DuckDB, whose ``memory_limit`` bounds them: the fast reader keeps every
+#: sample's value (8 bytes, about 3 % of k6's NDJSON) until the statistics are computed.
+_FAST_MAX_BYTES = 4 * 1024**3
+
+_SummaryParts = tuple[
+    dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]
+]
+
+
+def fast_reader() -> Any | None:
+    """The compiled strict reader :mod:`perflib._k6scan`, or None.
+
+    None when the extension was not built (an install without a C compiler) or when
+    ``PERFLIB_K6_FAST=0`` asks for DuckDB's reader on every file (to compare, or to rule the
+    fast reader out). ``summarize`` is correct either way; only its speed differs.
+    """
+    if os.environ.get("PERFLIB_K6_FAST", "1") == "0":
+        return None
+    try:
+        from perflib import _k6scan
+    except ImportError:
+        return None
+    return _k6scan
+
+
+def _fast_summary(path: Path) -> _SummaryParts | None:
+    """Cold summary of one plain file read by the strict C scanner (``perflib/_k6scan.c``).
+
+    Why: DuckDB's JSON parse alone costs about 0.23 CPU-s on an 84 MB file, the scanner reads
+    k6's one line shape in about a third of that, so the whole summary no longer needs two free
+    cores to be 10x faster than pandas (docs/ingest.md). The scanner only turns bytes into
+    per-series value columns; the statistics are numpy's, with :func:`percentile`.
+
+    It accepts nothing but lines exactly as k6 writes them, so there is nothing to skip or
+    count: every physical line is parsed. For any other file (a cut last line, a blank line,
+    re-serialised JSON, a tag key the head did not announce…) it returns None and the DuckDB
+    readers take over with their line accounting; ``PERFLIB_K6_FAST=0`` forces that.
+    """
+    scanner = fast_reader()
+    size = path.stat().st_size
+    if scanner is None or size > _FAST_MAX_BYTES:
+        return None
+    # The tag keys to read: ``name`` (per-endpoint splits) and every key a sub-metric declared
+    # in the head filters on (k6 declares a metric just before its first sample); a later
+    # declaration needing another key hands the file over below.
+    with path.open("rb") as fh:
+        head = fh.read(_MAX_LINE_BYTES)
+    head_lines: list[bytes] = []
+    cut = head.rfind(b"\n")
+    if cut > 0:
+        _collect_metric_lines(head, 0, cut, head_lines)
+    guess = _parse_metric_lines(head_lines)
+    keys = ["name", *sorted({k for _, _, t in _declared_subs(guess, guess) for k in t} - {"name"})]
+    # The scanner matches keys byte for byte and rejects escaped ones: only plain keys.
+    if len(keys) > 32 or any(json.dumps(k, ensure_ascii=False)[1:-1] != k for k in keys):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
+            got = scanner.scan(fd, tuple(k.encode() for k in keys), _MAX_LINE_BYTES)
+    finally:
+        os.close(fd)
+    if isinstance(got, str):
+        return None  # e.g. "line 9: the last line is unterminated": DuckDB counts what to skip
+    n_lines, metric_lines, metric_names, raw_values, series, t_min, t_max = got
+    if t_min is None:
+        return None  # no samples: the general path words the warnings
+
+    # Every Metric line must decode (a cut one is for the general path to count as skipped).
+    declared = set()
+    for raw in metric_lines:
+        try:
+            obj = json.loads(raw)
+            declared.add(obj["data"]["name"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    meta = _parse_metric_lines(metric_lines)  # in file order: a re-declaration wins, as in k6
+    if set(meta) != declared:
+        return None
+    meta = dict(sorted(meta.items()))
+    subs_all = _declared_subs(meta, meta)
+    if any(k not in keys for _, _, tags in subs_all for k in tags):
+        return None  # a sub-metric declared after the head filters on a tag that was not read
+
+    import numpy as np
+
+    names = [m.decode() for m in metric_names]  # plain UTF-8: the scanner checked
+    values = [[_json_string(r) for r in raw] for raw in raw_values]
+    columns = [np.frombuffer(blob, dtype=np.float64) for _, _, blob, _, _ in series]
+
+    def agg(members: Sequence[int], metric: str) -> tuple[Any, ...]:
+        """``(n, total, min, max, quantiles, non-zero, last)``, as the DuckDB queries give."""
+        kind = (meta.get(metric) or {}).get("type")
+        v = (
+            columns[members[0]]
+            if len(members) == 1
+            else np.concatenate([columns[i] for i in members])
+        )
+        q = None
+        if kind not in ("rate", "counter", "gauge"):  # trend, or undeclared: as a trend
+            q = [float(x) for x in percentile(v, [100 * p for p in _TREND_QUANTILES])]
+        last = None
+        if kind not in _NOT_GAUGE:
+            last = series[max(members, key=lambda i: series[i][3])][4]
+        return (int(v.size), float(v.sum()), float(v.min()), float(v.max()), q,
+                int(np.count_nonzero(v)), last)  # fmt: skip
+
+    whole: dict[str, list[int]] = {}
+    split: dict[str, dict[str | None, list[int]]] = {}
+    for i, (mid, ids, *_) in enumerate(series):
+        metric = names[mid]
+        whole.setdefault(metric, []).append(i)
+        if metric.startswith("http_req"):
+            name = values[0][ids[0]] if ids[0] >= 0 else None
+            split.setdefault(metric, {}).setdefault(name, []).append(i)
+    rows: list[tuple[Any, ...]] = [(m, None, True, *agg(s, m)) for m, s in whole.items()]
+    for metric, by_name in split.items():
+        for name, members in by_name.items():
+            # Past the limit _assemble only counts the splits (and warns): skip the work.
+            omitted = len(by_name) > MAX_NAME_SPLITS or name is None
+            stats = (0, 0.0, None, None, None, 0, None) if omitted else agg(members, metric)
+            rows.append((metric, name, False, *stats))
+    sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for sub, parent, tags in _declared_subs(whole, meta):
+        at = [(keys.index(k), v) for k, v in tags.items()]
+        members = [
+            i
+            for i in whole[parent]
+            if all(series[i][1][j] >= 0 and values[j][series[i][1][j]] == v for j, v in at)
+        ]
+        if members:
+            sub_aggs[_sub_key(sub, parent, tags)] = agg(members, parent)
+
+    warnings: list[str] = []
+    duration_s = max(t_max - t_min, 0) / 1e9
+    result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
+    return result, {"parsed": n_lines, "skipped": 0}, warnings, meta
+
+
+def _json_string(raw: bytes) -> str:
+    """A JSON string body as the scanner returns it (escapes only decoded when present)."""
+    return json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
 
 
 def _decl_obj(decl: Mapping[str, Any]) -> dict[str, Any]:
@@ -1704,6 +1851,9 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
 
 def cli_summarize(args: argparse.Namespace) -> int:
     """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
+    # numpy's import starts one OpenBLAS thread per core (about 0.06 CPU-s here); summarize does
+    # no linear algebra. Set only in this process, and only when the user has not chosen.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
     except (K6InputError, FileNotFoundError) as exc:

@@ -236,14 +236,17 @@ def test_percentile_is_k6_linear_interpolation() -> None:
 
 
 @pytest.mark.k6
-@pytest.mark.parametrize("path", ["direct", "parquet"])
+@pytest.mark.parametrize("path", ["direct", "duckdb", "parquet"])
 @pytest.mark.parametrize("which", ["mixed", "mixed_gz"])
 def test_summarize_equals_k6_summary_export(
-    k6_runs: dict[str, Path], which: str, path: str, tmp_path: Path
+    k6_runs: dict[str, Path], which: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both summary paths: straight from NDJSON (cold) and from the Parquet cache."""
+    """Every summary path: straight from NDJSON (cold: the fast C reader for a plain file,
+    DuckDB's readers with ``PERFLIB_K6_FAST=0`` and for gzip) and from the Parquet cache."""
     src = tmp_path / k6_runs[which].name
     shutil.copyfile(k6_runs[which], src)
+    if path == "duckdb":
+        monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     if path == "parquet":
         k6.read_points(src)  # builds the Parquet cache that summarize then aggregates
         assert (k6.cache_dir(src) / "points.parquet").exists()
@@ -892,6 +895,7 @@ def test_cold_summary_of_a_plain_file_is_one_duckdb_pass(
 
     monkeypatch.setattr(k6, "_parse_into", refuse)
     monkeypatch.setattr(k6, "_prescan", refuse)
+    monkeypatch.setenv("PERFLIB_K6_FAST", "0")  # DuckDB's single pass, not the C reader
     assert k6.summarize(plain, cache=False) == general
     assert assert_matches_k6(
         general["metrics"], k6.read_summary_export(FIXTURES / "mixed-export.json")
