@@ -18,7 +18,11 @@
  * a str. The caller then uses the general DuckDB reader, which counts and reports every line
  * it skips; so this reader never has to decide what to drop, and loses nothing.
  *
- * scan(fd, keys, max_line) -> str (why the file is handed over) or a tuple:
+ * The GIL is released while the file is read and parsed (progress spinners and imports in other
+ * threads go on); a gzip file (gz=True) is inflated here too, member after member, and a
+ * stream that stops early or is corrupt is handed over like any other defect.
+ *
+ * scan(fd, gz, keys, max_line) -> str (why the file is handed over) or a tuple:
  *   (lines, metric_lines, metric_names, tag_values, series, time_min_ns, time_max_ns)
  *   lines         physical lines read (every one of them parsed)
  *   metric_lines  list[bytes]: the Metric lines, in file order
@@ -34,10 +38,12 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <locale.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_KEYS 32
 
@@ -235,10 +241,15 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* The "C" locale for strtod_l: '.' is the decimal point whatever the process locale says. */
+static locale_t c_locale;
+
 /* A JSON number (RFC 8259 grammar) at p. Returns the byte after it, or NULL.
  * Exactly rounded: Clinger's fast path (an integer mantissa < 2^53 times or divided by an
- * exactly representable 10^k, k <= 22, is one correctly rounded IEEE operation), else
- * CPython's own correctly rounded strtod (PyOS_string_to_double, locale-independent). */
+ * exactly representable 10^k, k <= 22, is one correctly rounded IEEE operation), else the C
+ * library's strtod_l (correctly rounded in glibc; thread-safe, so it needs no GIL, unlike
+ * CPython's dtoa). The text was checked against JSON's grammar first, so strtod's extras
+ * (hex, inf, nan) cannot occur; overflow gives +-inf, as float() does. */
 static const char *parse_number(const char *p, const char *end, double *out) {
     const char *start = p;
     int neg = 0, exact = 1;
@@ -288,9 +299,8 @@ static const char *parse_number(const char *p, const char *end, double *out) {
     memcpy(tmp, start, len);
     tmp[len] = '\0';
     char *stop = NULL;
-    double v = PyOS_string_to_double(tmp, &stop, NULL); /* overflow gives +-inf */
-    int ok = !(v == -1.0 && PyErr_Occurred()) && stop == tmp + len;
-    PyErr_Clear();
+    double v = strtod_l(tmp, &stop, c_locale);
+    int ok = stop == tmp + len;
     if (tmp != local) free(tmp);
     if (!ok) return NULL;
     *out = v;
@@ -377,7 +387,9 @@ typedef struct {
     Py_ssize_t keylen[MAX_KEYS];
     Intern metrics, series, values[MAX_KEYS];
     Buf series_data; /* Series per series id */
-    PyObject *metric_lines;
+    Buf metric_lines; /* the Metric lines' bytes, back to back */
+    Buf metric_spans; /* Span of each in metric_lines */
+    PyThreadState *released; /* the GIL is released during the scan */
     int64_t tmin, tmax;
     int64_t points;
 } Scanner;
@@ -425,13 +437,10 @@ static const char *parse_string_map(Scanner *sc, const char *p, const char *end,
 static const char *parse_line(Scanner *sc, const char *p, const char *end) {
     const char *why = NULL;
     if (LIT(p, end, "{\"type\":\"Metric\",")) {
-        PyObject *b = PyBytes_FromStringAndSize(p, end - p);
-        if (!b || PyList_Append(sc->metric_lines, b) < 0) {
-            Py_XDECREF(b);
-            PyErr_Clear();
+        Span sp = {sc->metric_lines.n, (size_t)(end - p)};
+        if (buf_put(&sc->metric_lines, p, sp.len) < 0 ||
+            buf_put(&sc->metric_spans, &sp, sizeof sp) < 0)
             return "out of memory";
-        }
-        Py_DECREF(b);
         return NULL;
     }
     if (!LIT(p, end, "{\"metric\":\"")) return "not a k6 Point or Metric line in k6's key order";
@@ -485,11 +494,20 @@ static void scanner_free(Scanner *sc) {
     Series *s = (Series *)sc->series_data.p;
     for (size_t i = 0; i < sc->series_data.n / sizeof(Series); i++) free(s[i].values.p);
     free(sc->series_data.p);
-    Py_XDECREF(sc->metric_lines);
+    free(sc->metric_lines.p);
+    free(sc->metric_spans.p);
 }
 
 static PyObject *result(Scanner *sc, long long lines) {
-    PyObject *names = NULL, *tags = NULL, *series = NULL;
+    PyObject *decls = NULL, *names = NULL, *tags = NULL, *series = NULL;
+    Py_ssize_t nd = (Py_ssize_t)(sc->metric_spans.n / sizeof(Span));
+    if (!(decls = PyList_New(nd))) goto fail;
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        const Span *sp = (const Span *)sc->metric_spans.p + i;
+        PyObject *b = PyBytes_FromStringAndSize(sc->metric_lines.p + sp->off, (Py_ssize_t)sp->len);
+        if (!b) goto fail;
+        PyList_SET_ITEM(decls, i, b);
+    }
     if (!(names = intern_list(&sc->metrics)) || !(tags = PyList_New(sc->nkeys))) goto fail;
     for (Py_ssize_t i = 0; i < sc->nkeys; i++) {
         PyObject *l = intern_list(&sc->values[i]);
@@ -522,12 +540,62 @@ static PyObject *result(Scanner *sc, long long lines) {
     }
     PyObject *tmin = sc->points ? PyLong_FromLongLong(sc->tmin) : Py_NewRef(Py_None);
     PyObject *tmax = sc->points ? PyLong_FromLongLong(sc->tmax) : Py_NewRef(Py_None);
-    return Py_BuildValue("(LONNNNN)", lines, sc->metric_lines, names, tags, series, tmin, tmax);
+    return Py_BuildValue("(LNNNNNN)", lines, decls, names, tags, series, tmin, tmax);
 fail:
+    Py_XDECREF(decls);
     Py_XDECREF(names);
     Py_XDECREF(tags);
     Py_XDECREF(series);
     return NULL;
+}
+
+/* The file's bytes, inflated when it is gzip. Runs without the GIL. */
+typedef struct {
+    int fd, gz, done, err; /* err: errno of a failed read */
+    z_stream z;
+    unsigned char *in;
+    size_t in_cap;
+} Source;
+
+/* Up to cap bytes into dst: their count, 0 at the end, -1 with *why on a defect. */
+static ssize_t source_read(Source *src, char *dst, size_t cap, const char **why) {
+    ssize_t n;
+    if (!src->gz) {
+        do n = read(src->fd, dst, cap);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) src->err = errno, *why = "read error";
+        return n;
+    }
+    if (src->done) return 0;
+    src->z.next_out = (unsigned char *)dst;
+    src->z.avail_out = (uInt)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    for (;;) {
+        if (src->z.avail_in == 0) {
+            do n = read(src->fd, src->in, src->in_cap);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) return src->err = errno, *why = "read error", -1;
+            if (n == 0) return *why = "the gzip stream stops early (truncated?)", -1;
+            src->z.next_in = src->in;
+            src->z.avail_in = (uInt)n;
+        }
+        int rc = inflate(&src->z, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) {
+            /* Another gzip member may follow (concatenated files are valid gzip). */
+            if (src->z.avail_in == 0) {
+                do n = read(src->fd, src->in, src->in_cap);
+                while (n < 0 && errno == EINTR);
+                if (n < 0) return src->err = errno, *why = "read error", -1;
+                src->z.next_in = src->in;
+                src->z.avail_in = (uInt)n;
+            }
+            if (src->z.avail_in == 0) src->done = 1;
+            else if (inflateReset(&src->z) != Z_OK) return *why = "gzip error", -1;
+        } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            return *why = "the gzip stream is corrupt", -1;
+        }
+        size_t produced = cap - src->z.avail_out;
+        if (produced > 0 || src->done) return (ssize_t)produced;
+    }
 }
 
 static PyObject *handover(long long line, const char *why) {
@@ -536,10 +604,10 @@ static PyObject *handover(long long line, const char *why) {
 
 static PyObject *k6scan_scan(PyObject *self, PyObject *args) {
     (void)self;
-    int fd;
+    int fd, gz;
     PyObject *keys;
     Py_ssize_t max_line;
-    if (!PyArg_ParseTuple(args, "iO!n", &fd, &PyTuple_Type, &keys, &max_line)) return NULL;
+    if (!PyArg_ParseTuple(args, "ipO!n", &fd, &gz, &PyTuple_Type, &keys, &max_line)) return NULL;
     if (PyTuple_GET_SIZE(keys) > MAX_KEYS) {
         PyErr_Format(PyExc_ValueError, "at most %d tag keys", MAX_KEYS);
         return NULL;
@@ -560,32 +628,40 @@ static PyObject *k6scan_scan(PyObject *self, PyObject *args) {
         sc.key[i] = PyBytes_AS_STRING(k); /* borrowed: keys outlives the scan */
         sc.keylen[i] = PyBytes_GET_SIZE(k);
     }
-    if (!(sc.metric_lines = PyList_New(0))) return NULL;
     int ok = intern_init(&sc.metrics) == 0 && intern_init(&sc.series) == 0;
     for (Py_ssize_t i = 0; ok && i < sc.nkeys; i++) ok = intern_init(&sc.values[i]) == 0;
     size_t chunk = 1 << 20, cap = (size_t)max_line + chunk;
+    Source src;
+    memset(&src, 0, sizeof src);
+    src.fd = fd;
+    src.gz = gz;
+    src.in_cap = 256 * 1024;
     char *buf = ok ? malloc(cap) : NULL;
+    if (buf && gz) {
+        src.in = malloc(src.in_cap);
+        if (!src.in || inflateInit2(&src.z, 16 + MAX_WBITS) != Z_OK) { /* gzip wrapper only */
+            free(src.in);
+            free(buf);
+            buf = NULL;
+        }
+    }
     if (!buf) {
         scanner_free(&sc);
         return PyErr_NoMemory();
     }
 
-    PyObject *out = NULL;
-    long long line = 0;
+    long long line = 0, bad_line = 0;
     size_t have = 0;
+    const char *why = NULL;
+    sc.released = PyEval_SaveThread();
     for (;;) {
-        ssize_t n;
-        Py_BEGIN_ALLOW_THREADS
-        do n = read(fd, buf + have, cap - have);
-        while (n < 0 && errno == EINTR);
-        Py_END_ALLOW_THREADS
+        ssize_t n = source_read(&src, buf + have, cap - have, &why);
         if (n < 0) {
-            out = PyErr_SetFromErrno(PyExc_OSError);
+            bad_line = line + 1;
             break;
         }
         have += (size_t)n;
         char *p = buf, *end = buf + have, *nl;
-        const char *why = NULL;
         while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
             line++;
             if (nl - p > max_line) why = "longer than the longest line read";
@@ -594,21 +670,32 @@ static PyObject *k6scan_scan(PyObject *self, PyObject *args) {
             p = nl + 1;
         }
         if (why) {
-            out = handover(line, why);
+            bad_line = line;
             break;
         }
         size_t rest = (size_t)(end - p);
         if (n == 0) {
-            out = rest ? handover(line + 1, "the last line is unterminated (cut mid-write?)")
-                       : result(&sc, line);
+            if (rest) why = "the last line is unterminated (cut mid-write?)", bad_line = line + 1;
             break;
         }
         if (rest > (size_t)max_line) {
-            out = handover(line + 1, "longer than the longest line read");
+            why = "longer than the longest line read", bad_line = line + 1;
             break;
         }
         memmove(buf, p, rest);
         have = rest;
+    }
+    PyEval_RestoreThread(sc.released);
+    PyObject *out;
+    if (src.err) {
+        errno = src.err;
+        out = PyErr_SetFromErrno(PyExc_OSError);
+    } else {
+        out = why ? handover(bad_line, why) : result(&sc, line);
+    }
+    if (gz) {
+        inflateEnd(&src.z);
+        free(src.in);
     }
     free(buf);
     scanner_free(&sc);
@@ -617,7 +704,7 @@ static PyObject *k6scan_scan(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"scan", k6scan_scan, METH_VARARGS,
-     "scan(fd, keys, max_line) -> tuple | str: k6 NDJSON from fd as per-series columns, or "
+     "scan(fd, gz, keys, max_line) -> tuple | str: k6 NDJSON from fd as per-series columns, or "
      "why the file is not in k6's exact line shape (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
@@ -627,4 +714,8 @@ static struct PyModuleDef module = {
     "Strict, fast reader of k6 --out json NDJSON (see perflib/_k6scan.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__k6scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__k6scan(void) {
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    if (!c_locale) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyModule_Create(&module);
+}

@@ -1154,15 +1154,12 @@ def _summary_and_meta(
     tmp = Path(tempfile.mkdtemp(prefix="perflib-k6-"))
     try:
         direct = None
-        if (
-            paths is not None
-            and len(paths) == 1
-            and not (cache and _load_cached(paths[0]) is not None)
-            and not _is_gzip(paths[0])
-        ):
-            # The common cold case, one plain file: the strict C scanner, else one DuckDB pass
-            # (None: the general path).
-            direct = _fast_summary(paths[0]) or _direct_summary(paths[0], tmp)
+        if paths is not None and not (cache and any(_load_cached(p) for p in paths)):
+            # The common cold case: the strict C reader (plain, gzip, segments); else, for one
+            # plain file, one DuckDB pass; else (None) the general path.
+            direct = _fast_summary(paths)
+            if direct is None and len(paths) == 1 and not _is_gzip(paths[0]):
+                direct = _direct_summary(paths[0], tmp)
         if direct is not None:
             result, lines, warnings, meta = direct
             return _store_summary(
@@ -1445,79 +1442,93 @@ def fast_reader() -> Any | None:
     return _k6scan
 
 
-def _fast_summary(path: Path) -> _SummaryParts | None:
-    """Cold summary of one plain file read by the strict C scanner (``perflib/_k6scan.c``).
+def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
+    """Cold summary of k6 files (plain or gzip, one or several segments) read by the strict C
+    scanner (``perflib/_k6scan.c``).
 
-    Why: DuckDB's JSON parse alone costs about 0.23 CPU-s on an 84 MB file, the scanner reads
+    Why: DuckDB's JSON parse alone costs about 0.23 CPU-s on an 84 MB file; the scanner reads
     k6's one line shape in about a third of that, so the whole summary no longer needs two free
     cores to be 10x faster than pandas (docs/ingest.md). The scanner only turns bytes into
     per-series value columns; the statistics are numpy's, with :func:`percentile`.
 
     It accepts nothing but lines exactly as k6 writes them, so there is nothing to skip or
-    count: every physical line is parsed. For any other file (a cut last line, a blank line,
-    re-serialised JSON, a tag key the head did not announce…) it returns None and the DuckDB
-    readers take over with their line accounting; ``PERFLIB_K6_FAST=0`` forces that.
+    count: every physical line is parsed. For any other file (a cut last line or gzip stream,
+    a blank line, re-serialised JSON, a sub-metric on a tag the heads did not announce…) it
+    returns None and the DuckDB readers take over with their line accounting;
+    ``PERFLIB_K6_FAST=0`` forces that.
     """
     scanner = fast_reader()
-    size = path.stat().st_size
-    if scanner is None or size > _FAST_MAX_BYTES:
+    if scanner is None:
+        return None
+    gz = [_is_gzip(p) for p in paths]
+    # Memory: 8 bytes per sample (~3 % of the NDJSON; gzip inflates about 10x).
+    if (
+        sum(p.stat().st_size * (10 if z else 1) for p, z in zip(paths, gz, strict=True))
+        > _FAST_MAX_BYTES
+    ):
         return None
     # The tag keys to read: ``name`` (per-endpoint splits) and every key a sub-metric declared
-    # in the head filters on (k6 declares a metric just before its first sample); a later
-    # declaration needing another key hands the file over below.
-    with path.open("rb") as fh:
-        head = fh.read(_MAX_LINE_BYTES)
-    head_lines: list[bytes] = []
-    cut = head.rfind(b"\n")
-    if cut > 0:
-        _collect_metric_lines(head, 0, cut, head_lines)
-    guess = _parse_metric_lines(head_lines)
+    # in a file's head filters on (k6 declares a metric just before its first sample); a later
+    # declaration needing another key hands the files over below.
+    guess = _merge_meta(
+        _parse_metric_lines(_head_metric_lines(p, z)) for p, z in zip(paths, gz, strict=True)
+    )
     keys = ["name", *sorted({k for _, _, t in _declared_subs(guess, guess) for k in t} - {"name"})]
     # The scanner matches keys byte for byte and rejects escaped ones: only plain keys.
     if len(keys) > 32 or any(json.dumps(k, ensure_ascii=False)[1:-1] != k for k in keys):
         return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
-            got = scanner.scan(fd, tuple(k.encode() for k in keys), _MAX_LINE_BYTES)
-    finally:
-        os.close(fd)
-    if isinstance(got, str):
-        return None  # e.g. "line 9: the last line is unterminated": DuckDB counts what to skip
-    n_lines, metric_lines, metric_names, raw_values, series, t_min, t_max = got
-    if t_min is None:
-        return None  # no samples: the general path words the warnings
 
-    # Every Metric line must decode (a cut one is for the general path to count as skipped).
-    declared = set()
-    for raw in metric_lines:
-        try:
-            obj = json.loads(raw)
-            declared.add(obj["data"]["name"])
-        except (ValueError, KeyError, TypeError):
+    import importlib
+    import threading
+
+    # numpy's import (~0.05 s) runs while the scanner, which releases the GIL, reads.
+    threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
+    size = sum(p.stat().st_size for p in paths)
+    scans = []
+    with _progress(f"reading {paths[0].name} ({size / 1048576:,.0f} MiB)", size):
+        for path, z in zip(paths, gz, strict=True):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                got = scanner.scan(fd, z, tuple(k.encode() for k in keys), _MAX_LINE_BYTES)
+            finally:
+                os.close(fd)
+            if isinstance(got, str):
+                return None  # e.g. "line 9: the last line is unterminated": DuckDB counts it
+            scans.append(got)
+
+    metas = []
+    for _, metric_lines, *_ in scans:
+        # Every Metric line must decode (a cut one is for the general path to count).
+        declared = set()
+        for raw in metric_lines:
+            try:
+                declared.add(json.loads(raw)["data"]["name"])
+            except (ValueError, KeyError, TypeError):
+                return None
+        meta = _parse_metric_lines(metric_lines)  # file order: a re-declaration wins, as in k6
+        if set(meta) != declared:
             return None
-    meta = _parse_metric_lines(metric_lines)  # in file order: a re-declaration wins, as in k6
-    if set(meta) != declared:
-        return None
-    meta = dict(sorted(meta.items()))
-    subs_all = _declared_subs(meta, meta)
-    if any(k not in keys for _, _, tags in subs_all for k in tags):
-        return None  # a sub-metric declared after the head filters on a tag that was not read
+        metas.append(meta)
+    meta = dict(sorted(_merge_meta(metas).items()))
+    if any(k not in keys for _, _, tags in _declared_subs(meta, meta) for k in tags):
+        return None  # a sub-metric declared after the heads filters on a tag that was not read
 
     import numpy as np
 
-    names = [m.decode() for m in metric_names]  # plain UTF-8: the scanner checked
-    values = [[_json_string(r) for r in raw] for raw in raw_values]
-    columns = [np.frombuffer(blob, dtype=np.float64) for _, _, blob, _, _ in series]
+    # Every series of every file, decoded: (metric, tag values by key, values, t_max, last).
+    series: list[tuple[str, tuple[str | None, ...], np.ndarray, int, float]] = []
+    for _, _, metric_names, raw_values, file_series, *_ in scans:
+        names = [m.decode() for m in metric_names]  # plain UTF-8: the scanner checked
+        values = [[_json_string(r) for r in raw] for raw in raw_values]
+        for mid, ids, blob, t_last, v_last in file_series:
+            tags = tuple(values[k][i] if i >= 0 else None for k, i in enumerate(ids))
+            series.append((names[mid], tags, np.frombuffer(blob, np.float64), t_last, v_last))
 
     def agg(members: Sequence[int], metric: str) -> tuple[Any, ...]:
         """``(n, total, min, max, quantiles, non-zero, last)``, as the DuckDB queries give."""
         kind = (meta.get(metric) or {}).get("type")
-        v = (
-            columns[members[0]]
-            if len(members) == 1
-            else np.concatenate([columns[i] for i in members])
-        )
+        cols = [series[i][2] for i in members]
+        v = cols[0] if len(cols) == 1 else np.concatenate(cols)
         q = None
         if kind not in ("rate", "counter", "gauge"):  # trend, or undeclared: as a trend
             q = [float(x) for x in percentile(v, [100 * p for p in _TREND_QUANTILES])]
@@ -1529,12 +1540,10 @@ def _fast_summary(path: Path) -> _SummaryParts | None:
 
     whole: dict[str, list[int]] = {}
     split: dict[str, dict[str | None, list[int]]] = {}
-    for i, (mid, ids, *_) in enumerate(series):
-        metric = names[mid]
+    for i, (metric, tags, *_) in enumerate(series):
         whole.setdefault(metric, []).append(i)
         if metric.startswith("http_req"):
-            name = values[0][ids[0]] if ids[0] >= 0 else None
-            split.setdefault(metric, {}).setdefault(name, []).append(i)
+            split.setdefault(metric, {}).setdefault(tags[0], []).append(i)
     rows: list[tuple[Any, ...]] = [(m, None, True, *agg(s, m)) for m, s in whole.items()]
     for metric, by_name in split.items():
         for name, members in by_name.items():
@@ -1543,20 +1552,33 @@ def _fast_summary(path: Path) -> _SummaryParts | None:
             stats = (0, 0.0, None, None, None, 0, None) if omitted else agg(members, metric)
             rows.append((metric, name, False, *stats))
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    for sub, parent, tags in _declared_subs(whole, meta):
-        at = [(keys.index(k), v) for k, v in tags.items()]
-        members = [
-            i
-            for i in whole[parent]
-            if all(series[i][1][j] >= 0 and values[j][series[i][1][j]] == v for j, v in at)
-        ]
+    for sub, parent, want in _declared_subs(whole, meta):
+        at = [(keys.index(k), v) for k, v in want.items()]
+        members = [i for i in whole[parent] if all(series[i][1][j] == v for j, v in at)]
         if members:
-            sub_aggs[_sub_key(sub, parent, tags)] = agg(members, parent)
+            sub_aggs[_sub_key(sub, parent, want)] = agg(members, parent)
 
     warnings: list[str] = []
-    duration_s = max(t_max - t_min, 0) / 1e9
-    result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
-    return result, {"parsed": n_lines, "skipped": 0}, warnings, meta
+    starts = [s[5] for s in scans if s[5] is not None]
+    if not starts:
+        return None  # no samples at all: the general path words the warnings
+    span = max(s[6] for s in scans if s[6] is not None) - min(starts)
+    result = _assemble(rows, sub_aggs, meta, max(span, 0) / 1e9, warnings)
+    return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta
+
+
+def _head_metric_lines(path: Path, gz: bool) -> list[bytes]:
+    """The Metric lines among the complete lines of the file's first MiB (after gunzip)."""
+    try:
+        head = next(_chunks(path, gz, _Scan(), 128 * 1024 if gz else _MAX_LINE_BYTES), b"")
+    except OSError:
+        return []
+    head = head[:_MAX_LINE_BYTES]
+    out: list[bytes] = []
+    cut = head.rfind(b"\n")
+    if cut > 0:
+        _collect_metric_lines(head, 0, cut, out)
+    return out
 
 
 def _json_string(raw: bytes) -> str:

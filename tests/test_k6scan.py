@@ -41,13 +41,18 @@ def point(
 
 
 def scan(
-    tmp_path: Path, body: bytes | str, keys: tuple[str, ...] = ("name",), max_line: int = 1 << 20
+    tmp_path: Path,
+    body: bytes | str,
+    keys: tuple[str, ...] = ("name",),
+    max_line: int = 1 << 20,
+    gz: bool = False,
 ) -> Any:
+    """The scanner on ``body`` (bytes as given: gzip them first for ``gz``)."""
     path = tmp_path / "scan.ndjson"
     path.write_bytes(body.encode() if isinstance(body, str) else body)
     fd = os.open(path, os.O_RDONLY)
     try:
-        return SCANNER.scan(fd, tuple(k.encode() for k in keys), max_line)
+        return SCANNER.scan(fd, gz, tuple(k.encode() for k in keys), max_line)
     finally:
         os.close(fd)
 
@@ -239,6 +244,23 @@ def test_bytes_that_are_not_utf8_or_too_long_are_handed_over(tmp_path: Path) -> 
     assert "line 4: longer than" in scan(tmp_path, long, max_line=128)
 
 
+@needs_scanner
+def test_gzip_is_inflated_member_after_member_and_defects_handed_over(tmp_path: Path) -> None:
+    body = "".join(point(value=str(i), tags=f'{{"name":"n{i % 7}"}}') + "\n" for i in range(5000))
+    plain = scan(tmp_path, body)
+    data = body.encode()
+    one = gzip.compress(data)
+    members = gzip.compress(data[:77_777]) + gzip.compress(data[77_777:])
+    assert scan(tmp_path, one, gz=True) == plain
+    assert scan(tmp_path, members, gz=True) == plain
+    assert plain[0] == 5000 and sum(len(s[2]) for s in plain[4]) == 5000 * 8
+    assert "gzip stream stops early" in scan(tmp_path, one[: len(one) // 2], gz=True)
+    assert "gzip stream stops early" in scan(tmp_path, one[:-4], gz=True)  # trailer cut
+    corrupt = one[:200] + bytes(b ^ 0x55 for b in one[200:260]) + one[260:]
+    assert "gzip stream is corrupt" in scan(tmp_path, corrupt, gz=True)
+    assert "gzip stream is corrupt" in scan(tmp_path, one + b"junk", gz=True)
+
+
 # --------------------------------------------------------------------------- whole files
 
 
@@ -289,6 +311,29 @@ def test_fast_summary_equals_the_duckdb_readers_and_k6(
                 assert mine["metrics"][name][key] == pytest.approx(want, rel=1e-9), (name, key)
 
 
+@needs_scanner
+def test_gzip_and_segments_take_the_fast_reader_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded gzip files and a list of files (execution segments: merged, counts add up)
+    give what the DuckDB readers give, and the fast reader is the one used."""
+    files = [FIXTURES / "mixed.ndjson.gz", FIXTURES / "segment0.ndjson.gz"]
+    plain = tmp_path / "mixed.ndjson"
+    plain.write_bytes(gzip.decompress(files[0].read_bytes()))
+    for source in ([files[0]], [files[1]], files, [plain, files[1]]):
+        copies = []
+        for i, src in enumerate(source):
+            copies.append(tmp_path / f"{len(source)}-{i}-{src.name}")
+            shutil.copyfile(src, copies[-1])
+        assert k6._fast_summary(copies) is not None
+        mine = k6.summarize(copies, cache=False)
+        monkeypatch.setenv("PERFLIB_K6_FAST", "0")
+        assert_same_summary(mine, k6.summarize(copies, cache=False))
+        monkeypatch.delenv("PERFLIB_K6_FAST")
+    parts = [k6.summarize(f, cache=False)["metrics"]["http_reqs"]["count"] for f in files]
+    assert mine["metrics"]["http_reqs"]["count"] == sum(parts)
+
+
 def _variants(body: bytes) -> dict[str, bytes]:
     """k6 output altered in ways the strict reader must hand over to DuckDB's."""
     lines = body.split(b"\n")
@@ -320,7 +365,7 @@ def test_handed_over_files_lose_nothing(
     body = gzip.decompress((FIXTURES / "mixed.ndjson.gz").read_bytes())
     path = tmp_path / "k6.ndjson"
     path.write_bytes(_variants(body)[variant])
-    assert k6._fast_summary(path) is None
+    assert k6._fast_summary([path]) is None
     mine = k6.summarize(path, cache=False)
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     assert mine == k6.summarize(path, cache=False)
@@ -349,7 +394,7 @@ def test_escaped_and_unicode_names_split_like_duckdb(
     ]  # fmt: skip
     path = tmp_path / "names.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert k6._fast_summary(path) is not None
+    assert k6._fast_summary([path]) is not None
     mine = k6.summarize(path, cache=False)
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     assert_same_summary(mine, k6.summarize(path, cache=False))
