@@ -7,6 +7,8 @@ replaying the lines of a recorded real k6 v1.1.0 run (tests/fixtures/k6/mixed.nd
 shifted timestamps: real line shapes, tags and value distributions.
 
 Targets (issue 4): cold-cache summarize ≥ 10× faster than the baseline, peak memory ratio < 1.
+Also measured, for information: the same cold run with DuckDB's reader (``PERFLIB_K6_FAST=0``,
+what files that are not in k6's exact byte shape get) and a cold run on the gzipped file.
 """
 
 from __future__ import annotations
@@ -97,11 +99,13 @@ def generate(dest: Path, target_bytes: int = TARGET_BYTES) -> Path:
     return dest
 
 
-def _measure(cmd: list[str]) -> tuple[float, float, str, float]:
+def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
     """Wall seconds, peak RSS (MiB) of that child alone, its stdout and its CPU seconds."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, cwd=REPO)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.PIPE, cwd=REPO, env={**os.environ, **(env or {})}
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -129,12 +133,17 @@ def run() -> list[dict[str, Any]]:
     if not src.exists() or abs(src.stat().st_size - TARGET_BYTES) > TARGET_BYTES * 0.05:
         generate(src)
     size_mb = src.stat().st_size / 1048576
+    gz = WORKDIR / "k6-80mb.ndjson.gz"
+    if not gz.exists() or gz.stat().st_mtime < src.stat().st_mtime:
+        with src.open("rb") as fin, gzip.open(gz, "wb", compresslevel=6) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
     perflib = [sys.executable, "-m", "perflib", "summarize", str(src)]
+    no_cache = [sys.executable, "-m", "perflib", "summarize", "--no-cache"]
     baseline = [sys.executable, "-c", PANDAS_BASELINE, str(src)]
 
     # Both sides are measured the same way: REPEAT times each, in alternating order (a noisy
     # neighbour or a warming page cache then hits both), and each side's median is kept.
-    cold, warm, pandas = [], [], []
+    cold, warm, pandas, duck, cold_gz = [], [], [], [], []
     load = [os.getloadavg()[0]]
     for i in range(REPEAT):
         for side in ("pandas", "perflib") if i % 2 else ("perflib", "pandas"):
@@ -144,15 +153,23 @@ def run() -> list[dict[str, Any]]:
             shutil.rmtree(cache_dir(src), ignore_errors=True)  # cold: no cache beside the file
             cold.append(_measure(perflib))
             warm.append(_measure(perflib))  # reads the summary cache the cold run wrote
+            duck.append(_measure([*no_cache, str(src)], {"PERFLIB_K6_FAST": "0"}))
+            cold_gz.append(_measure([*no_cache, str(gz)]))
         load.append(os.getloadavg()[0])
-    check = json.loads(_measure([*perflib, "--json"])[2])["metrics"]["http_req_duration"]
     ref = json.loads(pandas[0][2])
-    for key in ("count", "p(95)", "p(99)"):
-        if abs(check[key] - ref[key]) > 1e-9 * max(1.0, abs(ref[key])):
-            raise AssertionError(f"summarize {key}={check[key]} but pandas says {ref[key]}")
+    for cmd, env in (
+        ([*perflib, "--json"], None),
+        ([*no_cache, "--json", str(src)], {"PERFLIB_K6_FAST": "0"}),
+        ([*no_cache, "--json", str(gz)], None),
+    ):
+        check = json.loads(_measure(cmd, env)[2])["metrics"]["http_req_duration"]
+        for key in ("count", "p(95)", "p(99)"):
+            if abs(check[key] - ref[key]) > 1e-9 * max(1.0, abs(ref[key])):
+                raise AssertionError(f"{cmd} {key}={check[key]} but pandas says {ref[key]}")
 
     (t_cold, m_cold, c_cold), (t_warm, m_warm, _) = _median(cold), _median(warm)
     t_pd, m_pd, c_pd = _median(pandas)
+    (t_duck, m_duck, c_duck), (t_gz, m_gz, _) = _median(duck), _median(cold_gz)
     label = f"summarize {size_mb:.0f} MB k6 NDJSON"
     return [
         {"name": f"{label}, cold cache: wall", "value": t_cold, "unit": "s",
@@ -169,6 +186,18 @@ def run() -> list[dict[str, Any]]:
          "target": "ratio < 1", "baseline": m_pd, "ratio": m_cold / m_pd},
         {"name": f"{label}, warm cache: peak RSS", "value": m_warm, "unit": "MiB",
          "target": "ratio < 1", "baseline": m_pd, "ratio": m_warm / m_pd},
+        {"name": f"{label}, cold, DuckDB reader (PERFLIB_K6_FAST=0): speed-up vs pandas",
+         "value": t_pd / t_duck, "unit": "x", "target": "info: files off k6's exact shape",
+         "baseline": 1.0, "ratio": t_pd / t_duck},
+        {"name": f"{label}, cold, DuckDB reader: CPU time", "value": c_duck, "unit": "s",
+         "target": "info", "baseline": c_pd, "ratio": c_duck / c_pd},
+        {"name": f"{label}, cold, DuckDB reader: peak RSS", "value": m_duck, "unit": "MiB",
+         "target": "info", "baseline": m_pd, "ratio": m_duck / m_pd},
+        {"name": f"{label} gzipped, cold: speed-up vs pandas on the plain file",
+         "value": t_pd / t_gz, "unit": "x", "target": "info", "baseline": 1.0,
+         "ratio": t_pd / t_gz},
+        {"name": f"{label} gzipped, cold: peak RSS", "value": m_gz, "unit": "MiB",
+         "target": "info", "baseline": m_pd, "ratio": m_gz / m_pd},
         {"name": "load average (1 min) during the runs, max (2 vCPU machine)",
          "value": max(load), "unit": "", "target": "info: ratios need an idle 2nd core",
          "baseline": None, "ratio": None},
