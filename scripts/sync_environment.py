@@ -16,6 +16,8 @@ channels:
   - conda-forge
 dependencies:
   - python=3.11
+  - c-compiler  # builds perflib's fast k6 reader (perflib/_k6scan.c) at `pip install -e .`
+  - zlib
   - pip
   - pip:
 """
