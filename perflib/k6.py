@@ -8,6 +8,10 @@ aggregates, so memory stays bounded by what the aggregates keep (like k6 itself,
 of each trend), never by the file. k6.md §6 measured 0.38 s on a 349 MB file; our own
 figures are in ``docs/ingest.md``.
 
+Why a C reader too: a cold ``summarize`` of files exactly as k6 writes them is read by the
+strict ``perflib._k6scan`` (:func:`_fast_summary`) at a third of DuckDB's JSON-parse cost,
+with the statistics in numpy; it refuses any other file, which then takes DuckDB.
+
 Statistics follow k6 (``metrics/sink.go``, v1.x): trend percentiles by linear interpolation
 between closest ranks at index ``p·(n−1)`` (= ``numpy.percentile(method="linear")`` = DuckDB
 ``quantile_cont``), ``avg = sum/count``, rate = non-zero samples / samples, counter rate =
@@ -1118,9 +1122,11 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     from the first to the last sample (:func:`_run_duration_s`: k6 divides by its run clock,
     a few ms longer in short runs; docs/ingest.md gives the tolerance).
 
-    Aggregation runs in DuckDB: from the Parquet cache when ``read_points`` already built it,
-    else in one pass straight from one plain NDJSON file (:func:`_direct_summary`), else
-    from the NDJSON into a narrow temporary table (only the tags a summary needs; it spills
+    On a cold cache, files in k6's exact byte shape are read by the strict C reader and
+    summarised with numpy (:func:`_fast_summary`). Otherwise aggregation runs in DuckDB: from
+    the Parquet cache when ``read_points`` already built it, else in one pass straight from
+    one plain NDJSON file (:func:`_direct_summary`), else from the NDJSON into a narrow
+    temporary table (only the tags a summary needs; it spills
     to disk past the memory limit). Memory holds the aggregates and, like
     k6, the values of each trend, never the file. The result is cached beside the source.
     """
