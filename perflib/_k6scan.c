@@ -30,7 +30,8 @@
  *   tag_values    list[list[bytes]]: per requested key, its distinct raw JSON string bodies
  *                 (escapes kept: decode with json when a backslash is present)
  *   series        list of (metric_id, (value_id or -1 per key), values: bytes of float64 in
- *                 file order, time of the latest sample in ns, value of that sample)
+ *                 file order, time of the latest sample in ns, its line number, its value,
+ *                 Neumaier sum of the values and its compensation)
  *                 A series is one metric + one combination of the requested tag values.
  *   time_min_ns, time_max_ns over all Points (None when there are none)
  */
@@ -39,6 +40,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,7 @@ static int buf_reserve(Buf *b, size_t extra) {
 }
 
 static int buf_put(Buf *b, const void *src, size_t len) {
+    if (len == 0) return 0; /* memcpy(NULL, ..., 0) is undefined */
     if (buf_reserve(b, len) < 0) return -1;
     memcpy(b->p + b->n, src, len);
     b->n += len;
@@ -139,7 +142,7 @@ static int32_t intern(Intern *t, const char *s, size_t len) {
         Slot *sl = &t->slots[i];
         if (sl->id < 0) break;
         if (sl->hash == h && spans[sl->id].len == len &&
-            memcmp(t->arena.p + spans[sl->id].off, s, len) == 0)
+            (len == 0 || memcmp(t->arena.p + spans[sl->id].off, s, len) == 0))
             return sl->id;
     }
     if (t->count == INT32_MAX) return -1;
@@ -199,6 +202,18 @@ static int is_hex(unsigned char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* The code unit of a \uXXXX escape at p (p[0] == '\\'), or -1 when it is not one. */
+static long escape_unit(const char *p, const char *end) {
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+    long v = 0;
+    for (int i = 2; i < 6; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!is_hex(c)) return -1;
+        v = v * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
 /* p is just after an opening quote. Returns the closing quote, or NULL when the string is
  * not valid JSON (bad escape, control byte, bad UTF-8, no closing quote before end). */
 static const char *scan_string(const char *p, const char *end, int *escaped) {
@@ -218,12 +233,19 @@ static const char *scan_string(const char *p, const char *end, int *escaped) {
             case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
                 p += 2;
                 continue;
-            case 'u':
-                if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
-                    !is_hex(p[5]))
-                    return NULL;
+            case 'u': {
+                /* UTF-16 surrogates only in pairs: a lone one is not text (DuckDB refuses
+                 * the line, so the general path counts it). */
+                long u = escape_unit(p, end);
+                if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return NULL;
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    long lo = escape_unit(p + 6, end);
+                    if (lo < 0xDC00 || lo > 0xDFFF) return NULL;
+                    p += 6;
+                }
                 p += 6;
                 continue;
+            }
             default:
                 return NULL;
             }
@@ -281,6 +303,7 @@ static const char *parse_number(const char *p, const char *end, double *out) {
         if (p >= end || !is_digit(*p)) return NULL;
         for (; p < end && is_digit(*p); p++)
             if (e < 100000) e = e * 10 + (*p - '0');
+            else exact = 0; /* clipped: leave it to strtod */
         exp10 += eneg ? -e : e;
     }
     if (exact && mant == 0) {
@@ -377,8 +400,9 @@ static int parse_time(const char *s, const char *end, int64_t *ns) {
 
 typedef struct {
     Buf values; /* float64 per sample, file order */
-    int64_t tmax;
-    double last;
+    int64_t tmax, tline; /* time of the latest sample, and its line */
+    double last;         /* its value */
+    double sum, comp;    /* Neumaier's compensated sum: sum + comp, cancellation-proof */
 } Series;
 
 typedef struct {
@@ -392,6 +416,7 @@ typedef struct {
     PyThreadState *released; /* the GIL is released during the scan */
     int64_t tmin, tmax;
     int64_t points;
+    int64_t line; /* the line being parsed (1-based) */
 } Scanner;
 
 #define LIT(p, end, s) ((size_t)((end) - (p)) >= sizeof(s) - 1 && memcmp((p), (s), sizeof(s) - 1) == 0)
@@ -475,12 +500,16 @@ static const char *parse_line(Scanner *sc, const char *p, const char *end) {
     int32_t sid = intern(&sc->series, (const char *)key, (size_t)(1 + sc->nkeys) * sizeof(int32_t));
     if (sid < 0) return "out of memory";
     if ((size_t)sid * sizeof(Series) == sc->series_data.n) {
-        Series fresh = {{NULL, 0, 0}, INT64_MIN, 0.0};
+        Series fresh = {{NULL, 0, 0}, INT64_MIN, 0, 0.0, 0.0, 0.0};
         if (buf_put(&sc->series_data, &fresh, sizeof fresh) < 0) return "out of memory";
     }
     Series *s = (Series *)sc->series_data.p + sid;
     if (buf_put(&s->values, &value, sizeof value) < 0) return "out of memory";
-    if (ns >= s->tmax) s->tmax = ns, s->last = value; /* equal times: the later line wins */
+    if (ns >= s->tmax) s->tmax = ns, s->tline = sc->line, s->last = value; /* ties: later line */
+    double acc = s->sum + value; /* Neumaier (Kahan-Babuska), as DuckDB's fsum */
+    if (isfinite(acc)) /* past an infinity the compensation is meaningless (inf - inf) */
+        s->comp += fabs(s->sum) >= fabs(value) ? (s->sum - acc) + value : (value - acc) + s->sum;
+    s->sum = acc;
     if (sc->points == 0 || ns < sc->tmin) sc->tmin = ns;
     if (sc->points == 0 || ns > sc->tmax) sc->tmax = ns;
     sc->points++;
@@ -530,8 +559,9 @@ static PyObject *result(Scanner *sc, long long lines) {
             }
             PyTuple_SET_ITEM(ids, k, v);
         }
-        PyObject *item = Py_BuildValue("(iNy#Ld)", key[0], ids, s->values.p,
-                                       (Py_ssize_t)s->values.n, (long long)s->tmax, s->last);
+        PyObject *item = Py_BuildValue("(iNy#LLddd)", key[0], ids, s->values.p,
+                                       (Py_ssize_t)s->values.n, (long long)s->tmax,
+                                       (long long)s->tline, s->last, s->sum, s->comp);
         if (!item) goto fail;
         free(s->values.p); /* copied into the bytes object: free as we go */
         s->values.p = NULL;
@@ -663,7 +693,7 @@ static PyObject *k6scan_scan(PyObject *self, PyObject *args) {
         have += (size_t)n;
         char *p = buf, *end = buf + have, *nl;
         while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-            line++;
+            sc.line = ++line;
             if (nl - p > max_line) why = "longer than the longest line read";
             else why = parse_line(&sc, p, nl);
             if (why) break;

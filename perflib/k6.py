@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -113,7 +114,8 @@ def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float])
         # Only the closest ranks are needed: a partition on them (O(n)), not a full sort.
         arr = np.partition(arr, np.unique(np.concatenate([lo, hi])))
         j, k = arr[lo], arr[hi]
-        out = j + (k - j) * (i - lo)
+        with np.errstate(invalid="ignore"):  # equal neighbours, ±inf too (inf − inf is nan)
+            out = np.where(k == j, j, j + (k - j) * (i - lo))
     return float(out[0]) if np.ndim(p) == 0 else out
 
 
@@ -566,6 +568,8 @@ def _parse_metric_lines(lines: Iterable[bytes]) -> dict[str, dict[str, Any]]:
     for raw in lines:
         try:
             data = json.loads(raw)["data"]
+            if not isinstance(data["name"], str):
+                continue  # not a k6 declaration (k6 names are strings): nothing to declare
             metrics[data["name"]] = {
                 "type": data.get("type"),
                 "contains": data.get("contains"),
@@ -626,11 +630,13 @@ def _parse_into(
     parquet: Path | None = None,
     table: str | None = None,
     narrow: bool = False,
+    extra_tags: Iterable[str] = (),
 ) -> FileIngest:
     """Prescan + one DuckDB pass over ``path`` into a Parquet file or a temporary table.
 
-    ``narrow`` keeps only the tags a summary needs (``name`` and the sub-metrics' tags): the
-    cold ``summarize`` path, which aggregates in SQL without writing the full Parquet.
+    ``narrow`` keeps only the tags a summary needs (``name`` and the sub-metrics' tags, plus
+    ``extra_tags``: those other segments' sub-metrics use): the cold ``summarize`` path, which
+    aggregates in SQL without writing the full Parquet.
     Raises :class:`K6InputError` when the file is not k6 output at all.
     """
     duckdb = _duckdb_module()
@@ -642,6 +648,7 @@ def _parse_into(
 
     def tags_for(metrics: Mapping[str, dict[str, Any]]) -> list[str]:
         sub_tags = {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
+        sub_tags |= set(extra_tags)
         if narrow:
             return ["name", *sorted(sub_tags - {"name"})]
         extra = (sub_tags | _sample_tag_keys(scan.head)) - set(KNOWN_TAGS) - set(SYSTEM_TAGS)
@@ -1177,10 +1184,19 @@ def _summary_and_meta(
                 ing = source
             else:
                 assert paths is not None
+                # A segment may hold samples of a sub-metric that only another one declares:
+                # every table keeps the tags of all the segments' sub-metrics.
+                extra: set[str] = set()
+                for p in paths if len(paths) > 1 else []:
+                    for m in _parse_metric_lines(_prescan(p, _is_gzip(p)).metric_lines).values():
+                        extra |= {k for sub in m["submetrics"] for k in sub["tags"]}
                 files = []
                 for i, p in enumerate(paths):
                     hit = _load_cached(p) if cache else None
-                    files.append(hit or _parse_into(p, con, tmp, table=f"k6_{i}", narrow=True))
+                    files.append(
+                        hit
+                        or _parse_into(p, con, tmp, table=f"k6_{i}", narrow=True, extra_tags=extra)
+                    )
                 ing = Ingest(files)
             meta = ing.metrics
             warnings = list(ing.warnings)
@@ -1347,37 +1363,41 @@ def _direct_summary(
     worker = threading.Thread(target=work, name="perflib-k6-summary", daemon=True)
     worker.start()
     try:
-        with path.open("rb") as fh:
-            head = fh.read(_MAX_LINE_BYTES)
-        head_lines: list[bytes] = []
-        cut = head.rfind(b"\n")
-        if cut > 0:
-            _collect_metric_lines(head, 0, cut, head_lines)
-        guess = _parse_metric_lines(head_lines)
-        subs = _declared_subs(guess, guess)
-        tags = ["name", *sorted({k for _, _, t in subs for k in t} - {"name"})]
-        out["query"] = _direct_sql(path, tags, subs, guess)
-    finally:
-        ready.set()  # on an error too: the worker then closes its connection and ends
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(_MAX_LINE_BYTES)
+            head_lines: list[bytes] = []
+            cut = head.rfind(b"\n")
+            if cut > 0:
+                _collect_metric_lines(head, 0, cut, head_lines)
+            guess = _parse_metric_lines(head_lines)
+            subs = _declared_subs(guess, guess)
+            tags = ["name", *sorted({k for _, _, t in subs for k in t} - {"name"})]
+            out["query"] = _direct_sql(path, tags, subs, guess)
+        finally:
+            ready.set()  # on an error too: the worker then closes its connection and ends
 
-    size = path.stat().st_size
-    with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
-        scan = _Scan()
-        last = b""
-        # One reused 1 MiB buffer: fresh 8 MiB reads cost a page fault per 4 KiB every time.
-        # Newlines = length lost by deleting them: ``replace`` finds them with memchr, 3x less
-        # CPU than ``bytes.count`` (a byte-by-byte loop), and this thread shares the 2 cores
-        # with DuckDB's.
-        buf = bytearray(_MAX_LINE_BYTES)
-        with path.open("rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                chunk = buf if n == len(buf) else buf[:n]
-                scan.lines += n - len(chunk.replace(b"\n", b""))
-                last = buf[n - 1 : n]
-        if last not in (b"", b"\n"):  # what follows the last newline: an unterminated line
-            scan.lines += 1
-            scan.ends_with_newline = False
-        worker.join()
+        size = path.stat().st_size
+        with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
+            scan = _Scan()
+            last = b""
+            # One reused 1 MiB buffer: fresh 8 MiB reads cost a page fault per 4 KiB every time.
+            # Newlines = length lost by deleting them: ``replace`` finds them with memchr, 3x less
+            # CPU than ``bytes.count`` (a byte-by-byte loop), and this thread shares the 2 cores
+            # with DuckDB's.
+            buf = bytearray(_MAX_LINE_BYTES)
+            with path.open("rb", buffering=0) as fh:
+                while n := fh.readinto(buf):
+                    chunk = buf if n == len(buf) else buf[:n]
+                    scan.lines += n - len(chunk.replace(b"\n", b""))
+                    last = buf[n - 1 : n]
+            if last not in (b"", b"\n"):  # what follows the last newline: an unterminated line
+                scan.lines += 1
+                scan.ends_with_newline = False
+            worker.join()  # inside the spinner: the query may still be running
+    finally:
+        worker.join()  # on an error too: no DuckDB thread outlives the call
+
     if "error" in out:
         if isinstance(out["error"], read_errors):
             return None
@@ -1521,14 +1541,17 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
 
     import numpy as np
 
-    # Every series of every file, decoded: (metric, tag values by key, values, t_max, last).
-    series: list[tuple[str, tuple[str | None, ...], np.ndarray, int, float]] = []
+    # Every series of every file, decoded: (metric, tag values by key, values, (time, line) of
+    # the latest sample, its value, compensated sum and its compensation).
+    series: list[tuple[str, tuple[str | None, ...], np.ndarray, tuple[int, int], float, float,
+                       float]] = []  # fmt: skip
     for _, _, metric_names, raw_values, file_series, *_ in scans:
         names = [m.decode() for m in metric_names]  # plain UTF-8: the scanner checked
         values = [[_json_string(r) for r in raw] for raw in raw_values]
-        for mid, ids, blob, t_last, v_last in file_series:
+        for mid, ids, blob, t_last, line, v_last, total, comp in file_series:
             tags = tuple(values[k][i] if i >= 0 else None for k, i in enumerate(ids))
-            series.append((names[mid], tags, np.frombuffer(blob, np.float64), t_last, v_last))
+            column = np.frombuffer(blob, np.float64)
+            series.append((names[mid], tags, column, (t_last, line), v_last, total, comp))
 
     def agg(members: Sequence[int], metric: str) -> tuple[Any, ...]:
         """``(n, total, min, max, quantiles, non-zero, last)``, as the DuckDB queries give."""
@@ -1539,9 +1562,16 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         if kind not in ("rate", "counter", "gauge"):  # trend, or undeclared: as a trend
             q = [float(x) for x in percentile(v, [100 * p for p in _TREND_QUANTILES])]
         last = None
-        if kind not in _NOT_GAUGE:
+        if kind not in _NOT_GAUGE:  # the latest sample; on a tie the later line, as in k6
             last = series[max(members, key=lambda i: series[i][3])][4]
-        return (int(v.size), float(v.sum()), float(v.min()), float(v.max()), q,
+        # Each series' compensated sum, added exactly: large values that cancel do not
+        # swallow small ones (DuckDB's fsum does the same).
+        parts = [x for i in members for x in series[i][5:7]]
+        try:
+            total = math.fsum(parts)
+        except (OverflowError, ValueError):  # beyond ±1.8e308, or inf − inf: as DuckDB says
+            total = float(sum(parts))
+        return (int(v.size), total, float(v.min()), float(v.max()), q,
                 int(np.count_nonzero(v)), last)  # fmt: skip
 
     whole: dict[str, list[int]] = {}
@@ -1615,15 +1645,16 @@ def _summarize(
                count(*) FILTER (WHERE value <> 0) AS nonzero,
                arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last"""
 
-    def names_of(kind: str) -> str:
-        return ", ".join(_sql_lit(m) for m, d in meta.items() if d.get("type") == kind) or "NULL"
+    def none_of(*kinds: str) -> str:
+        """``metric`` is not declared as one of ``kinds`` (undeclared, or another type)."""
+        names = [_sql_lit(m) for m, d in meta.items() if d.get("type") in kinds]
+        # Not ``NOT IN (NULL)`` when there is none: that is NULL, and FILTER drops NULL.
+        return f"metric NOT IN ({', '.join(names)})" if names else "TRUE"
 
-    # Not ``NOT IN (NULL)`` when nothing is declared: that is NULL, and FILTER drops NULL.
-    untyped = f"metric NOT IN ({', '.join(_sql_lit(m) for m in meta)})" if meta else "TRUE"
-    flags = (
-        f"metric IN ({names_of('trend')}) OR {untyped} AS is_trend, "
-        f"metric IN ({names_of('gauge')}) AS is_gauge"
-    )
+    # As _direct_sql and _assemble: whatever is not a rate, counter or gauge is a trend
+    # (undeclared, or of a type k6 does not have); whatever is not a trend, rate or counter
+    # may be a gauge.
+    flags = f"{none_of('rate', 'counter', 'gauge')} AS is_trend, {none_of(*_NOT_GAUGE)} AS is_gauge"
     # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
     rows = con.execute(f"""
         SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}

@@ -63,6 +63,18 @@ def test_the_fast_reader_is_built_here() -> None:
     assert SCANNER is not None, "perflib._k6scan was not built: `pip install -e .` needs gcc"
 
 
+def test_the_built_reader_is_not_stale() -> None:
+    """The extension is optional, so a compile error in an edited _k6scan.c would leave the
+    previous build in place, silently: the build must be newer than its source."""
+    if SCANNER is None:
+        pytest.skip("not built")
+    source = Path(k6.__file__).with_name("_k6scan.c")
+    assert Path(SCANNER.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        "perflib._k6scan is older than perflib/_k6scan.c: rebuild with `make setup` "
+        "(pip install -e . prints the compile error)"
+    )
+
+
 def test_perflib_k6_fast_0_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     assert k6.fast_reader() is None
@@ -128,7 +140,7 @@ def test_times_are_utc_nanoseconds_whatever_the_offset(tmp_path: Path) -> None:
         lines.append(point(time=text, tags=f'{{"name":"t{i}"}}'))
     n, _, _, values, series, t_min, t_max = scan(tmp_path, "\n".join(lines) + "\n")
     assert n == 3000 and len(series) == 3000
-    got = {values[0][ids[0]].decode(): t for _, ids, _, t, _ in series}
+    got = {values[0][ids[0]].decode(): t for _, ids, _, t, *_ in series}
     assert got == expected
     assert (t_min, t_max) == (min(expected.values()), max(expected.values()))
 
@@ -163,7 +175,7 @@ def test_series_last_value_tags_and_escapes(tmp_path: Path) -> None:
             list(np.frombuffer(blob)),
             last,
         )
-        for m, ids, blob, _, last in series
+        for m, ids, blob, _, _, last, *_ in series
     }
     assert rows == {
         ("g", "a&b", None): ([5.0, 6.0, 7.0], 7.0),
