@@ -1582,9 +1582,11 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
             split.setdefault(metric, {}).setdefault(tags[0], []).append(i)
     rows: list[tuple[Any, ...]] = [(m, None, True, *agg(s, m)) for m, s in whole.items()]
     for metric, by_name in split.items():
+        named = len(by_name) - (None in by_name)
         for name, members in by_name.items():
-            # Past the limit _assemble only counts the splits (and warns): skip the work.
-            omitted = len(by_name) > MAX_NAME_SPLITS or name is None
+            # Past the limit _assemble only counts the splits (and warns), and it ignores
+            # samples without a name: skip the work.
+            omitted = named > MAX_NAME_SPLITS or name is None
             stats = (0, 0.0, None, None, None, 0, None) if omitted else agg(members, metric)
             rows.append((metric, name, False, *stats))
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}

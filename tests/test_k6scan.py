@@ -418,6 +418,25 @@ def test_escaped_and_unicode_names_split_like_duckdb(
 
 
 @needs_scanner
+@pytest.mark.parametrize("names", [k6.MAX_NAME_SPLITS, k6.MAX_NAME_SPLITS + 1])
+def test_name_split_limit_counts_named_samples_only(
+    names: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the limit (samples without a name tag besides), the splits are all there; past it,
+    none, with the warning: as the DuckDB readers decide."""
+    rows = [point("http_req_duration", value=str(i + 1), tags=f'{{"name":"/e{i}"}}')
+            for i in range(names)] + [point("http_req_duration", value="7", tags="null")]  # fmt: skip
+    path = tmp_path / "names.ndjson"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    mine = k6.summarize(path, cache=False)
+    monkeypatch.setenv("PERFLIB_K6_FAST", "0")
+    assert_same_summary(mine, k6.summarize(path, cache=False))
+    splits = [m for m in mine["metrics"] if m.startswith("http_req_duration{name:")]
+    assert len(splits) == (names if names <= k6.MAX_NAME_SPLITS else 0)
+    assert mine["metrics"]["http_req_duration"]["count"] == names + 1
+
+
+@needs_scanner
 def test_cli_summarize_uses_it_and_caches(tmp_path: Path) -> None:
     """The whole CLI on a plain copy of a real run: same JSON as the DuckDB reader's."""
     import subprocess
