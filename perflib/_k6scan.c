@@ -587,23 +587,25 @@ typedef struct {
     size_t in_cap;
 } Source;
 
+/* read(2) of the file's raw bytes, retried when a signal interrupts it; errno kept. */
+static ssize_t source_raw(Source *src, void *dst, size_t cap, const char **why) {
+    ssize_t n;
+    do n = read(src->fd, dst, cap);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) src->err = errno, *why = "read error";
+    return n;
+}
+
 /* Up to cap bytes into dst: their count, 0 at the end, -1 with *why on a defect. */
 static ssize_t source_read(Source *src, char *dst, size_t cap, const char **why) {
     ssize_t n;
-    if (!src->gz) {
-        do n = read(src->fd, dst, cap);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) src->err = errno, *why = "read error";
-        return n;
-    }
+    if (!src->gz) return source_raw(src, dst, cap, why);
     if (src->done) return 0;
     src->z.next_out = (unsigned char *)dst;
     src->z.avail_out = (uInt)(cap > UINT32_MAX ? UINT32_MAX : cap);
     for (;;) {
         if (src->z.avail_in == 0) {
-            do n = read(src->fd, src->in, src->in_cap);
-            while (n < 0 && errno == EINTR);
-            if (n < 0) return src->err = errno, *why = "read error", -1;
+            if ((n = source_raw(src, src->in, src->in_cap, why)) < 0) return -1;
             if (n == 0) return *why = "the gzip stream stops early (truncated?)", -1;
             src->z.next_in = src->in;
             src->z.avail_in = (uInt)n;
@@ -612,9 +614,7 @@ static ssize_t source_read(Source *src, char *dst, size_t cap, const char **why)
         if (rc == Z_STREAM_END) {
             /* Another gzip member may follow (concatenated files are valid gzip). */
             if (src->z.avail_in == 0) {
-                do n = read(src->fd, src->in, src->in_cap);
-                while (n < 0 && errno == EINTR);
-                if (n < 0) return src->err = errno, *why = "read error", -1;
+                if ((n = source_raw(src, src->in, src->in_cap, why)) < 0) return -1;
                 src->z.next_in = src->in;
                 src->z.avail_in = (uInt)n;
             }

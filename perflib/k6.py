@@ -631,27 +631,28 @@ def _parse_into(
     table: str | None = None,
     narrow: bool = False,
     extra_tags: Iterable[str] = (),
+    scan: _Scan | None = None,
 ) -> FileIngest:
     """Prescan + one DuckDB pass over ``path`` into a Parquet file or a temporary table.
 
     ``narrow`` keeps only the tags a summary needs (``name`` and the sub-metrics' tags, plus
     ``extra_tags``: those other segments' sub-metrics use): the cold ``summarize`` path, which
-    aggregates in SQL without writing the full Parquet.
+    aggregates in SQL without writing the full Parquet. ``scan`` is the file's prescan, when
+    the caller already made it.
     Raises :class:`K6InputError` when the file is not k6 output at all.
     """
     duckdb = _duckdb_module()
     read_errors = (duckdb.IOException, duckdb.InvalidInputException)
     gz = _is_gzip(path)
     warnings: list[str] = []
-    scan = _prescan(path, gz)
+    scan = scan or _prescan(path, gz)
     metrics = _parse_metric_lines(scan.metric_lines)
 
     def tags_for(metrics: Mapping[str, dict[str, Any]]) -> list[str]:
-        sub_tags = {k for m in metrics.values() for s in m["submetrics"] for k in s["tags"]}
-        sub_tags |= set(extra_tags)
+        needed = _summary_tags(metrics, extra_tags)
         if narrow:
-            return ["name", *sorted(sub_tags - {"name"})]
-        extra = (sub_tags | _sample_tag_keys(scan.head)) - set(KNOWN_TAGS) - set(SYSTEM_TAGS)
+            return needed
+        extra = (set(needed) | _sample_tag_keys(scan.head)) - set(KNOWN_TAGS) - set(SYSTEM_TAGS)
         return [*KNOWN_TAGS, *SYSTEM_TAGS, *sorted(extra)]
 
     tags = tags_for(metrics)
@@ -1185,19 +1186,28 @@ def _summary_and_meta(
             else:
                 assert paths is not None
                 # A segment may hold samples of a sub-metric that only another one declares:
-                # every table keeps the tags of all the segments' sub-metrics.
+                # every table keeps the tags of all the segments' sub-metrics. The prescans
+                # made for that are handed to the parse.
+                hits = [_load_cached(p) if cache else None for p in paths]
+                scans = [
+                    None if hit or len(paths) == 1 else _prescan(p, _is_gzip(p))
+                    for p, hit in zip(paths, hits, strict=True)
+                ]
                 extra: set[str] = set()
-                for p in paths if len(paths) > 1 else []:
-                    for m in _parse_metric_lines(_prescan(p, _is_gzip(p)).metric_lines).values():
-                        extra |= {k for sub in m["submetrics"] for k in sub["tags"]}
-                files = []
-                for i, p in enumerate(paths):
-                    hit = _load_cached(p) if cache else None
-                    files.append(
+                for hit, scan in zip(hits, scans, strict=True):
+                    if hit is not None:
+                        extra.update(_summary_tags(hit.metrics))
+                    elif scan is not None:
+                        extra.update(_summary_tags(_parse_metric_lines(scan.metric_lines)))
+                ing = Ingest(
+                    [
                         hit
-                        or _parse_into(p, con, tmp, table=f"k6_{i}", narrow=True, extra_tags=extra)
-                    )
-                ing = Ingest(files)
+                        or _parse_into(
+                            p, con, tmp, table=f"k6_{i}", narrow=True, extra_tags=extra, scan=scan
+                        )
+                        for i, (p, hit, scan) in enumerate(zip(paths, hits, scans, strict=True))
+                    ]
+                )
             meta = ing.metrics
             warnings = list(ing.warnings)
             result = _summarize(con, ing, meta, warnings)
@@ -1364,15 +1374,9 @@ def _direct_summary(
     worker.start()
     try:
         try:
-            with path.open("rb") as fh:
-                head = fh.read(_MAX_LINE_BYTES)
-            head_lines: list[bytes] = []
-            cut = head.rfind(b"\n")
-            if cut > 0:
-                _collect_metric_lines(head, 0, cut, head_lines)
-            guess = _parse_metric_lines(head_lines)
+            guess = _parse_metric_lines(_head_metric_lines(path, gz=False))
             subs = _declared_subs(guess, guess)
-            tags = ["name", *sorted({k for _, _, t in subs for k in t} - {"name"})]
+            tags = _summary_tags(guess)
             out["query"] = _direct_sql(path, tags, subs, guess)
         finally:
             ready.set()  # on an error too: the worker then closes its connection and ends
@@ -1487,11 +1491,9 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     if scanner is None:
         return None
     gz = [_is_gzip(p) for p in paths]
+    sizes = [p.stat().st_size for p in paths]
     # Memory: 8 bytes per sample (~3 % of the NDJSON; gzip inflates about 10x).
-    if (
-        sum(p.stat().st_size * (10 if z else 1) for p, z in zip(paths, gz, strict=True))
-        > _FAST_MAX_BYTES
-    ):
+    if sum(n * (10 if z else 1) for n, z in zip(sizes, gz, strict=True)) > _FAST_MAX_BYTES:
         return None
     # The tag keys to read: ``name`` (per-endpoint splits) and every key a sub-metric declared
     # in a file's head filters on (k6 declares a metric just before its first sample); a later
@@ -1499,7 +1501,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     guess = _merge_meta(
         _parse_metric_lines(_head_metric_lines(p, z)) for p, z in zip(paths, gz, strict=True)
     )
-    keys = ["name", *sorted({k for _, _, t in _declared_subs(guess, guess) for k in t} - {"name"})]
+    keys = _summary_tags(guess)
     # The scanner matches keys byte for byte and rejects escaped ones: only plain keys.
     if len(keys) > 32 or any(json.dumps(k, ensure_ascii=False)[1:-1] != k for k in keys):
         return None
@@ -1509,7 +1511,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
 
     # numpy's import (~0.05 s) runs while the scanner, which releases the GIL, reads.
     threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
-    size = sum(p.stat().st_size for p in paths)
+    size = sum(sizes)
     scans = []
     with _progress(f"reading {paths[0].name} ({size / 1048576:,.0f} MiB)", size):
         for path, z in zip(paths, gz, strict=True):
@@ -1698,6 +1700,13 @@ def _declared_subs(
             tags = s.get("tags") or _tags_from_suffix(s.get("suffix") or "")
             out.append((s["name"], parent, tags))
     return out
+
+
+def _summary_tags(meta: Mapping[str, dict[str, Any]], extra: Iterable[str] = ()) -> list[str]:
+    """The tags a summary reads: ``name`` (per-endpoint splits), then every tag a declared
+    sub-metric filters on (and ``extra``), sorted."""
+    keys = {k for _, _, tags in _declared_subs(meta, meta) for k in tags} | set(extra)
+    return ["name", *sorted(keys - {"name"})]
 
 
 def _sub_key(name: str, parent: str, tags: Mapping[str, str]) -> tuple[Any, ...]:

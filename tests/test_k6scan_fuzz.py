@@ -26,12 +26,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_k6scan import FIXTURES, SCANNER, needs_scanner, point, scan
 
 from perflib import k6
-
-FIXTURES = Path(__file__).parent / "fixtures" / "k6"
-SCANNER = k6.fast_reader()
-needs_scanner = pytest.mark.skipif(SCANNER is None, reason="perflib._k6scan not built")
 
 #: How many mutated files (each summarised twice): ~20 ms each with DuckDB, ~10 s in all.
 N_CASES = 200
@@ -450,13 +447,7 @@ def scan_bytes(
     """``scan`` on ``body``: from a file (one read fills the buffer) or a pipe (short reads,
     so lines straddle the reads at other places)."""
     if not pipe:
-        path = tmp_path / "scan.bin"
-        path.write_bytes(body)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return SCANNER.scan(fd, gz, keys, max_line)
-        finally:
-            os.close(fd)
+        return scan(tmp_path, body, tuple(k.decode() for k in keys), max_line, gz)
     r, w = os.pipe()
 
     def feed() -> None:
@@ -585,19 +576,6 @@ DECL = (
     '{"type":"Metric","data":{"name":"%s","type":"%s","contains":"default","thresholds":[],'
     '"submetrics":%s},"metric":"%s"}'
 )
-
-
-def point(
-    metric: str = "m",
-    time: str = "2026-01-01T00:00:00Z",
-    value: str = "1",
-    tags: str = '{"name":"a"}',
-) -> str:
-    """A Point line exactly as k6 v1.x writes it."""
-    return (
-        f'{{"metric":"{metric}","type":"Point","data":{{"time":"{time}",'
-        f'"value":{value},"tags":{tags}}}}}'
-    )
 
 
 def decl(name: str, kind: str = "trend", subs: str = "null") -> str:
