@@ -24,13 +24,35 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from perflib import stats as pstats
+from perflib.fly.events import event_count, oom_count, parse_log_lines, split_log_line
 from perflib.rundir import SAMPLE_COLUMNS, RunDir
-from perflib.slo import SEVERITY, Slo, SloError, SloFile, judge, load_slos, percentile_of, worst
+from perflib.slo import (
+    SEVERITY,
+    Slo,
+    SloError,
+    SloFile,
+    default_slos,
+    judge,
+    load_slos,
+    percentile_of,
+    worst,
+)
+from perflib.stats import (
+    bootstrap_diff_ci,
+    fisher_exact_p,
+    mann_whitney_p,
+    percentile,
+    percentile_ci,
+    sample_weights,
+    spans_above,
+    theil_sen,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -41,7 +63,7 @@ ALL = "(all)"
 BEFORE, AFTER = "(before)", "(after)"
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 #: The guide's memory thresholds (MB) reported as "time above"; the VM limit is added per run.
-GUIDE_MEMORY_THRESHOLDS_MB: tuple[float, ...] = (500.0, 700.0, 800.0)
+GUIDE_MEMORY_THRESHOLDS_MB: tuple[float, ...] = tuple(default_slos().settings.memory_thresholds_mb)
 
 #: The guide's "Slow Requests" troubleshooting, per service step.
 STEP_ADVICE: dict[int, str] = {
@@ -56,41 +78,6 @@ STEP_ADVICE: dict[int, str] = {
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def percentile(values: Any, p: float) -> float:
-    """k6's percentile: linear interpolation at rank ``p/100·(n−1)``; NaN for no values."""
-    arr = np.asarray(values, dtype="float64")
-    arr = arr[~np.isnan(arr)]
-    if arr.size == 0:
-        return math.nan
-    return float(np.percentile(arr, p, method="linear"))
-
-
-def percentile_ci(values: Any, p: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the ``p`` percentile from binomial order statistics.
-
-    The number of samples below the true quantile is Binomial(n, p/100), so the order
-    statistics of ranks ``l = B⁻¹(α/2)`` and ``u = B⁻¹(1 − α/2) + 1`` bracket it with
-    probability ≥ ``confidence`` (asv ``asv_runner/statistics.py: quantile_ci``; Hahn &
-    Meeker, *Statistical Intervals*, §5.2). A side that needs a rank outside 1..n is NaN:
-    too few samples to bound it (a p99 from 50 requests has no upper bound). Like every
-    per-request interval it assumes independent requests (see docs/analysis.md).
-    """
-    from scipy.stats import binom
-
-    x = np.sort(np.asarray(values, dtype="float64"))
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n == 0:
-        return math.nan, math.nan
-    alpha = 1.0 - confidence
-    q = p / 100.0
-    lo_rank = int(binom.ppf(alpha / 2, n, q))  # 1-based rank of the lower bound
-    hi_rank = int(binom.ppf(1 - alpha / 2, n, q)) + 1
-    lo = float(x[lo_rank - 1]) if lo_rank >= 1 else math.nan
-    hi = float(x[hi_rank - 1]) if hi_rank <= n else math.nan
-    return lo, hi
 
 
 def _pcol(p: float) -> str:
@@ -571,65 +558,6 @@ def vus_series(points: pd.DataFrame | None, *, origin: Any = None) -> pd.DataFra
 # --------------------------------------------------------------------------- resource samples
 
 
-def _epoch_s(times: pd.Series) -> np.ndarray:
-    """Seconds since the epoch as floats, whatever the datetime resolution (ns, us, …)."""
-    t = pd.to_datetime(pd.Series(times), utc=True)
-    return (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype="float64")
-
-
-def _dt_weights(times: pd.Series, max_gap_s: float) -> np.ndarray:
-    """Seconds each sample stands for: the time to the next sample, capped at ``max_gap_s``
-    (a gap longer than that is unknown time, not time above a threshold)."""
-    t = _epoch_s(times)
-    if t.size == 0:
-        return np.array([])
-    dt = np.diff(t)
-    last = float(np.median(dt)) if dt.size else 0.0
-    return np.minimum(np.append(dt, last), max_gap_s)
-
-
-def spans_above(
-    times: pd.Series, values: pd.Series, threshold: float, *, max_gap_s: float = 5.0
-) -> pd.DataFrame:
-    """Unbroken runs of samples strictly above ``threshold``.
-
-    Columns: ``start``, ``end`` (first / last sample above), ``span_s`` = end − start (what
-    "sustained" is measured on: the condition was observed that long), ``time_s`` (the
-    samples' weights, see :func:`_dt_weights`), ``samples``, ``max``. A sample at or below
-    the threshold, a missing value, or a gap longer than ``max_gap_s`` ends a run.
-    """
-    cols = ["start", "end", "span_s", "time_s", "samples", "max"]
-    if len(times) == 0:
-        return pd.DataFrame(columns=cols)
-    t = pd.Series(times).reset_index(drop=True)
-    v = pd.Series(values, dtype="float64").reset_index(drop=True)
-    above = (v > threshold).to_numpy()
-    secs = _epoch_s(t)
-    gap = np.append(True, np.diff(secs) > max_gap_s)
-    w = _dt_weights(t, max_gap_s)
-    rows = []
-    i, n = 0, len(v)
-    while i < n:
-        if not above[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and above[j + 1] and not gap[j + 1]:
-            j += 1
-        rows.append(
-            {
-                "start": t[i],
-                "end": t[j],
-                "span_s": secs[j] - secs[i],
-                "time_s": float(w[i : j + 1].sum()),
-                "samples": j - i + 1,
-                "max": float(v[i : j + 1].max()),
-            }
-        )
-        i = j + 1
-    return pd.DataFrame(rows, columns=cols)
-
-
 def _timeline(samples: pd.DataFrame, origin: pd.Timestamp | None) -> pd.DataFrame:
     """One row per sample time (several instances → their maximum), with ``t_s``."""
     df = samples.copy()
@@ -691,8 +619,6 @@ def leak_estimate(
     None with fewer than ``min_samples`` samples or a window shorter than ``min_window_s``
     (a short window cannot tell a leak from warm-up: caches and pools fill at first).
     """
-    from scipy.stats import theilslopes
-
     df = pd.DataFrame(
         {
             "t": pd.Series(times).reset_index(drop=True),
@@ -706,12 +632,12 @@ def leak_estimate(
     covered_s = (np.ptp(x) + float(np.median(np.diff(x)))) * 60.0 if x.size > 1 else 0.0
     if np.ptp(x) <= 0 or covered_s < min_window_s:
         return None
-    res = theilslopes(df["m"].to_numpy(), x, alpha=confidence)
+    res = theil_sen(df["m"].to_numpy(), x, confidence)
     return LeakEstimate(
-        slope_mb_per_min=float(res.slope),
-        ci_low=float(res.low_slope),
-        ci_high=float(res.high_slope),
-        intercept_mb=float(res.intercept),
+        slope_mb_per_min=res.slope,
+        ci_low=res.low,
+        ci_high=res.high,
+        intercept_mb=res.intercept,
         n=len(df),
         window_start=df["t"].iloc[0],
         window_end=df["t"].iloc[-1],
@@ -721,59 +647,14 @@ def leak_estimate(
     )
 
 
-_TS_PREFIX = re.compile(
-    r"^\s*\[?(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
-)
-_OOM_KERNEL = re.compile(
-    r"Out of memory: Killed process (?P<pid>\d+)(?: \((?P<comm>[^)]*)\))?", re.IGNORECASE
-)
-_OOM_INIT = re.compile(r"Process appears to have been OOM killed", re.IGNORECASE)
-_RESTART = re.compile(r"reboot: Restarting system|machine restart", re.IGNORECASE)
-
-
-def _line_time(line: str) -> pd.Timestamp | None:
-    m = _TS_PREFIX.match(line)
-    return _to_ts(m.group("ts").replace(",", ".")) if m else None
-
-
-def _log_line(line: str) -> tuple[str, pd.Timestamp | None]:
-    """(message, time) of a plain log line or a ``fly logs --json`` object line."""
-    stripped = line.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-            return obj["message"], _to_ts(obj.get("timestamp"))
-    return line, _line_time(line)
-
-
-def parse_oom_lines(text: str, *, source: str = "log") -> pd.DataFrame:
-    """OOM and restart lines in any log text (Fly's ``fly logs``, the kernel, the lab's log).
-
-    Recognised (fly.md §2, phoenixframework/flame#63): the kernel's ``Out of memory: Killed
-    process <pid> (<comm>)`` and Fly init's ``Process appears to have been OOM killed!`` →
-    ``oom_killed``; ``reboot: Restarting system`` / ``machine restart`` → ``restart``.
-    Plain lines and ``fly logs --json`` lines (``message`` + ``timestamp``) are both read.
-    Columns: ``time`` (a leading ISO timestamp or the JSON ``timestamp``, else NaT),
-    ``type``, ``source``, ``detail``, ``line_no``, ``signal`` (``kernel``/``init`` for
-    kills, ``reboot``/``runner`` for restarts).
-    """
-    rows = []
-    for no, raw in enumerate(text.splitlines(), start=1):
-        line, when = _log_line(raw)
-        if m := _OOM_KERNEL.search(line):
-            detail = {"pid": int(m.group("pid")), "process": m.group("comm"), "line": line.strip()}
-            rows.append((when, "oom_killed", source, detail, no, "kernel"))
-        elif _OOM_INIT.search(line):
-            rows.append((when, "oom_killed", source, {"line": line.strip()}, no, "init"))
-        elif m := _RESTART.search(line):
-            signal = "reboot" if m.group(0).lower().startswith("reboot") else "runner"
-            rows.append((when, "restart", source, {"line": line.strip()}, no, signal))
-    df = pd.DataFrame(rows, columns=["time", "type", "source", "detail", "line_no", "signal"])
-    df["time"] = pd.to_datetime(df["time"], utc=True)
-    return df
+#: ``signal`` column of :func:`resource_events`: which line of a log reported the event.
+_SIGNALS = {
+    "kernel_oom_killer": "kernel",
+    "init_reported_oom": "init",
+    "kernel_reboot": "reboot",
+    "runner_restart": "runner",
+    "main_child_exit": "exit",
+}
 
 
 def resource_events(
@@ -784,8 +665,12 @@ def resource_events(
 ) -> pd.DataFrame:
     """One frame of OOM / restart / exit events from ``events.jsonl`` and log texts.
 
-    Columns: ``time``, ``t_s``, ``type``, ``source`` (``events.jsonl`` or the log's name),
-    ``detail``, ``signal``. Sorted by time (log lines without a time last).
+    Log text is read by :func:`perflib.fly.parse_log_lines` (the one log parser); lines
+    without a time are kept with ``time`` NaT, so :func:`perflib.fly.oom_count` still counts
+    them. Columns: ``time``, ``t_s``, ``type``, ``source`` (``events.jsonl`` or the log's
+    name), ``detail``, ``signal`` (``kernel``/``init`` for a log's kills,
+    ``reboot``/``runner`` for its restarts, ``event`` for events.jsonl). Sorted by time (log
+    lines without a time last).
     """
     parts = []
     if events is not None and len(events):
@@ -794,9 +679,19 @@ def resource_events(
         ev["signal"] = "event"
         parts.append(ev)
     for name, text in (log_texts or {}).items():
-        found = parse_oom_lines(text, source=name)
-        if len(found):
-            parts.append(found.drop(columns="line_no"))
+        parsed = parse_log_lines(text.splitlines(), source=name)
+        rows = [
+            {
+                "time": e["time"],
+                "type": e["type"],
+                "detail": e["detail"],
+                "source": name,
+                "signal": _SIGNALS.get(e["detail"].get("reason", ""), "log"),
+            }
+            for e in [*parsed.events, *parsed.untimed_events]
+        ]
+        if rows:
+            parts.append(pd.DataFrame(rows))
     cols = ["time", "t_s", "type", "source", "detail", "signal"]
     if not parts:
         return pd.DataFrame(
@@ -806,38 +701,10 @@ def resource_events(
             }
         )
     out = pd.concat(parts, ignore_index=True)
-    out["time"] = pd.to_datetime(out["time"], utc=True)
+    out["time"] = pd.to_datetime(out["time"], utc=True, format="ISO8601")
     org = _to_ts(origin)
     out["t_s"] = (out["time"] - org).dt.total_seconds() if org is not None else np.nan
     return out.sort_values("time", na_position="last", ignore_index=True)[cols]
-
-
-def oom_count(events: pd.DataFrame) -> int:
-    """Distinct OOM kills in a :func:`resource_events` frame.
-
-    Each source counts on its own and the largest count wins, because the same kill shows
-    up in several places (the lab's ``events.jsonl`` record, and in a Fly log both the
-    kernel line and init's "appears to have been OOM killed" line). Within one log, the
-    kill count is the larger of its kernel-line and init-line counts.
-    """
-    return _per_source_count(events, "oom_killed")
-
-
-def _per_source_count(events: pd.DataFrame, kind: str) -> int:
-    """Distinct events of one type: the same event shows up in several places (the lab's
-    ``events.jsonl`` record; in a Fly log the guest kernel's line *and* init's or the
-    runner's line), so each source counts on its own — ``events.jsonl`` by records, a log
-    by the larger of its per-signal line counts — and the largest count wins."""
-    sel = events[events["type"] == kind] if len(events) else events
-    if len(sel) == 0:
-        return 0
-    counts = []
-    for source, grp in sel.groupby("source"):
-        if source == "events.jsonl":
-            counts.append(len(grp))
-        else:
-            counts.append(int(grp["signal"].value_counts().max()))
-    return max(counts)
 
 
 @dataclass
@@ -882,13 +749,13 @@ def memory_summary(
     manifest: Mapping[str, Any] | None = None,
     *,
     events: pd.DataFrame | None = None,
-    thresholds_mb: Iterable[float] = GUIDE_MEMORY_THRESHOLDS_MB,
-    sustained_threshold_mb: float = 800.0,
-    sustained_s: float = 60.0,
-    max_gap_s: float = 5.0,
-    leak_stages: Sequence[str] = ("steady",),
-    leak_min_mb_per_min: float = 1.0,
-    leak_min_window_s: float = 60.0,
+    thresholds_mb: Iterable[float] | None = None,
+    sustained_threshold_mb: float | None = None,
+    sustained_s: float | None = None,
+    max_gap_s: float | None = None,
+    leak_stages: Sequence[str] | None = None,
+    leak_min_mb_per_min: float | None = None,
+    leak_min_window_s: float | None = None,
 ) -> MemorySummary:
     """Idle / under-load / peak memory, time above thresholds, sustained-800, leak, OOMs.
 
@@ -897,8 +764,20 @@ def memory_summary(
     threshold sums sample weights (:func:`_dt_weights`). The leak slope uses the samples of
     ``leak_stages`` before any restart/OOM in them — the whole k6 window when the manifest has
     no stages, none when it has stages but none of those (a load that keeps changing, as in
-    the stress profile, moves memory without any leak).
+    the stress profile, moves memory without any leak). Knobs left at None take the SLO
+    file's defaults (:class:`perflib.slo.Settings`, ``memory_sustained_800``).
     """
+    d = default_slos().settings
+    thresholds_mb = d.memory_thresholds_mb if thresholds_mb is None else thresholds_mb
+    if sustained_threshold_mb is None:
+        sustained_threshold_mb = default_slos().sustained_threshold("memory_sustained")
+    leak_stages = d.leak_stages if leak_stages is None else leak_stages
+    leak_min_mb_per_min = (
+        d.leak_min_mb_per_min if leak_min_mb_per_min is None else leak_min_mb_per_min
+    )
+    leak_min_window_s = d.leak_min_window_s if leak_min_window_s is None else leak_min_window_s
+    sustained_s = d.sustained_s if sustained_s is None else sustained_s
+    max_gap_s = d.max_gap_s if max_gap_s is None else max_gap_s
     start, end = k6_window(manifest)
     ev = events if events is not None else resource_events(origin=start)
     df = _timeline(samples, start) if len(samples) else samples.assign(t_s=pd.Series(dtype=float))
@@ -923,17 +802,18 @@ def memory_summary(
     )
     levels = sorted({*map(float, thresholds_mb), float(sustained_threshold_mb)})
     rows = []
-    total_s = float(_dt_weights(valid["time"], max_gap_s).sum()) if len(valid) else 0.0
+    total_s = float(sample_weights(valid["time"], max_gap_s).sum()) if len(valid) else 0.0
     for lvl, label in [
         *[(x, f"> {x:g} MB") for x in levels],
         *([(limit_mb, f"> limit ({limit_mb:g} MB)")] if limit_mb else []),
     ]:
-        sp = (
-            spans_above(valid["time"], valid["memory_used_mb"], lvl, max_gap_s=max_gap_s)
-            if len(valid)
-            else spans_above(pd.Series(dtype="datetime64[ns, UTC]"), pd.Series(), lvl)
+        sp = spans_above(
+            valid["time"] if len(valid) else pd.Series(dtype="datetime64[ns, UTC]"),
+            valid["memory_used_mb"] if len(valid) else pd.Series(dtype="float64"),
+            lvl,
+            max_gap_s=max_gap_s,
         )
-        secs = float(sp["time_s"].sum()) if len(sp) else 0.0
+        secs = float(sp["span_s"].sum()) if len(sp) else 0.0
         rows.append(
             {
                 "threshold_mb": lvl,
@@ -1030,7 +910,7 @@ def memory_summary(
         leak_note=leak.evidence if leak is not None else leak_note,
         events=ev,
         oom_kills=oom_count(ev),
-        restarts=_per_source_count(ev, "restart"),
+        restarts=event_count(ev, "restart"),
         timeline=timeline,
     )
 
@@ -1064,16 +944,23 @@ def cpu_summary(
     samples: pd.DataFrame,
     manifest: Mapping[str, Any] | None = None,
     *,
-    threshold_pct: float = 70.0,
-    full_pct: float = 98.0,
-    sustained_s: float = 60.0,
-    max_gap_s: float = 5.0,
+    threshold_pct: float | None = None,
+    full_pct: float | None = None,
+    sustained_s: float | None = None,
+    max_gap_s: float | None = None,
 ) -> CpuSummary:
     """Average / p95 CPU under load, time at 100 %, throttled time, the dedicated-CPU rule.
 
     CPU spans count samples *at or above* a level (one rule for 70 % and for "100 %" =
-    ``full_pct``); memory spans are strictly above, as the guide's "> 800 MB".
+    ``full_pct``); memory spans are strictly above, as the guide's "> 800 MB". Knobs left at
+    None take the SLO file's defaults (settings, the ``cpu_sustained`` threshold).
     """
+    d = default_slos().settings
+    if threshold_pct is None:
+        threshold_pct = default_slos().sustained_threshold("cpu_sustained")
+    full_pct = d.cpu_full_pct if full_pct is None else full_pct
+    sustained_s = d.sustained_s if sustained_s is None else sustained_s
+    max_gap_s = d.max_gap_s if max_gap_s is None else max_gap_s
     start, end = k6_window(manifest)
     df = _timeline(samples, start) if len(samples) else samples.assign(t_s=pd.Series(dtype=float))
     valid = df[df["cpu_pct"].notna()] if len(df) else df
@@ -1084,12 +971,12 @@ def cpu_summary(
             load = valid
     else:
         load = valid
-    w = _dt_weights(valid["time"], max_gap_s) if len(valid) else np.array([])
+    w = sample_weights(valid["time"], max_gap_s) if len(valid) else np.array([])
     cpu = valid["cpu_pct"].to_numpy(dtype="float64") if len(valid) else np.array([])
     full_spans = (
         spans_above(valid["time"], valid["cpu_pct"], full_pct - 1e-9, max_gap_s=max_gap_s)
         if len(valid)
-        else pd.DataFrame(columns=["span_s", "time_s"])
+        else pd.DataFrame(columns=["span_s"])
     )
     above = (
         spans_above(valid["time"], valid["cpu_pct"], threshold_pct - 1e-9, max_gap_s=max_gap_s)
@@ -1160,7 +1047,7 @@ def parse_step_log(source: str | Path) -> pd.DataFrame:
     for no, raw in enumerate(text.splitlines(), start=1):
         if "tep" not in raw and "TEP" not in raw:  # cheap pre-filter for big logs
             continue
-        line, when = _log_line(raw)
+        line, when, _, _ = split_log_line(raw)
         m = _STEP.search(line)
         if not m:
             continue
@@ -1439,6 +1326,15 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+def _threshold(slos: SloFile, kind: Literal["memory_sustained", "cpu_sustained"]) -> float:
+    """The file's sustained-span threshold of ``kind``; the shipped file's when it has none
+    (a file with only latency SLOs still gets memory and CPU figures)."""
+    try:
+        return slos.sustained_threshold(kind)
+    except SloError:
+        return default_slos().sustained_threshold(kind)
+
+
 def analyze_run(
     run_dir: str | Path | RunDir,
     *,
@@ -1499,10 +1395,12 @@ def analyze_run(
         leak_stages=st.leak_stages,
         leak_min_mb_per_min=st.leak_min_mb_per_min,
         leak_min_window_s=st.leak_min_window_s,
+        sustained_threshold_mb=_threshold(slo_file, "memory_sustained"),
     )
     cpu = cpu_summary(
         samples,
         manifest,
+        threshold_pct=_threshold(slo_file, "cpu_sustained"),
         full_pct=st.cpu_full_pct,
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
@@ -1623,7 +1521,7 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
             max_gap_s=slos.settings.max_gap_s,
         )
         longest = float(sp["span_s"].max()) if len(sp) else 0.0
-        total = float(sp["time_s"].sum()) if len(sp) else 0.0
+        total = float(sp["span_s"].sum()) if len(sp) else 0.0
         return longest, (
             f"longest span above {slo.threshold:g} MB: {longest:.0f} s "
             f"({total:.0f} s above in total, {len(sp)} spans)"
@@ -1808,40 +1706,6 @@ def _load_side(side: Any) -> list[tuple[str, pd.DataFrame, MemorySummary | None]
     return out
 
 
-def _bootstrap_diff(
-    x: np.ndarray,
-    y: np.ndarray,
-    stat: Any,
-    *,
-    n_resamples: int,
-    confidence: float,
-    method: str,
-    seed: int,
-) -> tuple[float, float]:
-    from scipy.stats import bootstrap
-
-    if x.size < 2 or y.size < 2:
-        return math.nan, math.nan
-
-    def diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        return stat(b, axis) - stat(a, axis)
-
-    batch = max(1, int(2e7 // max(x.size + y.size, 1)))
-    res = bootstrap(
-        (x, y),
-        diff,
-        vectorized=True,
-        paired=False,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method=method,
-        batch=batch,
-        rng=np.random.default_rng(seed),
-    )
-    lo, hi = res.confidence_interval
-    return float(lo), float(hi)
-
-
 def compare_runs(
     a: Any,
     b: Any,
@@ -1869,8 +1733,6 @@ def compare_runs(
     p95 (asv ``--factor``, default 10 %); otherwise "unchanged". The Mann–Whitney p is shown
     as a second, distribution-wide opinion.
     """
-    from scipy.stats import fisher_exact, mannwhitneyu
-
     side_a, side_b = _load_side(a), _load_side(b)
     by_runs = len(side_a) >= 2 and len(side_b) >= 2
     unit = "runs" if by_runs else "requests"
@@ -1879,7 +1741,7 @@ def compare_runs(
     pc = _pcol(q)
 
     def stat_p(v: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.percentile(v, q, axis=axis, method="linear")
+        return pstats.percentile(v, q, axis=axis)
 
     def stat_mean(v: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(v, axis=axis)
@@ -1914,13 +1776,13 @@ def compare_runs(
         if xa.size == 0 or xb.size == 0:
             continue
         if by_runs:
-            ra = np.array([percentile_or_nan(v, q) for v in da])
-            rb = np.array([percentile_or_nan(v, q) for v in db])
+            ra = np.array([pstats.percentile(v, q) for v in da])
+            rb = np.array([pstats.percentile(v, q) for v in db])
             ra, rb = ra[~np.isnan(ra)], rb[~np.isnan(rb)]
             if ra.size == 0 or rb.size == 0:
                 continue
             pa, pb = float(ra.mean()), float(rb.mean())
-            lo, hi = _bootstrap_diff(
+            lo, hi = bootstrap_diff_ci(
                 ra,
                 rb,
                 stat_mean,
@@ -1929,10 +1791,10 @@ def compare_runs(
                 method=boot_method,
                 seed=seed,
             )
-            mw = mannwhitneyu(rb, ra, alternative="two-sided") if ra.size and rb.size else None
+            p_mw = mann_whitney_p(rb, ra)
         else:
             pa, pb = float(stat_p(xa)), float(stat_p(xb))
-            lo, hi = _bootstrap_diff(
+            lo, hi = bootstrap_diff_ci(
                 xa,
                 xb,
                 stat_p,
@@ -1941,9 +1803,8 @@ def compare_runs(
                 method=boot_method,
                 seed=seed,
             )
-            mw = mannwhitneyu(xb, xa, alternative="two-sided")
+            p_mw = mann_whitney_p(xb, xa)
         delta = pb - pa
-        p_mw = float(mw.pvalue) if mw is not None else math.nan
         significant = not math.isnan(lo) and (lo > 0 or hi < 0)
         practical = abs(delta) >= (factor - 1.0) * abs(pa)
         change = (
@@ -2019,7 +1880,7 @@ def compare_runs(
         )
     errors = pd.DataFrame(err_rows)
     if all(sum(c) > 0 for c in counts):
-        errors["fisher_p"] = float(fisher_exact([list(counts[0]), list(counts[1])]).pvalue)
+        errors["fisher_p"] = fisher_exact_p([list(counts[0]), list(counts[1])])
     memory = pd.DataFrame(mem_rows)
     memory["delta_peak_mb"] = memory["peak_max_mb"] - memory["peak_max_mb"].iloc[0]
     return Comparison(
@@ -2034,10 +1895,6 @@ def compare_runs(
         samples_a=samples_a,
         samples_b=samples_b,
     )
-
-
-def percentile_or_nan(values: np.ndarray, p: float) -> float:
-    return percentile(values, p) if len(values) else math.nan
 
 
 def _median(values: list[float | None]) -> float:

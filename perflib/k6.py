@@ -86,39 +86,6 @@ class K6InputError(ValueError):
     """The input cannot be read as k6 output (missing, not k6 NDJSON, unreadable)."""
 
 
-# --------------------------------------------------------------------------- percentiles
-
-
-def percentile(values: Iterable[float] | np.ndarray, p: float | Sequence[float]) -> Any:
-    """k6's percentile: linear interpolation between closest ranks at index ``p/100·(n−1)``.
-
-    ``p`` is in percent (95 for p(95)), like ``numpy.percentile``. This is k6's ``TrendSink.P``
-    (``metrics/sink.go``: ``i := pct*(count-1); j + (k-j)*(i-floor(i))``), which equals
-    ``numpy.percentile(values, p, method="linear")``. An empty input gives NaN (k6 prints 0).
-    """
-    import numpy as np
-
-    if not hasattr(values, "__len__"):
-        values = list(values)
-    arr = np.asarray(values, dtype="float64").ravel()
-    ps = np.atleast_1d(np.asarray(p, dtype="float64"))
-    if np.any((ps < 0) | (ps > 100)):
-        raise ValueError(f"percentile p must be within [0, 100], got {p!r}")
-    n = arr.size
-    if n == 0:
-        out = np.full(ps.shape, np.nan)
-    else:
-        i = ps / 100.0 * (n - 1)
-        lo = np.floor(i).astype(np.int64)
-        hi = np.ceil(i).astype(np.int64)
-        # Only the closest ranks are needed: a partition on them (O(n)), not a full sort.
-        arr = np.partition(arr, np.unique(np.concatenate([lo, hi])))
-        j, k = arr[lo], arr[hi]
-        with np.errstate(invalid="ignore"):  # equal neighbours, ±inf too (inf − inf is nan)
-            out = np.where(k == j, j, j + (k - j) * (i - lo))
-    return float(out[0]) if np.ndim(p) == 0 else out
-
-
 # --------------------------------------------------------------------------- ingest
 
 
@@ -1479,7 +1446,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     Why: DuckDB's JSON parse alone costs about 0.23 CPU-s on an 84 MB file; the scanner reads
     k6's one line shape in about a third of that, so the whole summary no longer needs two free
     cores to be 10x faster than pandas (docs/ingest.md). The scanner only turns bytes into
-    per-series value columns; the statistics are numpy's, with :func:`percentile`.
+    per-series value columns; the statistics are numpy's, with :func:`perflib.stats.percentile`.
 
     It accepts nothing but lines exactly as k6 writes them, so there is nothing to skip or
     count: every physical line is parsed. For any other file (a cut last line or gzip stream,
@@ -1487,6 +1454,8 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     returns None and the DuckDB readers take over with their line accounting;
     ``PERFLIB_K6_FAST=0`` forces that.
     """
+    from perflib.stats import percentile
+
     scanner = fast_reader()
     if scanner is None:
         return None

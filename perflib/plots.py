@@ -184,7 +184,7 @@ def plot_latency_distribution(
 ) -> Figure:
     """Per endpoint: a histogram of request durations (log-spaced bins) and their ECDF with
     p50/p95/p99 marked (k6's linear-interpolation percentiles)."""
-    from perflib.analysis import percentile
+    from perflib.stats import percentile
 
     names = (
         list(endpoints)

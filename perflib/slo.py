@@ -8,6 +8,7 @@ the measuring is :func:`perflib.analysis.slo_verdicts`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -190,6 +191,17 @@ class SloFile(BaseModel):
             return self.settings.leak_min_mb_per_min
         return self.settings.sustained_s
 
+    def sustained_threshold(self, kind: Literal["memory_sustained", "cpu_sustained"]) -> float:
+        """The lowest ``threshold`` of the enabled SLOs of ``kind`` — the level sizing's
+        "consistently above" rules and the memory summary measure spans above (800 MB and
+        70 % in data/slo.toml). Raises SloError when the file has no such SLO."""
+        levels = [s.threshold for s in self.slo if s.kind == kind and s.enabled and s.threshold]
+        if not levels:
+            raise SloError(
+                f"{self.path}: no enabled SLO of kind {kind!r} (its threshold is needed)"
+            )
+        return float(min(levels))
+
 
 def percentile_of(stat: str) -> float | None:
     """``"p95"`` → 95.0, ``"p(99.9)"`` → 99.9, ``"med"`` → 50; None when not a percentile."""
@@ -238,6 +250,13 @@ def load_slos(path: str | Path | None = None) -> SloFile:
     except tomllib.TOMLDecodeError as exc:
         raise SloError(f"{p}: not valid TOML ({exc})") from None
     return parse_slos(data, origin=str(p))
+
+
+@functools.cache
+def default_slos() -> SloFile:
+    """The shipped SLO file (``data/slo.toml``), loaded once: the defaults of every knob that
+    a function takes as ``None`` (gap limit, sustained span, thresholds)."""
+    return load_slos(None)
 
 
 def judge(measured: float | None, slo: Slo, target: float) -> str:

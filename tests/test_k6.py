@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import shutil
 import socket
@@ -210,26 +209,6 @@ def assert_matches_k6(mine: dict[str, dict[str, Any]], ref: dict[str, dict[str, 
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, key)
             compared += 1
     return compared
-
-
-# --------------------------------------------------------------------------- percentile
-
-
-def test_percentile_is_k6_linear_interpolation() -> None:
-    rng = np.random.default_rng(7)
-    for n in (1, 2, 3, 10, 101, 1000):
-        values = rng.lognormal(3, 1, n)
-        for p in (0, 1, 50, 90, 95, 99, 99.9, 100):
-            assert k6.percentile(values, p) == pytest.approx(
-                np.percentile(values, p, method="linear"), rel=1e-12
-            )
-    # k6's formula by hand on a tiny sample: index 0.95*(4-1)=2.85 → 30 + 0.85*(40-30).
-    assert k6.percentile([40, 10, 30, 20], 95) == pytest.approx(38.5)
-    assert k6.percentile(iter([1.0, 2.0]), 50) == 1.5
-    assert list(k6.percentile([1, 2, 3], [0, 50, 100])) == [1, 2, 3]
-    assert math.isnan(k6.percentile([], 95))
-    with pytest.raises(ValueError):
-        k6.percentile([1, 2], 101)
 
 
 # --------------------------------------------------------------------------- summary = k6

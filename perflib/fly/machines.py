@@ -1,32 +1,27 @@
-"""Fly.io: the token, the Machines API, and ``fly logs`` lines, turned into run events.
+"""Fly.io: the token and the Machines API, with Machine events in the ``events.jsonl`` shape.
 
 ``fly status`` does not report memory, and OOM kills show up in three places, each
 partial: Machine events (``exit_event.oom_killed``, the Machines API, last few events per
-Machine), log lines (``Out of memory: Killed process …`` from the guest kernel and
-``Process appears to have been OOM killed!`` from Fly's init) and the
-``fly_instance_exit_oom`` metric. This module reads the first two into the
-``events.jsonl`` shape (``time``, ``type``, ``detail``); :func:`merge_events` folds the
-duplicates the three sources produce for one OOM into a single event.
+Machine), log lines (:mod:`perflib.fly.events`) and the ``fly_instance_exit_oom`` metric.
+This module reads the first; :func:`perflib.fly.events.merge_events` folds the duplicates
+the three sources produce for one OOM into a single event.
 
-Shapes: fly-go ``machine_types.go`` (Machine, MachineEvent), flyctl ``logs/entry.go`` and
-``internal/render/logs.go`` (``fly logs`` text and ``--json``); see
-``shared/reference/fly.md`` §2 and §5.
+Shapes: fly-go ``machine_types.go`` (Machine, MachineEvent); docs/fly.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from perflib.fly.events import LogParse, parse_log_lines, parse_time
 from perflib.prometheus import HeaderAuth, PrometheusError, send_with_retries
 from perflib.rundir import iso
 
@@ -34,9 +29,6 @@ TOKEN_ENV = "FLY_API_TOKEN"
 MACHINES_API = "https://api.machines.dev/v1"
 PROMETHEUS_API = "https://api.fly.io/prometheus"
 DEFAULT_ORG = "personal"  # the slug of every Fly user's personal organisation
-
-#: Where an event came from, best first: the most precise source wins when merging.
-SOURCE_RANK = {"machines_api": 0, "logs": 1, "prometheus": 2}
 
 
 class FlyError(RuntimeError):
@@ -262,21 +254,6 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def parse_time(text: str) -> datetime | None:
-    """RFC 3339 / ISO 8601 (nanoseconds allowed) → aware UTC datetime; None if unparseable."""
-    text = text.strip()
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$", text)
-    if not m:
-        return None
-    frac = (m.group(2) or "")[:7]  # Python keeps microseconds; Go prints nanoseconds
-    tz = m.group(3) or "Z"
-    try:
-        ts = datetime.fromisoformat(m.group(1) + frac + ("+00:00" if tz == "Z" else tz))
-    except ValueError:
-        return None
-    return ts.astimezone(UTC)
-
-
 def _exit_event(event: Mapping[str, Any]) -> Mapping[str, Any]:
     request = event.get("request") or {}
     return request.get("exit_event") or (request.get("MonitorEvent") or {}).get("exit_event") or {}
@@ -368,106 +345,7 @@ def machine_summary(machines: Iterable[Machine]) -> list[dict[str, Any]]:
     return rows
 
 
-# --- fly logs ----------------------------------------------------------------------------------
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# flyctl render.LogEntry: "<RFC3339 time> <provider>[<instance>] <region> [<level>] <message>"
-_TEXT_LINE = re.compile(
-    r"^(?P<time>\d{4}-\d\d-\d\dT\S+)\s+(?:(?P<provider>[\w-]+)\[(?P<instance>[0-9a-f]+)\]|"
-    r"(?P<bare>[0-9a-f]{8,}))\s+(?P<region>[a-z]{3,4})\s+\[(?P<level>\w+)\]\s?(?P<message>.*)$"
-)
-_KERNEL_OOM = re.compile(
-    r"Out of memory: Killed process (?P<pid>\d+) \((?P<comm>[^)]*)\)"
-    r"(?:.*?total-vm:(?P<total_vm>\d+)kB)?(?:.*?anon-rss:(?P<anon_rss>\d+)kB)?"
-)
-_INIT_OOM = "Process appears to have been OOM killed!"
-_EXIT_SIGNAL = re.compile(r"Main child exited with signal \(with signal '(?P<signal>\w+)'")
-_EXIT_CODE = re.compile(r"Main child exited normally with code: (?P<code>\d+)")
-_REBOOT = re.compile(r"reboot: Restarting system|machine restart", re.IGNORECASE)
-
-
-@dataclass
-class LogParse:
-    """Events found in log lines, and how many lines were read / had no usable time."""
-
-    events: list[dict[str, Any]]
-    lines: int = 0
-    untimed: int = 0
-
-
-def parse_log_lines(lines: Iterable[str]) -> LogParse:
-    """``fly logs`` output (text, or ``--json`` objects one per line) → events.
-
-    OOM: the kernel's ``Out of memory: Killed process PID (comm) … anon-rss:NkB`` and
-    init's ``Process appears to have been OOM killed!`` (both ``oom_killed``, merged later);
-    ``Main child exited …`` → ``service_exit``; ``reboot: Restarting system`` and the
-    runner's ``machine restart`` → ``restart``. Lines without a timestamp cannot be placed
-    on the run's timeline: they are counted in ``untimed``, not guessed.
-    """
-    result = LogParse([])
-    for raw in lines:
-        line = _ANSI.sub("", raw).strip()
-        if not line:
-            continue
-        result.lines += 1
-        when: datetime | None = None
-        instance = region = None
-        message = line
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
-            if isinstance(obj, dict):
-                message = str(obj.get("message", ""))
-                when = parse_time(str(obj.get("timestamp", "")))
-                instance = obj.get("instance") or None
-                region = obj.get("region") or None
-        else:
-            m = _TEXT_LINE.match(line)
-            if m:
-                when = parse_time(m.group("time"))
-                instance = m.group("instance") or m.group("bare")
-                region = m.group("region")
-                message = m.group("message")
-        kind, detail = _classify(message)
-        if kind is None:
-            continue
-        if when is None:
-            result.untimed += 1
-            continue
-        detail.update(
-            {"instance": instance, "region": region, "source": "logs", "message": message[:300]}
-        )
-        result.events.append({"time": iso(when), "type": kind, "detail": detail})
-    result.events.sort(key=lambda e: e["time"])
-    return result
-
-
-def _classify(message: str) -> tuple[str | None, dict[str, Any]]:
-    m = _KERNEL_OOM.search(message)
-    if m:
-        detail: dict[str, Any] = {
-            "pid": int(m.group("pid")),
-            "process": m.group("comm"),
-            "reason": "kernel_oom_killer",
-        }
-        if m.group("anon_rss"):
-            detail["anon_rss_mb"] = round(int(m.group("anon_rss")) / 1024, 3)  # kB → MiB
-        if m.group("total_vm"):
-            detail["total_vm_mb"] = round(int(m.group("total_vm")) / 1024, 3)
-        return "oom_killed", detail
-    if _INIT_OOM in message:
-        return "oom_killed", {"reason": "init_reported_oom"}
-    m = _EXIT_SIGNAL.search(message)
-    if m:
-        return "service_exit", {"signal": m.group("signal")}
-    m = _EXIT_CODE.search(message)
-    if m:
-        return "service_exit", {"exit_code": int(m.group("code"))}
-    if _REBOOT.search(message):
-        return "restart", {}
-    return None, {}
+# --- flyctl ---------------------------------------------------------------------------------
 
 
 def find_flyctl() -> str | None:
@@ -497,70 +375,3 @@ def read_flyctl_logs(
             f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
         )
     return parse_log_lines(proc.stdout.splitlines())
-
-
-# --- merging -----------------------------------------------------------------------------------
-
-#: Event types that several sources report for one happening; merged within this window.
-MERGE_WINDOWS_S = {"oom_killed": 90.0, "restart": 90.0, "service_exit": 30.0}
-
-
-def merge_events(
-    events: Iterable[Mapping[str, Any]], windows: Mapping[str, float] = MERGE_WINDOWS_S
-) -> list[dict[str, Any]]:
-    """Fold events of one type on one instance within a short window into one event.
-
-    One OOM kill typically yields a Machine ``exit`` event, two log lines and a
-    ``fly_instance_exit_oom`` step; counting them as four OOMs would be wrong. The kept
-    event is the one from the best source (:data:`SOURCE_RANK`); ``detail.sources`` lists
-    every source that saw it, and missing detail keys are filled from the others. Events
-    without an instance merge with any instance's event of that type.
-    """
-    ordered = sorted(
-        (dict(e) for e in events),
-        key=lambda e: (e["time"], SOURCE_RANK.get((e.get("detail") or {}).get("source", ""), 9)),
-    )
-    kept: list[dict[str, Any]] = []
-    for event in ordered:
-        window = windows.get(event["type"])
-        detail = (
-            dict(event.get("detail") or {})
-            if isinstance(event.get("detail"), Mapping)
-            else {"message": event.get("detail")}
-        )
-        event["detail"] = detail
-        match = None
-        if window is not None:
-            t = parse_time(event["time"])
-            for other in reversed(kept):
-                od = other["detail"]
-                if other["type"] != event["type"]:
-                    continue
-                ot = parse_time(other["time"])
-                if t is None or ot is None or t - ot > timedelta(seconds=window):
-                    continue
-                a, b = od.get("instance"), detail.get("instance")
-                if a and b and a != b:
-                    continue
-                match = other
-                break
-        if match is None:
-            if window is not None:
-                detail.setdefault("sources", [detail.get("source")] if detail.get("source") else [])
-            kept.append(event)
-            continue
-        md = match["detail"]
-        src = detail.get("source")
-        for seen in [*(detail.get("sources") or []), *([src] if src else [])]:
-            if seen not in md["sources"]:
-                md["sources"].append(seen)
-        better = SOURCE_RANK.get(src or "", 9) < SOURCE_RANK.get(md.get("source", ""), 9)
-        for key, value in detail.items():
-            if key in ("sources",):
-                continue
-            if key not in md or md[key] is None or (better and key in ("source",)):
-                md[key] = value
-        if better:
-            match["time"] = event["time"]
-    kept.sort(key=lambda e: e["time"])
-    return kept

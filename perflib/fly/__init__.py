@@ -1,0 +1,61 @@
+"""Fly.io: presets, the Machines API and flyctl, and log lines → events (the OOM count).
+
+``machines``: the token, the Machines API client, Machine events, ``fly logs`` via flyctl.
+``events``: log lines → events, merging duplicates, and the one OOM / restart count.
+"""
+
+from perflib.fly.events import (
+    MERGE_WINDOWS_S,
+    SOURCE_RANK,
+    LogParse,
+    event_count,
+    merge_events,
+    oom_count,
+    parse_log_lines,
+    parse_time,
+)
+from perflib.fly.machines import (
+    DEFAULT_ORG,
+    MACHINES_API,
+    PROMETHEUS_API,
+    TOKEN_ENV,
+    Check,
+    FlyError,
+    FlyToken,
+    FlyTokenMissing,
+    Machine,
+    MachinesClient,
+    find_flyctl,
+    machine_events,
+    machine_summary,
+    parse_machines,
+    prometheus_url,
+    read_flyctl_logs,
+)
+
+__all__ = [
+    "DEFAULT_ORG",
+    "MACHINES_API",
+    "MERGE_WINDOWS_S",
+    "PROMETHEUS_API",
+    "SOURCE_RANK",
+    "TOKEN_ENV",
+    "Check",
+    "FlyError",
+    "FlyToken",
+    "FlyTokenMissing",
+    "LogParse",
+    "Machine",
+    "MachinesClient",
+    "event_count",
+    "find_flyctl",
+    "machine_events",
+    "machine_summary",
+    "merge_events",
+    "oom_count",
+    "parse_log_lines",
+    "parse_machines",
+    "parse_time",
+    "prometheus_url",
+    "read_flyctl_logs",
+]
