@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from perflib import k6
 from perflib import stats as pstats
 from perflib.fly.events import event_count, oom_count, parse_log_lines, split_log_line
 from perflib.rundir import SAMPLE_COLUMNS, RunDir
@@ -1212,6 +1213,9 @@ class RunAnalysis:
     steps: pd.DataFrame
     step_attribution: StepAttribution
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: k6's own end-of-test figures ``{metric: {stat: value}}`` (k6-summary.json, else the
+    #: summary of the NDJSON): what sizing reads for p95, request rate and bytes received.
+    k6_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:  # the frames' reprs would flood a notebook
@@ -1353,12 +1357,18 @@ def analyze_run(
     width = bucket or st.bucket
     warnings: list[str] = []
     requests, points = _empty_requests(), pd.DataFrame(columns=["time", "metric", "value"])
+    k6_metrics: dict[str, dict[str, Any]] = {}
+    if run.summary_path.exists():
+        try:
+            k6_metrics = k6.read_summary_export(run.summary_path)
+        except k6.K6InputError as exc:
+            warnings.append(f"{exc}: k6's own figures taken from the NDJSON instead")
     if run.k6_outputs:
-        from perflib import k6
-
         ing = k6.ingest(run.path)  # parses once into the Parquet cache the readers use
         try:
             warnings.extend(ing.warnings)  # skipped/truncated lines, never silent
+            if not k6_metrics:
+                k6_metrics = dict(k6.summarize(ing).get("metrics", {}))
         finally:
             ing.cleanup()
         requests = k6.read_requests(run.path)
@@ -1426,6 +1436,7 @@ def analyze_run(
         cpu=cpu,
         steps=steps,
         step_attribution=step_attribution(steps),
+        k6_metrics=k6_metrics,
         warnings=warnings,
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)

@@ -21,18 +21,19 @@ krr (max × 1.15) and AWS Compute Optimizer (p99.5 of 5-minute maxima + 20 %) ar
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from perflib.analysis import STEP_ADVICE, RunAnalysis, analyze_run, compare_runs
+from perflib.fly.events import event_count, oom_count
 from perflib.pricing import (  # re-exported: the sizing contract names them here
     SECONDS_PER_MONTH,
     Preset,
@@ -47,18 +48,14 @@ from perflib.pricing import (  # re-exported: the sizing contract names them her
     parse_preset,
     resolve_price_set,
 )
-from perflib.rundir import RunDir, read_events, read_samples
+from perflib.rundir import RunDir, jsonable, read_events, read_samples
+from perflib.slo import SloError, SloFile, default_slos, load_slos
+from perflib.stats import longest_span_above, percentile
 
 # ----------------------------------------------------------------- the guide's numbers
 BUFFER = 1.3  #: Optimization Checklist: "Add 30% buffer for safety margin"
-SAFE_512_PEAK_MB = 400.0  #: Option 1: "Safe if: Peak memory <400 MB during load tests"
 SMALL_PRESET_MB = 512  #: the size that rule governs (and anything smaller)
-SUSTAINED_MEMORY_MB = 800.0  #: "When to scale up: Memory consistently >800 MB"
-P95_SCALE_UP_MS = 3000.0  #: "When to scale up: p95 latency >3s"
-CPU_SUSTAINED_PCT = 70.0  #: Option 3: "CPU consistently >70%"
 HA_INSTANCES = 2  #: Option 2: "fly scale count 2" — "Costs: 2x the resources"
-SUSTAINED_S = 60.0  #: "consistently": longest span above a threshold (same as data/slo.toml)
-MAX_GAP_S = 5.0  #: a gap between samples longer than this breaks a span
 POOL_MB_PER_CONNECTION = (5.0, 10.0)  #: "Each connection uses ~5-10 MB"
 DEFAULT_CURRENT = "shared-cpu-1x:1024mb"  #: the guide's "Current Configuration"
 GUIDE_VM_MB = 1024  #: the VM the guide's thresholds were written for
@@ -67,8 +64,8 @@ SERVICE_POOL_DEFAULT = 10  #: service/settings.py db_pool_size
 #: API, 6 C2S send); a bigger VM does not make them faster.
 UPSTREAM_STEPS = (1, 2, 3, 6)
 #: "CPU far below 70 %" (perflib's choice, not the guide's): p95 of cpu_pct per vCPU under
-#: half the guide's Option 3 threshold.
-CPU_HEADROOM_PCT = CPU_SUSTAINED_PCT / 2
+#: this fraction of the guide's Option 3 threshold (the SLO file's ``cpu_sustained``).
+CPU_HEADROOM_FRACTION = 0.5
 GUIDE_OPTION_1_MB = 512  #: Scaling Options, Option 1: "Reduce to 512 MB"
 GUIDE_PRODUCTION_H = 24.0  #: Option 1: "No OOM kills after 24h of production traffic"
 
@@ -95,12 +92,61 @@ class SizingError(ValueError):
     """Bad input to the recommender (missing/empty samples, unknown preset...)."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The guide's thresholds the rules apply, read from the SLO file (``data/slo.toml``) so
+    that analysis and sizing judge a run by the same numbers: a span above a level is
+    "sustained" at ``settings.sustained_s``, a gap over ``settings.max_gap_s`` breaks it."""
+
+    memory_mb: float  #: memory_sustained threshold — "Memory consistently >800 MB"
+    cpu_pct: float  #: cpu_sustained threshold — Option 3: "CPU consistently >70%"
+    p95_ms: float  #: scale_up_p95 — "When to scale up: p95 latency >3s"
+    safe_512_peak_mb: float  #: memory_512_safe — Option 1: "Peak memory <400 MB"
+    sustained_s: float
+    max_gap_s: float
+
+    @classmethod
+    def from_slos(cls, slos: SloFile | None = None) -> Limits:
+        """The limits of ``slos`` (default: the shipped file); an SLO the file lacks takes
+        the shipped file's value."""
+        f = slos or default_slos()
+        base = default_slos()
+
+        def target(slo_id: str) -> float:
+            src = f if any(x.id == slo_id for x in f.slo) else base
+            return float(src.resolved_target(src.get(slo_id)))
+
+        def threshold(kind: Literal["memory_sustained", "cpu_sustained"]) -> float:
+            try:
+                return f.sustained_threshold(kind)
+            except SloError:
+                return base.sustained_threshold(kind)
+
+        return cls(
+            memory_mb=threshold("memory_sustained"),
+            cpu_pct=threshold("cpu_sustained"),
+            p95_ms=target("scale_up_p95"),
+            safe_512_peak_mb=target("memory_512_safe"),
+            sustained_s=f.settings.sustained_s,
+            max_gap_s=f.settings.max_gap_s,
+        )
+
+    @property
+    def cpu_headroom_pct(self) -> float:
+        return self.cpu_pct * CPU_HEADROOM_FRACTION
+
+
 # ----------------------------------------------------------------- evidence from runs
 
 
 @dataclass
 class RunEvidence:
-    """What one run (or one samples file) tells the recommender."""
+    """What one run (or one samples file) tells the recommender.
+
+    From a run directory it is built from the run's :class:`~perflib.analysis.RunAnalysis`
+    (:func:`evidence_from_analysis`): the samples, the events (events.jsonl and service.log,
+    one frame), k6's own figures and the requests all come from that analysis, never from a
+    second reading of the raw files."""
 
     label: str
     samples: pd.DataFrame
@@ -116,6 +162,8 @@ class RunEvidence:
     duration_s: float | None = None
     run: RunDir | None = None
     exit_status: str | None = None
+    analysis: RunAnalysis | None = field(default=None, repr=False)
+    limits: Limits = field(default_factory=Limits.from_slos, repr=False)
 
     # ---- memory / cpu statistics
     @property
@@ -129,8 +177,7 @@ class RunEvidence:
 
     @property
     def p95_memory_mb(self) -> float:
-        m = self.memory
-        return float(np.percentile(m, 95, method="linear")) if len(m) else math.nan
+        return percentile(self.memory, 95)
 
     @property
     def memory_limit_mb(self) -> float | None:
@@ -140,26 +187,20 @@ class RunEvidence:
         return float(lim.iloc[-1]) if len(lim) else None
 
     @property
-    def oom_events(self) -> pd.DataFrame:
-        ev = self.events
-        if ev.empty:
-            return ev
-        return ev[ev["type"].astype(str) == "oom_killed"]
-
-    @property
     def oom_count(self) -> int:
-        return len(self.oom_events)
+        """OOM kills, counted by :func:`perflib.fly.oom_count` (as ``perflib analyze``)."""
+        return oom_count(self.events)
 
     @property
     def restarts(self) -> int:
-        ev = self.events
-        return 0 if ev.empty else int((ev["type"].astype(str) == "restart").sum())
+        return event_count(self.events, "restart")
 
     @property
     def sustain_window_s(self) -> float:
-        """The guide's "consistently" = 60 s above a threshold, scaled with the run's
-        time scale (a run shortened 10× has 6-s "minutes"), never under 3 sample intervals."""
-        return max(SUSTAINED_S * self.time_scale, 3 * self.sample_interval_s)
+        """The guide's "consistently" = ``sustained_s`` above a threshold (SLO file), scaled
+        with the run's time scale (a run shortened 10× has 6-s "minutes"), never under 3
+        sample intervals."""
+        return max(self.limits.sustained_s * self.time_scale, 3 * self.sample_interval_s)
 
     @property
     def sample_interval_s(self) -> float:
@@ -169,10 +210,13 @@ class RunEvidence:
         return float(t.diff().dt.total_seconds().median())
 
     def longest_above(self, column: str, threshold: float, per_cpu: bool = False) -> float:
+        """Longest span above ``threshold`` (:func:`perflib.stats.longest_span_above`)."""
         values = self.samples[column]
         if per_cpu and self.preset is not None:
             values = values / self.preset.cpus
-        return longest_span_above(self.samples["time"], values, threshold)
+        return longest_span_above(
+            self.samples["time"], values, threshold, max_gap_s=self.limits.max_gap_s
+        )
 
     @property
     def history_s(self) -> float:
@@ -180,76 +224,6 @@ class RunEvidence:
         if len(t) < 2:
             return 0.0
         return float((t.iloc[-1] - t.iloc[0]).total_seconds()) + self.sample_interval_s
-
-
-def longest_span_above(
-    times: pd.Series, values: pd.Series, threshold: float, max_gap_s: float = MAX_GAP_S
-) -> float:
-    """Longest time (s) the series stays strictly above ``threshold``: consecutive samples
-    above it, a gap over ``max_gap_s`` or a sample at/below it ends the span. A span of n
-    samples lasts from its first to its last sample plus one sample interval (the last
-    sample stands for the interval after it), so a single sample counts one interval."""
-    if len(values) == 0:
-        return 0.0
-    t = pd.to_datetime(times, utc=True).reset_index(drop=True)
-    v = pd.to_numeric(values, errors="coerce").reset_index(drop=True)
-    secs = (t - t.iloc[0]).dt.total_seconds().to_numpy()
-    interval = float(np.median(np.diff(secs))) if len(secs) > 1 else 1.0
-    above = (v > threshold).to_numpy()
-    best = 0.0
-    start: int | None = None
-    last = 0
-    for i, is_above in enumerate(above):
-        if is_above and start is not None and secs[i] - secs[last] > max_gap_s:
-            best = max(best, secs[last] - secs[start] + interval)
-            start = i
-        elif is_above and start is None:
-            start = i
-        elif not is_above and start is not None:
-            best = max(best, secs[last] - secs[start] + interval)
-            start = None
-        if is_above:
-            last = i
-    if start is not None:
-        best = max(best, secs[last] - secs[start] + interval)
-    return float(best)
-
-
-def _stats_from_summary(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{metric: stats}`` from a ``--summary-export`` or ``handleSummary`` JSON (or already
-    normalised); the ingest helper's ``read_summary_export`` is preferred when present."""
-    metrics = summary.get("metrics", summary) if isinstance(summary, Mapping) else None
-    out: dict[str, dict[str, Any]] = {}
-    if not isinstance(metrics, Mapping):
-        return out
-    for name, stats in metrics.items():
-        if isinstance(stats, Mapping):
-            out[name] = dict(stats.get("values", stats))
-    return out
-
-
-def _k6_stats(run: RunDir) -> dict[str, dict[str, Any]]:
-    if run.summary_path.exists():
-        try:
-            from perflib.k6 import read_summary_export  # ingest helper's normaliser
-
-            return read_summary_export(run.summary_path)
-        except (ImportError, AttributeError):
-            pass
-        except Exception:  # noqa: BLE001 - fall back to our minimal reader below
-            pass
-        try:
-            return _stats_from_summary(json.loads(run.summary_path.read_text("utf-8")))
-        except (OSError, json.JSONDecodeError):
-            return {}
-    if run.k6_outputs:
-        try:
-            from perflib.k6 import summarize
-
-            return dict(summarize(run.path).get("metrics", {}))
-        except Exception:  # noqa: BLE001 - no k6 statistics is not fatal for sizing
-            return {}
-    return {}
 
 
 def _num(stats: Mapping[str, Any], *keys: str) -> float | None:
@@ -280,25 +254,32 @@ def _check_samples(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     return df
 
 
-def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
-    """Load a run directory: samples, events, preset, profile and k6 figures."""
+def evidence_from_run(path: str | Path | RunDir, *, slos: SloFile | None = None) -> RunEvidence:
+    """Analyse a run directory (:func:`perflib.analysis.analyze_run`) and take the evidence
+    from that analysis."""
     run = path if isinstance(path, RunDir) else _open_run(path)
     if not run.samples_path.exists():
         raise SizingError(f"{run.path}: missing samples.csv (nothing to size from)")
-    try:
-        samples = _check_samples(run.samples(), str(run.samples_path))
-    except (ValueError, pd.errors.EmptyDataError) as exc:
-        if isinstance(exc, SizingError):
-            raise
-        raise SizingError(f"{run.samples_path}: {exc}") from exc
-    events = run.events()
+    return evidence_from_analysis(analyze_run(run, slos=slos))
+
+
+def evidence_from_analysis(a: RunAnalysis) -> RunEvidence:
+    """The recommender's view of an analysed run: samples, events (events.jsonl + service.log,
+    as the analysis counted them), preset, profile and k6's own figures."""
+    run = a.run
+    if a.samples.empty:
+        why = [w for w in a.warnings if "samples" in w]
+        raise SizingError(
+            f"{run.samples_path}: " + (why[0] if why else "no memory samples (empty samples.csv)")
+        )
+    samples = _check_samples(a.samples, str(run.samples_path))
     preset = None
     if run.preset:
         try:
             preset = parse_preset(run.preset)
         except PricingError as exc:
             raise SizingError(f"{run.path}/manifest.json vm.preset: {exc}") from exc
-    stats = _k6_stats(run)
+    stats = a.k6_metrics
     dur = stats.get("http_req_duration", {})
     reqs = stats.get("http_reqs", {})
     failed = stats.get("http_req_failed", {})
@@ -314,8 +295,8 @@ def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
         duration = requests / rate
     return RunEvidence(
         label=run.name,
-        samples=samples,
-        events=events,
+        samples=samples.sort_values("time").reset_index(drop=True),
+        events=a.memory.events,
         preset=preset,
         profile=run.profile,
         time_scale=float(m.get("time_scale") or 1.0),
@@ -327,6 +308,8 @@ def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
         duration_s=duration,
         run=run,
         exit_status=(m.get("exit") or {}).get("status"),
+        analysis=a,
+        limits=Limits.from_slos(a.slos),
     )
 
 
@@ -462,13 +445,9 @@ def enrichment_rate(ev: RunEvidence) -> float | None:
     """Enrichment requests per second over the k6 window, from the run's k6 NDJSON: the
     traffic that takes a DB connection (``/health`` does not touch the pool). None when the
     run has no k6 NDJSON (then only k6's all-requests rate is known)."""
-    rd = ev.run
-    if rd is None or not rd.k6_outputs:
+    if ev.analysis is None or ev.run is None or not ev.run.k6_outputs:
         return None
-    try:
-        req = _requests(rd)
-    except Exception:  # noqa: BLE001 - unreadable k6 output: fall back to the summary rate
-        return None
+    req = ev.analysis.requests
     if "name" not in req or req.empty:
         return None
     n = int(req["name"].astype("string").fillna("").str.contains(ENRICHMENT_ENDPOINT).sum())
@@ -605,7 +584,7 @@ def second_opinion(
             bump = max(used + VPA_OOM_MIN_BUMP_MB, used * VPA_OOM_BUMP_RATIO)
             oom_bump = max(oom_bump or 0.0, bump)
             peaks.extend([bump] * r.oom_count)
-    p90 = float(np.percentile(peaks, 90, method="linear"))
+    p90 = percentile(peaks, 90)
     target = vpa_percentile_mb(peaks, VPA_TARGET_PERCENTILE) * (1 + VPA_MARGIN)
     history = sum(r.history_s for r in runs)
     n_samples = sum(len(r.memory) for r in runs)
@@ -626,7 +605,7 @@ def second_opinion(
     # AWS Compute Optimizer: p99.5 of per-5-minute maxima + 20 % headroom
     aws_iv = max(AWS_INTERVAL_S * scale, min(r.sample_interval_s for r in runs))
     aws_peaks = pd.concat([interval_peaks(r, aws_iv) for r in runs])
-    aws = float(np.percentile(aws_peaks, AWS_PERCENTILE, method="linear")) * (1 + AWS_HEADROOM)
+    aws = percentile(aws_peaks, AWS_PERCENTILE) * (1 + AWS_HEADROOM)
     chosen = _cheapest(
         lambda p: p.memory_mb >= target and (cpu_kind is None or p.cpu_kind == cpu_kind),
         region,
@@ -688,16 +667,17 @@ def rule_buffer(peak_mb: float) -> tuple[float, str]:
     )
 
 
-def rule_512(load_peak_mb: float) -> RuleResult:
-    """Option 1: 512 MB only when the load-test peak is < 400 MB."""
-    ok = load_peak_mb < SAFE_512_PEAK_MB
+def rule_512(load_peak_mb: float, limits: Limits | None = None) -> RuleResult:
+    """Option 1: 512 MB only when the load-test peak is below ``memory_512_safe`` (400 MB)."""
+    safe = (limits or Limits.from_slos()).safe_512_peak_mb
+    ok = load_peak_mb < safe
     verdict = "allows" if ok else "rules out"
     cmp = "<" if ok else "≥"
     return RuleResult(
         "512mb_safe",
         not ok,
         f"{G}, Scaling Options, Option 1: load-test peak {load_peak_mb:.0f} MB {cmp} "
-        f"{SAFE_512_PEAK_MB:.0f} MB → {verdict} 512 MB (and smaller)",
+        f"{safe:.0f} MB → {verdict} {GUIDE_OPTION_1_MB} MB (and smaller)",
     )
 
 
@@ -757,7 +737,7 @@ def rule_latency_unchanged(
                 continue
             res = (latency or {}).get(r.label)
             if res is None:
-                res = compare_latency(base.run, r.run)  # type: ignore[arg-type]
+                res = compare_latency(_side(base), _side(r))
             if not res.get("available"):
                 out.append(
                     RuleResult(
@@ -786,14 +766,15 @@ def rule_latency_unchanged(
 
 
 def rule_memory_sustained(run: RunEvidence) -> RuleResult:
-    span = run.longest_above("memory_used_mb", SUSTAINED_MEMORY_MB)
+    thr = run.limits.memory_mb
+    span = run.longest_above("memory_used_mb", thr)
     win = run.sustain_window_s
     hit = span >= win
     return RuleResult(
         "memory_sustained",
         hit,
-        f'{G}, VM Sizing Strategy ("Memory consistently >800 MB" → scale up): {run.label} '
-        f"above {SUSTAINED_MEMORY_MB:.0f} MB for {span:.0f} s "
+        f"{G}, VM Sizing Strategy (memory consistently > {thr:.0f} MB → scale up): {run.label} "
+        f"above {thr:.0f} MB for {span:.0f} s "
         f"{'≥' if hit else '<'} {win:.0f} s" + (" → scale up" if hit else ""),
     )
 
@@ -801,25 +782,26 @@ def rule_memory_sustained(run: RunEvidence) -> RuleResult:
 def rule_p95(run: RunEvidence) -> RuleResult:
     if run.p95_ms is None:
         return RuleResult("p95", False, f"{G}: {run.label} has no k6 p95 (latency rule skipped)")
-    hit = run.p95_ms > P95_SCALE_UP_MS
+    lim = run.limits.p95_ms
+    hit = run.p95_ms > lim
     return RuleResult(
         "p95",
         hit,
-        f'{G}, VM Sizing Strategy ("p95 latency >3s" → scale up): {run.label} p95 '
-        f"{run.p95_ms:.0f} ms {'>' if hit else '≤'} {P95_SCALE_UP_MS:.0f} ms"
-        + (" → scale up" if hit else ""),
+        f"{G}, VM Sizing Strategy (p95 latency > {lim / 1000:g} s → scale up): {run.label} p95 "
+        f"{run.p95_ms:.0f} ms {'>' if hit else '≤'} {lim:.0f} ms" + (" → scale up" if hit else ""),
     )
 
 
 def rule_cpu(run: RunEvidence) -> RuleResult:
-    span = run.longest_above("cpu_pct", CPU_SUSTAINED_PCT, per_cpu=True)
+    thr = run.limits.cpu_pct
+    span = run.longest_above("cpu_pct", thr, per_cpu=True)
     win = run.sustain_window_s
     hit = span >= win
     return RuleResult(
         "cpu_sustained",
         hit,
-        f'{G}, Scaling Options, Option 3 ("CPU consistently >70%" → dedicated CPU): '
-        f"{run.label} above {CPU_SUSTAINED_PCT:.0f} % for {span:.0f} s "
+        f"{G}, Scaling Options, Option 3 (CPU consistently > {thr:.0f} % → dedicated CPU): "
+        f"{run.label} above {thr:.0f} % for {span:.0f} s "
         f"{'≥' if hit else '<'} {win:.0f} s" + (" → performance CPU" if hit else ""),
     )
 
@@ -841,6 +823,7 @@ class LatencyAttribution:
     limit_mb: float | None
     oom_kills: int
     upstreams: str | None  # the run's manifest "upstreams" (e.g. nominal emulators)
+    cpu_headroom_pct: float  # "far below" the dedicated-CPU threshold (Limits)
 
     @property
     def upstream(self) -> bool:
@@ -850,7 +833,7 @@ class LatencyAttribution:
     def headroom(self) -> bool:
         """CPU far below 70 %, peak × 1.3 within the limit, no OOM kill."""
         return (
-            self.cpu_p95_pct < CPU_HEADROOM_PCT
+            self.cpu_p95_pct < self.cpu_headroom_pct
             and self.limit_mb is not None
             and self.peak_mb * BUFFER <= self.limit_mb
             and not self.oom_kills
@@ -881,22 +864,17 @@ class LatencyAttribution:
 
 
 def latency_attribution(run: RunEvidence) -> LatencyAttribution | None:
-    """Step attribution of a run's service.log (``perflib.analysis.step_attribution``) with
-    the run's CPU and memory headroom; None without a run directory, log or analysis module."""
-    if run.run is None or not run.run.service_log_path.is_file():
+    """The analysis' step attribution of the run's service.log with the run's CPU and memory
+    headroom; None without an analysed run directory or Step timings in its log."""
+    if run.analysis is None or run.run is None:
         return None
-    try:
-        from perflib.analysis import STEP_ADVICE, parse_step_log, step_attribution
-
-        sa = step_attribution(parse_step_log(run.run.service_log_path))
-    except Exception:  # noqa: BLE001 - attribution is extra evidence, never fatal
-        return None
+    sa = run.analysis.step_attribution
     if sa.dominant_step is None:
         return None
     row = sa.per_step.loc[sa.per_step["step"] == sa.dominant_step].iloc[0]
     cpu = pd.to_numeric(run.samples["cpu_pct"], errors="coerce").dropna()
     cpus = run.preset.cpus if run.preset is not None else 1
-    cpu_p95 = float(np.percentile(cpu / cpus, 95, method="linear")) if len(cpu) else math.nan
+    cpu_p95 = percentile(cpu / cpus, 95)
     return LatencyAttribution(
         run=run.label,
         dominant_step=sa.dominant_step,
@@ -910,6 +888,7 @@ def latency_attribution(run: RunEvidence) -> LatencyAttribution | None:
         limit_mb=run.memory_limit_mb,
         oom_kills=run.oom_count,
         upstreams=(run.run.manifest.get("upstreams") or None),
+        cpu_headroom_pct=run.limits.cpu_headroom_pct,
     )
 
 
@@ -931,7 +910,7 @@ def rule_p95_upstream(run: RunEvidence, att: LatencyAttribution | None) -> RuleR
             "p95_upstream_bound",
             True,
             f"p95 > 3 s in {run.label} is upstream-bound{src}: {att.summary()} → CPU is far "
-            f"below {CPU_SUSTAINED_PCT:.0f} % (p95 < {CPU_HEADROOM_PCT:.0f} %) and peak × "
+            f"below {run.limits.cpu_pct:.0f} % (p95 < {att.cpu_headroom_pct:.0f} %) and peak × "
             f"{BUFFER} fits, so more VM will not fix it; the guide's rule stays reported but "
             "does not drive the preset choice",
         )
@@ -965,10 +944,11 @@ def guide_option_1(
     except PricingError:
         target = parse_preset("shared-cpu-1x", GUIDE_OPTION_1_MB)
     small = [r for r in runs if r.preset is not None and r.preset.memory_mb <= GUIDE_OPTION_1_MB]
-    peak_ok = load_peak_mb < SAFE_512_PEAK_MB
+    safe = runs[0].limits.safe_512_peak_mb if runs else Limits.from_slos().safe_512_peak_mb
+    peak_ok = load_peak_mb < safe
     criteria = [
         {
-            "criterion": "Peak memory <400 MB during load tests",
+            "criterion": f"Peak memory <{safe:.0f} MB during load tests",
             "status": "met" if peak_ok else "not met",
             "evidence": f"load-test peak {load_peak_mb:.0f} MB",
         }
@@ -1194,7 +1174,7 @@ def recommend(
     reasons.append(why)
     rules.append(RuleResult("buffer", True, why))
 
-    r512 = rule_512(load_peak)
+    r512 = rule_512(load_peak, sizing_runs[0].limits)
     rules.append(r512)
     reasons.append(r512.reason)
 
@@ -1250,13 +1230,15 @@ def recommend(
             perf_needed = True
     quiet = [x for x in rules if x.rule in ("memory_sustained", "p95", "cpu_sustained")]
     if not any(x.triggered for x in quiet):
-        worst_mem = max(r.longest_above("memory_used_mb", SUSTAINED_MEMORY_MB) for r in ev)
-        worst_cpu = max(r.longest_above("cpu_pct", CPU_SUSTAINED_PCT, per_cpu=True) for r in ev)
+        lim = ev[0].limits
+        worst_mem = max(r.longest_above("memory_used_mb", r.limits.memory_mb) for r in ev)
+        worst_cpu = max(r.longest_above("cpu_pct", r.limits.cpu_pct, per_cpu=True) for r in ev)
         p95s = [r.p95_ms for r in ev if r.p95_ms is not None]
         reasons.append(
-            f"{G}, VM Sizing Strategy: no scale-up trigger — memory > 800 MB for at most "
-            f"{worst_mem:.0f} s, CPU > 70 % for at most {worst_cpu:.0f} s"
-            + (f", p95 at most {max(p95s):.0f} ms ≤ 3000 ms" if p95s else "")
+            f"{G}, VM Sizing Strategy: no scale-up trigger — memory > {lim.memory_mb:.0f} MB "
+            f"for at most {worst_mem:.0f} s, CPU > {lim.cpu_pct:.0f} % for at most "
+            f"{worst_cpu:.0f} s"
+            + (f", p95 at most {max(p95s):.0f} ms ≤ {lim.p95_ms:.0f} ms" if p95s else "")
         )
 
     n_inst = instances
@@ -1434,23 +1416,22 @@ MIN_P95_SAMPLES = 20
 class CapacityLimits:
     """The limits a hold stage must meet, read from the SLO file (``data/slo.toml``)."""
 
-    enrichment_p95_ms: float = 5000.0  #: enrichment_p95 — guide: full enrichment flow < 5 s
-    health_p95_ms: float = 50.0  #: health_p95 — guide: health check < 50 ms
-    error_rate: float = 0.01  #: error_rate — guide: error rate target < 1 % (fraction here)
-    scale_up_p95_ms: float = 3000.0  #: scale_up_p95 — guide: "When to scale up: p95 > 3s"
-    source: str = "defaults (the guide's figures)"
+    enrichment_p95_ms: float  #: enrichment_p95 — guide: full enrichment flow < 5 s
+    health_p95_ms: float  #: health_p95 — guide: health check < 50 ms
+    error_rate: float  #: error_rate — guide: error rate target < 1 % (fraction here)
+    scale_up_p95_ms: float  #: scale_up_p95 — guide: "When to scale up: p95 > 3s"
+    source: str
 
 
 def capacity_limits(slo_file: str | Path | None = None) -> CapacityLimits:
     """The capacity limits from an SLO file (default ``data/slo.toml``); ids
-    ``enrichment_p95``, ``health_p95``, ``error_rate`` (%), ``scale_up_p95``."""
-    from perflib.slo import SloError, load_slos
-
+    ``enrichment_p95``, ``health_p95``, ``error_rate`` (%), ``scale_up_p95`` — an id the file
+    lacks takes the shipped file's target."""
     try:
         slos = load_slos(slo_file)
     except SloError as exc:
         raise SizingError(str(exc)) from exc
-    base = CapacityLimits()
+    base = default_slos()
     values: dict[str, float] = {}
     for sid, key, scale in (
         ("enrichment_p95", "enrichment_p95_ms", 1.0),
@@ -1458,10 +1439,8 @@ def capacity_limits(slo_file: str | Path | None = None) -> CapacityLimits:
         ("error_rate", "error_rate", 0.01),
         ("scale_up_p95", "scale_up_p95_ms", 1.0),
     ):
-        try:
-            values[key] = float(slos.resolved_target(slos.get(sid))) * scale
-        except KeyError:
-            values[key] = getattr(base, key)
+        src = slos if any(x.id == sid for x in slos.slo) else base
+        values[key] = float(src.resolved_target(src.get(sid))) * scale
     return CapacityLimits(**values, source=str(slos.path))
 
 
@@ -1520,69 +1499,9 @@ class Capacity:
 
 
 def _jsonable_scalar(v: Any) -> Any:
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return _r(float(v), 3)
-    if v is pd.NA or v is None:
-        return None
-    return v
-
-
-def _read_requests_minimal(paths: Sequence[Path]) -> pd.DataFrame:
-    """http_req_duration points from k6 NDJSON, for when perflib.k6 is not importable.
-    k6 times are request ends; start = end − duration (blocked/connecting not known)."""
-    rows = []
-    for p in paths:
-        opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                if '"http_req_duration"' not in line or '"Point"' not in line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                d = obj.get("data", {})
-                tags = d.get("tags") or {}
-                exp = tags.get("expected_response")
-                rows.append(
-                    {
-                        "time": d.get("time"),
-                        "duration_ms": float(d.get("value", math.nan)),
-                        "failed": None if exp is None else exp != "true",
-                        "name": tags.get("name"),
-                    }
-                )
-    df = pd.DataFrame(rows, columns=["time", "duration_ms", "failed", "name"])
-    df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
-    return df
-
-
-def _requests(run: RunDir) -> pd.DataFrame:
-    try:
-        from perflib.k6 import read_requests
-
-        return read_requests(run.path)
-    except (ImportError, AttributeError):
-        return _read_requests_minimal(run.k6_outputs)
-
-
-def _dropped(run: RunDir) -> pd.DataFrame:
-    """``dropped_iterations`` points (time, value): k6 stamps them when it drops."""
-    try:
-        from perflib.k6 import read_points
-    except ImportError:  # pragma: no cover - the ingest module is part of perflib
-        return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": []})
-    pts = read_points(run.path, metrics=["dropped_iterations"])
-    return pts[["time", "value"]]
-
-
-def _p95(values: np.ndarray) -> float:
-    """k6's percentile (linear interpolation, perflib.k6.percentile's method)."""
-    return float(np.percentile(values, 95, method="linear")) if len(values) else math.nan
+    """:func:`perflib.rundir.jsonable`, floats rounded to 3 decimals (a table cell)."""
+    v = jsonable(v)
+    return _r(v, 3) if isinstance(v, float) else v
 
 
 def capacity_stages(
@@ -1606,7 +1525,7 @@ def capacity_stages(
     /health requests ending in the window minus the enrichments starting in it are
     enrichments that were never recorded. They count as errors and as latencies of at
     least (k6 end − window end), so they cannot improve the p95."""
-    lim = limits or CapacityLimits()
+    lim = limits or capacity_limits()
     if not 0 <= warmup_fraction < 1:
         raise SizingError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
     req = requests.dropna(subset=["time", "duration_ms"])
@@ -1667,14 +1586,18 @@ def capacity_stages(
                 "completed_rps": completed_in_window / win if win > 0 else math.nan,
                 "requests": n_started,
                 "enrichment_requests": int(enr.sum()) + unfinished,
-                "enrichment_p95_ms": _p95(enr_d),
+                "enrichment_p95_ms": percentile(enr_d, 95),
                 # unfinished requests enter at a lower bound: then so is the p95
-                "enrichment_p95_lower_bound": bool(unfinished and _p95(enr_d) >= censored),
+                "enrichment_p95_lower_bound": bool(
+                    unfinished and percentile(enr_d, 95) >= censored
+                ),
                 "enrichment_late": late,
                 "enrichment_unfinished": unfinished,
                 "health_requests": int(hl.sum()),
-                "health_p95_ms": _p95(dur[hl]),
-                "p95_ms": _p95(np.concatenate([dur[in_win], np.full(unfinished, censored)])),
+                "health_p95_ms": percentile(dur[hl], 95),
+                "p95_ms": percentile(
+                    np.concatenate([dur[in_win], np.full(unfinished, censored)]), 95
+                ),
                 "errors": n_failed,
                 "error_rate": n_failed / n_started if n_started else math.nan,
                 "dropped_iterations": drops,
@@ -1778,9 +1701,12 @@ def capacity(
     if requests is None:
         if not rd.k6_outputs:
             raise SizingError(f"{ev.label}: no k6 NDJSON output in the run directory")
-        requests = _requests(rd)
+        if ev.analysis is None:
+            raise SizingError(f"{ev.label}: capacity needs the run's analysis (its k6 requests)")
+        requests = ev.analysis.requests
         if dropped is None:
-            dropped = _dropped(rd)
+            pts = ev.analysis.points
+            dropped = pts.loc[pts["metric"] == "dropped_iterations", ["time", "value"]]
     if requests.dropna(subset=["time", "duration_ms"]).empty:
         raise SizingError(f"{ev.label}: no HTTP requests in the k6 output")
     lim = limits or capacity_limits(slo_file)
@@ -1953,7 +1879,7 @@ class PresetComparison:
             "price_set": self.price_set,
             "region": self.region,
             "runs": rows,
-            "latency_comparison": _jsonable(
+            "latency_comparison": jsonable(
                 {
                     k: {kk: vv for kk, vv in v.items() if kk != "object"}
                     for k, v in self.latency.items()
@@ -1967,36 +1893,22 @@ class PresetComparison:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
 
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "to_dict") and not isinstance(obj, pd.DataFrame | pd.Series):
-        obj = obj.to_dict()
-    elif hasattr(obj, "__dataclass_fields__"):
-        obj = asdict(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame | pd.Series):
-        return json.loads(obj.to_json())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
+def compare_latency(baseline: RunAnalysis | RunDir, other: RunAnalysis | RunDir) -> dict[str, Any]:
+    """Δp95 with a bootstrap CI + Mann–Whitney (:func:`perflib.analysis.compare_runs`) on the
+    runs' analyses; "not available" with the reason when a side has no k6 requests."""
+    for side in (baseline, other):
+        if isinstance(side, RunAnalysis) and side.requests.empty:
+            return {"available": False, "reason": f"{side.run.name}: no k6 requests to compare"}
+    return comparison_summary(compare_runs(baseline, other))
 
 
-def compare_latency(baseline: RunDir, other: RunDir) -> dict[str, Any]:
-    """Δp95 with a bootstrap CI + Mann–Whitney from the analysis module (imported lazily so
-    sizing works while it is absent)."""
-    try:
-        from perflib.analysis import compare_runs
-    except (ImportError, AttributeError) as exc:
-        return {"available": False, "reason": f"perflib.analysis.compare_runs unavailable: {exc}"}
-    try:
-        res = compare_runs(baseline, other)
-    except Exception as exc:  # noqa: BLE001 - the comparison is optional evidence
-        return {"available": False, "reason": f"compare_runs failed: {type(exc).__name__}: {exc}"}
-    return comparison_summary(res)
+def _side(ev: RunEvidence) -> RunAnalysis | RunDir:
+    """What a latency comparison reads for a run: its analysis (else its directory)."""
+    if ev.analysis is not None:
+        return ev.analysis
+    if ev.run is None:
+        raise SizingError(f"{ev.label}: a latency comparison needs a run directory")
+    return ev.run
 
 
 def comparison_summary(res: Any) -> dict[str, Any]:
@@ -2012,7 +1924,7 @@ def comparison_summary(res: Any) -> dict[str, Any]:
             if isinstance(tab, pd.DataFrame):
                 out[key] = json.loads(tab.to_json(orient="records", default_handler=str))
         return out
-    out2 = _jsonable(res)
+    out2 = jsonable(res)
     if isinstance(out2, dict):
         out2.setdefault("available", True)
         return out2
@@ -2080,7 +1992,7 @@ def compare_presets(
     lat: dict[str, Any] = {}
     for r in ordered[1:]:
         if latency and base.run is not None and r.run is not None:
-            lat[r.label] = compare_latency(base.run, r.run)
+            lat[r.label] = compare_latency(_side(base), _side(r))
         else:
             lat[r.label] = {"available": False, "reason": "no run directories"}
     rec = recommend(

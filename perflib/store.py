@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from perflib.rundir import RunDir
+from perflib.rundir import RunDir, jsonable
 from perflib.tooling import REPO_ROOT
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
@@ -260,26 +260,7 @@ def _recommendation(run: RunDir) -> tuple[dict[str, Any] | None, list[str]]:
         data = asdict(rec)
     else:
         data = dict(rec)
-    return _jsonable(data), []
-
-
-def _jsonable(obj: Any) -> Any:
-    """JSON-safe copy (NaN → None, numpy scalars → Python) so every dialect stores it."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool | str) or obj is None:
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item"):
-        return _jsonable(obj.item())
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return str(obj)
+    return jsonable(data), []
 
 
 @dataclass
@@ -418,7 +399,7 @@ class Store:
             "git_commit": versions.get("git_commit"),
             "k6_version": versions.get("k6"),
             "perflib_version": versions.get("perflib"),
-            "manifest": _jsonable(mf),
+            "manifest": jsonable(mf),
             "indexed_at": datetime.now(UTC),
             "slo_passed": (
                 all(v["passed"] for v in verdicts if v["passed"] is not None) if verdicts else None

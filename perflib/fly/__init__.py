@@ -4,6 +4,8 @@
 ``events``: log lines → events, merging duplicates, and the one OOM / restart count.
 """
 
+from typing import Any
+
 from perflib.fly.events import (
     MERGE_WINDOWS_S,
     SOURCE_RANK,
@@ -14,24 +16,36 @@ from perflib.fly.events import (
     parse_log_lines,
     parse_time,
 )
-from perflib.fly.machines import (
-    DEFAULT_ORG,
-    MACHINES_API,
-    PROMETHEUS_API,
-    TOKEN_ENV,
-    Check,
-    FlyError,
-    FlyToken,
-    FlyTokenMissing,
-    Machine,
-    MachinesClient,
-    find_flyctl,
-    machine_events,
-    machine_summary,
-    parse_machines,
-    prometheus_url,
-    read_flyctl_logs,
-)
+
+# The Machines API client needs httpx: loaded on first use (PEP 562), so that analysis,
+# which only parses logs, does not pay for it.
+_MACHINES = {
+    "DEFAULT_ORG",
+    "MACHINES_API",
+    "PROMETHEUS_API",
+    "TOKEN_ENV",
+    "Check",
+    "FlyError",
+    "FlyToken",
+    "FlyTokenMissing",
+    "Machine",
+    "MachinesClient",
+    "find_flyctl",
+    "machine_events",
+    "machine_summary",
+    "parse_machines",
+    "prometheus_url",
+    "read_flyctl_logs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MACHINES:
+        from perflib.fly import machines
+
+        return getattr(machines, name)
+    raise AttributeError(f"module 'perflib.fly' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ORG",
