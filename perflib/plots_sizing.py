@@ -29,7 +29,8 @@ def plot_preset_comparison(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from perflib.pricing import monthly_cost, parse_preset
+    from perflib.cost import monthly_cost
+    from perflib.fly.presets import parse_preset
 
     table = comparison.table.sort_values("memory_limit_mb").reset_index(drop=True)
     rec = comparison.recommendation

@@ -38,7 +38,7 @@ from rich.live import Live
 from rich.text import Text
 
 import perflib
-from perflib.pricing import Preset, PresetError, parse_preset
+from perflib.fly.presets import Preset, PresetError, parse_preset
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
 from perflib.samplers import LocalSampler, Sampler

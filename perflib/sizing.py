@@ -33,21 +33,18 @@ import numpy as np
 import pandas as pd
 
 from perflib.analysis import STEP_ADVICE, RunAnalysis, analyze_run, compare_runs
-from perflib.fly.events import event_count, oom_count
-from perflib.pricing import (  # re-exported: the sizing contract names them here
+from perflib.cost import (
     SECONDS_PER_MONTH,
-    Preset,
-    PricingError,
-    all_presets,
     cost_breakdown,
     cost_per_million_requests,
     load_prices,
     machine_price,
     monthly_cost,
     monthly_egress_gb,
-    parse_preset,
     resolve_price_set,
 )
+from perflib.fly.events import event_count, oom_count
+from perflib.fly.presets import Preset, PricingError, all_presets, parse_preset
 from perflib.rundir import RunDir, jsonable, read_events, read_samples
 from perflib.slo import SloError, SloFile, default_slos, load_slos
 from perflib.stats import longest_span_above, percentile
@@ -1013,7 +1010,7 @@ def egress_estimate(
     """Egress from what the service sent (k6 ``data_received``): bytes per request, $ per
     million requests, and a 30-day volume — at ``monthly_requests`` when given, else at the
     test's mean rate sustained for 30 days (an upper bound: a load test is a busy hour)."""
-    from perflib.pricing import egress_usd_per_gb
+    from perflib.cost import egress_usd_per_gb
 
     sent = sum(r.data_received_bytes or 0.0 for r in runs)
     reqs = sum(r.requests or 0.0 for r in runs if r.data_received_bytes)

@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 
 import psutil
 
-from perflib.pricing import Preset, PresetError, parse_preset
+from perflib.fly.presets import Preset, PresetError, parse_preset
 from perflib.rundir import EventLog, utcnow
 
 MIB = 1024 * 1024

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from synthetic_runs import make_run
 
 from perflib import store as st
-from perflib.pricing import monthly_cost
+from perflib.cost import monthly_cost
 from perflib.rundir import RunDir
 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

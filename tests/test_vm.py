@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perflib.pricing import PresetError, parse_preset
+from perflib.fly.presets import PresetError, parse_preset
 from perflib.rundir import EventLog, read_events
 from perflib.vm import (
     BurstBalance,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,6 +32,12 @@ from typing import Any
 
 import pandas as pd
 
+from perflib.fly.presets import (  # re-exported: the cost model prices these
+    Preset,
+    PricingError,
+    all_presets,
+    parse_preset,
+)
 from perflib.tooling import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "data"
@@ -40,170 +45,11 @@ PRICING_CSV = DATA_DIR / "fly_pricing.csv"
 PRICE_SETS_CSV = DATA_DIR / "fly_price_sets.csv"
 REGIONS_CSV = DATA_DIR / "fly_regions.csv"
 EGRESS_CSV = DATA_DIR / "fly_egress.csv"
+PUBLISHED_CSV = DATA_DIR / "fly_published_prices.csv"
 
 HOURS_PER_MONTH = 720.0  #: Fly's "per month" = 30 days (fly.md §4)
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0  # 2,592,000
 GIB = 1024**3
-
-#: Presets in the table (fly.md §1: shared 256..2048 MB per vCPU in 256 MB steps,
-#: performance 2048..8192 MB per vCPU in 2048 MB steps).
-SHARED_CPUS = (1, 2, 4, 8)
-PERFORMANCE_CPUS = (1, 2, 4, 8, 16)
-#: Every size Fly offers (fly.md §1), priced or not: what a VM emulation may be asked for.
-FLY_SHARED_CPUS = (1, 2, 4, 6, 8)
-FLY_PERFORMANCE_CPUS = (1, 2, 4, 6, 8, 10, 12, 14, 16)
-
-
-class PricingError(ValueError):
-    """Unknown preset, memory size, region or price set (the message says which and why)."""
-
-
-class PresetError(PricingError):
-    """A string that does not name a Fly Machine size (or a memory size that is not one)."""
-
-
-# --------------------------------------------------------------------------- presets
-
-
-@dataclass(frozen=True, order=True)
-class Preset:
-    """A Fly Machine size: CPU kind, vCPU count and memory (MiB)."""
-
-    cpu_kind: str  # "shared" | "performance"
-    cpus: int
-    memory_mb: int
-
-    @property
-    def size(self) -> str:
-        """Fly's size name, e.g. ``shared-cpu-1x`` or ``performance-2x``."""
-        prefix = "shared-cpu" if self.cpu_kind == "shared" else "performance"
-        return f"{prefix}-{self.cpus}x"
-
-    @property
-    def name(self) -> str:
-        """Canonical spelling used everywhere in perflib: ``shared-cpu-1x:512mb``."""
-        return f"{self.size}:{self.memory_mb}mb"
-
-    @property
-    def memory_gb(self) -> float:
-        return self.memory_mb / 1024
-
-    @property
-    def cpu_capacity(self) -> float:
-        """Guaranteed vCPU share (fly.md §4: shared = 1/16 core per vCPU baseline)."""
-        return self.cpus * (1.0 if self.cpu_kind == "performance" else 0.0625)
-
-    def __str__(self) -> str:
-        return self.name
-
-    def valid_memory_steps(self) -> list[int]:
-        return memory_steps(self.cpu_kind, self.cpus)
-
-    @property
-    def fly_valid(self) -> bool:
-        """Whether Fly sells this memory for this size (off-grid sizes are for experiments)."""
-        return self.memory_mb in memory_steps(self.cpu_kind, self.cpus)
-
-    def is_at_least(self, other: Preset) -> bool:
-        """At least as much memory and CPU as ``other`` (performance beats shared)."""
-        return (
-            self.memory_mb >= other.memory_mb
-            and self.cpus >= other.cpus
-            and _kind_rank(self.cpu_kind) >= _kind_rank(other.cpu_kind)
-        )
-
-    def is_larger_than(self, other: Preset) -> bool:
-        """At least as big as ``other`` in every dimension and bigger in one."""
-        return self.is_at_least(other) and self != other
-
-
-def _kind_rank(kind: str) -> int:
-    return 1 if kind == "performance" else 0
-
-
-def memory_steps(cpu_kind: str, cpus: int) -> list[int]:
-    """Valid memory sizes (MiB) for a CPU kind and count (fly.md §1)."""
-    if cpu_kind == "shared":
-        return list(range(256 * cpus, 2048 * cpus + 1, 256))
-    if cpu_kind == "performance":
-        return list(range(2048 * cpus, 8192 * cpus + 1, 2048))
-    raise PricingError(f"unknown cpu_kind {cpu_kind!r} (expected 'shared' or 'performance')")
-
-
-_SIZE_RE = re.compile(r"^(?:(shared)-cpu|(performance))-(\d+)x$")
-_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(mb|m|mib|gb|g|gib)?$")
-
-
-def parse_memory_mb(text: str | int | float) -> int:
-    """``512mb`` / ``1gb`` / ``1024`` → MiB (Fly reads a bare number as MB)."""
-    if isinstance(text, int | float):
-        return int(text)
-    m = _MEM_RE.match(text.strip().lower())
-    if not m:
-        raise PresetError(f"cannot read memory size {text!r} (expected e.g. 512mb, 1gb, 1024)")
-    value = float(m.group(1))
-    unit = m.group(2) or "mb"
-    mb = value * 1024 if unit.startswith("g") else value
-    if mb != int(mb):
-        raise PresetError(f"memory size {text!r} is not a whole number of MB")
-    return int(mb)
-
-
-def parse_preset(
-    spec: str | Preset, memory_mb: int | None = None, *, strict: bool = True
-) -> Preset:
-    """Read ``shared-cpu-1x:512mb``, ``shared-cpu-1x@1024MB``, ``performance-2x`` (preset
-    memory), ``shared-cpu-1x`` + ``memory_mb``.
-
-    ``strict`` (pricing): the size must be in the price table and the memory on Fly's grid.
-    Not strict (the VM emulation): any size Fly offers and any whole number of MB, so an
-    experiment can ask for e.g. ``shared-cpu-1x:64mb``; :attr:`Preset.fly_valid` tells.
-    """
-    if isinstance(spec, Preset):
-        return spec
-    text = spec.strip().lower()
-    size, _, mem = text.replace("@", ":").partition(":")
-    m = _SIZE_RE.match(size.strip())
-    if not m:
-        raise PresetError(
-            f"unknown preset {spec!r}: expected shared-cpu-Nx or performance-Nx, "
-            "optionally with ':<memory>' (e.g. shared-cpu-1x:512mb)"
-        )
-    kind = "shared" if m.group(1) else "performance"
-    cpus = int(m.group(3))
-    if strict:
-        valid_cpus = SHARED_CPUS if kind == "shared" else PERFORMANCE_CPUS
-    else:
-        valid_cpus = FLY_SHARED_CPUS if kind == "shared" else FLY_PERFORMANCE_CPUS
-    if cpus not in valid_cpus:
-        raise PresetError(f"unknown preset {spec!r}: {kind} CPUs must be one of {valid_cpus}")
-    if mem.strip():
-        mb = parse_memory_mb(mem)
-    elif memory_mb is not None:
-        mb = int(memory_mb)
-    else:
-        mb = (256 if kind == "shared" else 2048) * cpus  # the preset's own memory
-    if mb < 1:
-        raise PresetError(f"invalid memory for {size}: {mb} MB; it must be a whole MB >= 1")
-    steps = memory_steps(kind, cpus)
-    if strict and mb not in steps:
-        raise PresetError(
-            f"invalid memory for {size}: {mb} MB; Fly allows {steps[0]}..{steps[-1]} MB "
-            f"in steps of {steps[1] - steps[0] if len(steps) > 1 else steps[0]} MB"
-        )
-    return Preset(kind, cpus, mb)
-
-
-def all_presets() -> list[Preset]:
-    """Every preset × memory step in the table, in price order within each kind."""
-    out = [Preset("shared", n, mb) for n in SHARED_CPUS for mb in memory_steps("shared", n)]
-    out += [
-        Preset("performance", n, mb)
-        for n in PERFORMANCE_CPUS
-        for mb in memory_steps("performance", n)
-    ]
-    return out
-
 
 # --------------------------------------------------------------------------- price sets
 
@@ -235,70 +81,19 @@ def formula_price(ps: PriceSet, preset: Preset, multiplier: float = 1.0) -> floa
     return multiplier * (cpu_unit * preset.cpus + ps.ram_usd_per_gb * preset.memory_gb)
 
 
-# Published / quoted figures (fly.md §4). Keyed by price set -> (region, preset) -> $/30 d.
-PUBLISHED: dict[str, dict[tuple[str, str], float]] = {
-    "2025-08-19": {
-        ("iad", "shared-cpu-1x:256mb"): 1.94,
-        ("iad", "shared-cpu-1x:512mb"): 3.19,
-        ("iad", "shared-cpu-1x:1024mb"): 5.70,
-        ("iad", "shared-cpu-1x:2048mb"): 10.70,
-        ("iad", "shared-cpu-2x:512mb"): 3.89,
-        ("iad", "shared-cpu-2x:1024mb"): 6.39,
-        ("iad", "shared-cpu-2x:2048mb"): 11.39,
-        ("iad", "shared-cpu-2x:4096mb"): 21.40,
-        ("iad", "shared-cpu-4x:1024mb"): 7.78,
-        ("iad", "shared-cpu-4x:2048mb"): 12.78,
-        ("iad", "shared-cpu-4x:4096mb"): 22.78,
-        ("iad", "shared-cpu-4x:8192mb"): 42.79,
-        ("iad", "shared-cpu-8x:2048mb"): 15.55,
-        ("iad", "shared-cpu-8x:4096mb"): 25.56,
-        ("iad", "shared-cpu-8x:8192mb"): 45.57,
-        ("iad", "shared-cpu-8x:16384mb"): 85.59,
-        ("iad", "performance-1x:2048mb"): 31.00,
-        ("iad", "performance-1x:4096mb"): 41.01,
-        ("iad", "performance-1x:8192mb"): 61.02,
-        ("iad", "performance-2x:4096mb"): 62.00,
-        ("iad", "performance-2x:8192mb"): 82.01,
-        ("iad", "performance-2x:16384mb"): 122.03,
-        ("iad", "performance-4x:8192mb"): 124.00,
-        ("iad", "performance-8x:16384mb"): 248.00,
-        ("iad", "performance-16x:32768mb"): 496.01,
-        ("iad", "performance-16x:131072mb"): 976.25,
-        # other regions in the same snapshot
-        ("ams", "shared-cpu-1x:256mb"): 2.02,
-        ("ams", "shared-cpu-1x:512mb"): 3.32,
-        ("ams", "shared-cpu-1x:1024mb"): 5.92,
-        ("ams", "shared-cpu-1x:2048mb"): 11.11,
-        ("ams", "performance-1x:2048mb"): 32.19,
-        ("arn", "shared-cpu-1x:256mb"): 2.02,
-        ("arn", "shared-cpu-1x:512mb"): 3.32,
-        ("arn", "shared-cpu-1x:1024mb"): 5.92,
-        ("arn", "shared-cpu-1x:2048mb"): 11.11,
-        ("arn", "performance-1x:2048mb"): 32.19,
-        ("bom", "shared-cpu-1x:256mb"): 2.09,
-        ("yul", "shared-cpu-1x:256mb"): 2.17,
-        ("yyz", "shared-cpu-1x:256mb"): 2.17,
-        # fly.io/docs/about/cost-management, 2025-10-23
-        ("sjc", "shared-cpu-1x:256mb"): 2.32,
-    },
-    "2026-10-01": {
-        ("iad", "shared-cpu-1x:256mb"): 2.19,
-        ("iad", "shared-cpu-2x:512mb"): 4.39,
-        ("iad", "shared-cpu-4x:1024mb"): 8.78,
-        ("iad", "shared-cpu-8x:2048mb"): 17.55,
-        ("iad", "shared-cpu-2x:2048mb"): 13.39,
-        ("iad", "performance-1x:2048mb"): 33.00,
-        ("iad", "performance-2x:4096mb"): 66.00,
-        ("iad", "performance-16x:32768mb"): 528.02,
-    },
-}
-
-#: Short source of the published rows (full sources: data/fly_price_sets.csv).
-_PUBLISHED_SOURCE = {
-    ("2025-08-19", "*"): "fly.io/docs/about/pricing (rendered 2025-08-19)",
-    ("2025-08-19", "sjc"): "fly.io/docs/about/cost-management (2025-10-23)",
-    ("2026-10-01", "*"): "third-party notes 2026-10-06..08 (reported)",
-}
+@cache
+def published_prices(
+    path: Path = PUBLISHED_CSV,
+) -> dict[str, dict[tuple[str, str], tuple[float, str]]]:
+    """Published / quoted figures (``data/fly_published_prices.csv``): price set →
+    (region, preset) → ($ per 30 d, source), in file order."""
+    out: dict[str, dict[tuple[str, str], tuple[float, str]]] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = csv.DictReader(line for line in fh if not line.startswith("#"))
+        for row in rows:
+            key = (row["region"], row["preset"])
+            out.setdefault(row["price_set"], {})[key] = (float(row["usd_per_30d"]), row["source"])
+    return out
 
 
 @cache
@@ -392,16 +187,13 @@ def generate_price_table() -> pd.DataFrame:
     """The machine price table as written to data/fly_pricing.csv (formula + published)."""
     rows: list[dict[str, Any]] = []
     for ps in sorted(load_price_sets().values(), key=lambda p: p.effective_date):
-        published = PUBLISHED.get(ps.name, {})
+        published = published_prices().get(ps.name, {})
         keys: list[tuple[str, Preset]] = [("iad", p) for p in all_presets()]
         keys += [(region, parse_preset(name)) for (region, name) in published if region != "iad"]
         for region, preset in keys:
             mult = region_multiplier(region)
             formula = js_round2(formula_price(ps, preset, mult))
-            pub = published.get((region, preset.name))
-            src = _PUBLISHED_SOURCE.get(
-                (ps.name, region), _PUBLISHED_SOURCE.get((ps.name, "*"), ps.source)
-            )
+            pub, src = published.get((region, preset.name), (None, ps.source))
             note = ""
             if pub is not None and abs(pub - formula) > 0.004:
                 note = f"published {pub:.2f} differs from formula {formula:.2f}; published kept"
@@ -428,7 +220,7 @@ def generate_price_table() -> pd.DataFrame:
 
 HEADER = """\
 # Fly.io Machine prices per 30 days (USD), one row per price set x region x preset x memory.
-# Generated by `python -m perflib.pricing --write`; checked by tests/test_pricing.py.
+# Generated by `python -m perflib.cost --write`; checked by tests/test_pricing.py.
 # usd_per_30d = Fly's published/quoted figure where one exists (published=true), else the
 # calculator formula: multiplier x (CPU part + RAM $/GB x GB), rounded like JS toFixed(2).
 # formula_usd_per_30d is the formula's figure beside it; `note` flags cent-level differences.
