@@ -13,15 +13,15 @@ from collections.abc import Callable, Sequence
 
 # verb -> "module:function"; each function takes the parsed Namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
-    "serve": "perflib.stack:cli_serve",
-    "run": "perflib.runner:cli_run",
+    "serve": "perflib.run.stack:cli_serve",
+    "run": "perflib.run.runner:cli_run",
     "summarize": "perflib.k6:cli_summarize",
     "analyze": "perflib.analysis:cli_analyze",
     "recommend": "perflib.sizing:cli_recommend",
     "compare": "perflib.sizing:cli_compare",
     "report": "perflib.report:cli_report",
     "report-job": "perflib.report:cli_report_job",
-    "samples": "perflib.samplers_remote:cli_samples",
+    "samples": "perflib.sampling.remote:cli_samples",
     "store": "perflib.store:cli_store",
 }
 

@@ -275,7 +275,7 @@ SIZING = notebook(
     code("""
 import matplotlib.pyplot as plt
 
-from perflib.plots_sizing import plot_preset_comparison
+from perflib.plots.sizing import plot_preset_comparison
 
 load_runs = rp.load_runs(run_dirs, profile="load")
 comparison, rec = rp.size_runs(load_runs, region=region, price_set=price_set)

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from perflib import report as rp
+from perflib.report import build as rp
 
 PLANTED = "fly-planted-report-4Hq81"
 

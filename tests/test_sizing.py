@@ -893,7 +893,7 @@ def test_plot_preset_comparison(tmp_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from perflib.plots_sizing import plot_preset_comparison
+    from perflib.plots.sizing import plot_preset_comparison
 
     a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(420))
     b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(512, n=100), oom_at=99)
@@ -1000,7 +1000,7 @@ def test_nan_free_json(tmp_path: Path) -> None:
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two very short real load runs (k6 + the local stack under the VM emulation) at 1 GB
     and 512 MB: the comparison the report is built around."""
-    runner = pytest.importorskip("perflib.runner")
+    runner = pytest.importorskip("perflib.run.runner")
     base = tmp_path_factory.mktemp("real")
     out = []
     for preset in ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"):

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from perflib.stack import LocalStack, StackError, cli_serve, free_port, port_in_use
+from perflib.run.stack import LocalStack, StackError, cli_serve, free_port, port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from perflib.fly.events import LogParse, parse_log_lines, parse_time
-from perflib.prometheus import HeaderAuth, PrometheusError, send_with_retries
 from perflib.rundir import iso
+from perflib.sampling.prometheus import HeaderAuth, PrometheusError, send_with_retries
 
 TOKEN_ENV = "FLY_API_TOKEN"
 MACHINES_API = "https://api.machines.dev/v1"

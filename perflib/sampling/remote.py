@@ -46,7 +46,9 @@ from perflib.fly import (
     prometheus_url,
     read_flyctl_logs,
 )
-from perflib.prometheus import (
+from perflib.rundir import EventLog, SampleWriter, iso, utcnow, write_events
+from perflib.sampling.local import Sampler
+from perflib.sampling.prometheus import (
     HeaderAuth,
     PrometheusClient,
     PrometheusError,
@@ -55,8 +57,6 @@ from perflib.prometheus import (
     promql_duration,
     to_unix,
 )
-from perflib.rundir import EventLog, SampleWriter, iso, utcnow, write_events
-from perflib.samplers import Sampler
 
 log = logging.getLogger(__name__)
 

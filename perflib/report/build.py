@@ -5,7 +5,7 @@
 the project's named kernel ``perflib`` with a per-cell timeout, then renders one
 ``report.html`` with code hidden and charts embedded as data URIs, so the file can be mailed
 or archived on its own. Executed notebooks are redacted and scanned for secrets
-(:mod:`perflib.secrets`) before anything else reads them.
+(:mod:`perflib.report.secrets`) before anything else reads them.
 
 ``perflib report-job`` is ``make report``: local stack → smoke → load at 1 GB and 512 MB
 emulated VMs → report on those runs.
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from perflib import secrets
+from perflib.report import secrets
 from perflib.rundir import RunDir
 from perflib.tooling import REPO_ROOT
 
@@ -267,7 +267,7 @@ def record_runs(
     With ``base_url`` the deployed app is driven and the preset only labels the run; without
     it each run starts the local stack under the emulated preset.
     """
-    from perflib import runner
+    from perflib.run import runner
 
     root = Path(out_dir) if out_dir else REPO_ROOT / "runs"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -629,12 +629,12 @@ def _finish(result: ReportResult, console: Any) -> int:
 def cli_report_job(args: argparse.Namespace) -> int:
     """``make report``: local stack, smoke, load at 1 GB and 512 MB, then the report.
 
-    Each run starts its own local stack inside :func:`perflib.runner.run_profile` (so each
+    Each run starts its own local stack inside :func:`perflib.run.runner.run_profile` (so each
     service process lives under the VM being emulated); runs land in ``<out>/runs``.
     """
     from rich.console import Console
 
-    from perflib import runner
+    from perflib.run import runner
 
     console = Console(stderr=True, soft_wrap=True)
     if args.time_scale <= 0:

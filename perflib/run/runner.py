@@ -1,7 +1,7 @@
 """``perflib run``: one command from a load profile to a complete, self-describing run directory.
 
 Without ``--base-url`` it starts the local stack with the service under an emulated Fly VM
-(:mod:`perflib.vm`), waits for ``/health``, runs k6 (one process, or N processes each on
+(:mod:`perflib.run.vm`), waits for ``/health``, runs k6 (one process, or N processes each on
 its own execution segment), samples resources for the whole run, stops everything and
 writes ``manifest.json`` last, so a manifest that says ``ok`` describes complete data.
 With ``--base-url`` it drives that URL and samples whatever the samplers can reach.
@@ -40,10 +40,10 @@ from rich.text import Text
 import perflib
 from perflib.fly.presets import Preset, PresetError, parse_preset
 from perflib.profiles import Profile, check_time_scale, get_profile
+from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
-from perflib.samplers import LocalSampler, Sampler
+from perflib.sampling.local import LocalSampler, Sampler
 from perflib.tooling import REPO_ROOT, ToolNotFoundError, find_k6, git_commit, k6_version
-from perflib.vm import EmulationSettings, VmEmulator
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # k6 or the lab failed in another way (see manifest exit.message)
@@ -166,11 +166,11 @@ def samplers_for(args: argparse.Namespace) -> list[Sampler]:
 
 
 def _remote_factory(args: argparse.Namespace) -> list[Sampler]:
-    """``--fly-app`` / ``--prometheus`` → perflib.samplers_remote (Fly helper's module)."""
+    """``--fly-app`` / ``--prometheus`` → perflib.sampling.remote (Fly helper's module)."""
     if not (getattr(args, "fly_app", None) or getattr(args, "prometheus", None)):
         return []
     from perflib.fly import FlyError
-    from perflib.samplers_remote import remote_samplers
+    from perflib.sampling.remote import remote_samplers
 
     try:
         return remote_samplers(
@@ -417,7 +417,7 @@ def _execute(
     manifest["versions"]["k6"] = k6_version()
     emulator: VmEmulator | None = None
     if local:
-        from perflib.stack import LocalStack  # the service helper's module
+        from perflib.run.stack import LocalStack  # the service helper's module
 
         emulator = VmEmulator(
             preset or parse_preset("shared-cpu-1x:1024mb"),

@@ -9,7 +9,7 @@ duplicates it.
 
 Any SQLAlchemy URL works (``PERFLIB_DATABASE_URL``); the default is a SQLite file
 ``perflib.db`` in the repository root (gitignored). The schema is versioned with Alembic
-(``perflib/store_migrations``); :meth:`Store.upgrade` applies pending migrations and runs on
+(``perflib/store/migrations``); :meth:`Store.upgrade` applies pending migrations and runs on
 every open, so an old database is upgraded in place.
 """
 
@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from perflib.rundir import RunDir, jsonable
 from perflib.tooling import REPO_ROOT
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB_PATH = REPO_ROOT / "perflib.db"
 
 #: The headline figures copied onto the run row: (column, k6 metric, k6 stat).

@@ -377,10 +377,10 @@ def cli_serve(args: Any) -> int:
     vm_preset = getattr(args, "vm", None)
     if vm_preset:
         try:
-            from perflib import vm as vm_module
+            from perflib.run import vm as vm_module
         except ImportError:
             print(
-                "note: --vm is not available in this build (perflib.vm missing); "
+                "note: --vm is not available in this build (perflib.run.vm missing); "
                 "running without VM emulation",
                 file=sys.stderr,
             )
@@ -432,7 +432,7 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         if vm is not None:
             print(f"vm          {vm.preset.name}")
         if getattr(args, "prometheus", False):
-            from perflib.prometheus import PrometheusError, start_for_stack
+            from perflib.sampling.prometheus import PrometheusError, start_for_stack
 
             try:
                 prom = start_for_stack(info["base_url"], labels={"app": "lead-enrichment"})

@@ -102,7 +102,7 @@ class LocalSampler(PollingSampler):
     ) -> None:
         """``target``: a VmEmulator, a Popen, a pid or a callable returning the current pid."""
         super().__init__(interval)
-        from perflib.vm import VmEmulator  # local: keeps `import perflib.samplers` light
+        from perflib.run.vm import VmEmulator  # local: keeps `import perflib.sampling.local` light
 
         if isinstance(target, VmEmulator):
             vm = vm or target
@@ -163,7 +163,7 @@ class LocalSampler(PollingSampler):
     def _tree(self, pid: int) -> list[Any]:
         import psutil
 
-        from perflib.vm import tree_pids
+        from perflib.run.vm import tree_pids
 
         if pid not in self._procs:  # a new service process (restart): start afresh
             self._procs, self._cpu = {}, {}
