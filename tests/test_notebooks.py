@@ -52,10 +52,9 @@ def test_notebooks_are_paired_with_py_percent_sources() -> None:
     """jupytext pairs every notebook in notebooks/ with its py:percent source."""
     import jupytext.config
 
-    config = jupytext.config.load_jupytext_configuration_file(
-        str(REPO_ROOT / "notebooks" / "jupytext.toml")
-    )
-    assert config.formats == "ipynb,py:percent"
+    config = jupytext.config.load_jupytext_config(str(REPO_ROOT / "notebooks"))
+    for path in NOTEBOOK_FILES:
+        assert config.default_formats(str(path)) == "ipynb,py:percent", path.name
     assert sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("*.py")) == sorted(rp.NOTEBOOKS)
 
 
