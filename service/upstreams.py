@@ -196,7 +196,8 @@ class Upstreams:
             limit=self.s.diretrix_timeout_s,
             deadline=deadline,
         )
-        if resp.status_code in (400, 404):  # how Diretrix says "not found" (docs/emulators.md#diretrix)
+        # 400 and 404 are how Diretrix says "not found" (docs/emulators.md#diretrix).
+        if resp.status_code in (400, 404):
             return None
         if resp.status_code != 200:
             raise self._status_error("Diretrix API", resp)

@@ -45,7 +45,8 @@ SCENARIO_MIX: dict[str, float] = {
 }
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_MIX)
 
-BRT = timezone(timedelta(hours=-3))  # C2S returns timestamps with a -03:00 offset (docs/emulators.md#c2s)
+# C2S returns timestamps with a -03:00 offset (docs/emulators.md#c2s).
+BRT = timezone(timedelta(hours=-3))
 
 
 def _words(text: str) -> tuple[str, ...]:
