@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from perflib.plots.run import (
-    plot_comparison,
-    plot_cpu,
-    plot_latency_distribution,
     plot_latency_over_time,
-    plot_memory,
-    plot_run,
-    plot_steps,
     plot_throughput,
+    plot_latency_distribution,
+    plot_memory,
+    plot_cpu,
+    plot_steps,
+    plot_comparison,
+    plot_run,
+    plot_trends,
 )
 from perflib.plots.sizing import (
     COST_COLOR,
-    LIMIT_COLOR,
-    P95_COLOR,
-    PEAK_COLOR,
     REC_COLOR,
+    PEAK_COLOR,
+    P95_COLOR,
+    LIMIT_COLOR,
     plot_preset_comparison,
 )
 
@@ -36,4 +37,5 @@ __all__ = [
     "plot_run",
     "plot_steps",
     "plot_throughput",
+    "plot_trends",
 ]
