@@ -1,6 +1,6 @@
 """Analysis of one run (or two): latency, throughput, errors, memory, CPU, steps, SLO verdicts.
 
-Everything here is a pure function over the ingest frames (``perflib.k6.read_requests`` /
+Everything here is a pure function over the ingest frames (``perflib.ingest.read_requests`` /
 ``read_points``) and the run directory's ``samples.csv`` / ``events.jsonl`` / ``service.log``;
 :func:`analyze_run` gathers them for one run. Methods and their sources: docs/analysis.md.
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from perflib import k6
+from perflib import ingest as k6
 from perflib import stats as pstats
 from perflib.fly.events import event_count, oom_count, parse_log_lines, split_log_line
 from perflib.rundir import SAMPLE_COLUMNS, RunDir
@@ -1704,7 +1704,7 @@ def _load_side(side: Any) -> list[tuple[str, pd.DataFrame, MemorySummary | None]
             out.append((item.run.name, item.requests, item.memory))
             continue
         run = item if isinstance(item, RunDir) else RunDir.open(item)
-        from perflib import k6
+        from perflib import ingest as k6
 
         req = k6.read_requests(run.path) if run.k6_outputs else _empty_requests()
         mem = None

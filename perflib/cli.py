@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 HANDLERS: dict[str, str] = {
     "serve": "perflib.run.stack:cli_serve",
     "run": "perflib.run.runner:cli_run",
-    "summarize": "perflib.k6:cli_summarize",
+    "summarize": "perflib.ingest._cli:cli_summarize",
     "analyze": "perflib.analysis:cli_analyze",
     "recommend": "perflib.sizing:cli_recommend",
     "compare": "perflib.sizing:cli_compare",

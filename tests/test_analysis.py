@@ -21,7 +21,7 @@ ENDPOINTS = ("/health", "/api/v1/leads/process")
 
 
 # ----------------------------------------------------------------------------- builders
-# Frames use the exact column names and dtypes of the ingest contract (perflib.k6).
+# Frames use the exact column names and dtypes of the ingest contract (perflib.ingest).
 
 
 def make_requests(
@@ -33,7 +33,7 @@ def make_requests(
     scale: float = 1.0,
     fail_rate: float = 0.0,
 ) -> pd.DataFrame:
-    """Requests as perflib.k6.read_requests returns them (time = end of request)."""
+    """Requests as perflib.ingest.read_requests returns them (time = end of request)."""
     rng = np.random.default_rng(seed)
     end_s = np.sort(rng.uniform(0.5, duration_s, n))
     names = rng.choice(ENDPOINTS, size=n, p=[0.4, 0.6])
@@ -721,7 +721,7 @@ def k6_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 @pytest.mark.k6
 def test_real_k6_run_figures_equal_k6_summary(k6_run: tuple[Path, dict]) -> None:
-    from perflib import k6
+    from perflib import ingest as k6
 
     path, summary = k6_run
     req = k6.read_requests(path)
@@ -874,7 +874,7 @@ def test_recorded_k6_fixture_equals_its_summary_export(tmp_path: Path) -> None:
     """A real k6 v1.1.0 output committed by the ingest (several scenarios, groups, failures)."""
     import shutil
 
-    from perflib import k6
+    from perflib import ingest as k6
 
     src = FIXTURES / "k6" / "mixed.ndjson.gz"
     if not src.exists():  # pragma: no cover - fixture owned by the ingest area

@@ -43,7 +43,7 @@ HTTP_REQS_PREFIX = b'{"metric":"http_reqs","type":"Point"'
 
 
 def count_points(path: Path, metric: str = "http_reqs") -> int:
-    """http_reqs Points in a k6 NDJSON(.gz), counted with gzip + json (not perflib.k6)."""
+    """http_reqs Points in a k6 NDJSON(.gz), counted with gzip + json (not perflib.ingest)."""
     n = 0
     with gzip.open(path, "rb") as fh:
         for line in fh:

@@ -38,7 +38,7 @@ def test_percentile_is_k6_linear_interpolation() -> None:
 
 
 def test_nan_is_excluded_everywhere_with_one_answer() -> None:
-    # Before issue 13: 2.5 from perflib.k6.percentile (NaN sorted last), 2.0 from analysis.
+    # Before issue 13: 2.5 from the k6 module's percentile (NaN sorted last), 2.0 from analysis.
     vals = [1.0, 2.0, 3.0, math.nan]
     assert stats.percentile(vals, 50) == 2.0 == float(np.nanpercentile(vals, 50))
     assert stats.percentile(np.array(vals), [50])[0] == 2.0

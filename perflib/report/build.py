@@ -162,7 +162,7 @@ def checks_table(run: RunDir) -> Any:
     cols = ["check", "passes", "fails", "pass_rate_pct"]
     if not run.k6_outputs:
         return pd.DataFrame(columns=cols)
-    from perflib import k6
+    from perflib import ingest as k6
 
     pts = k6.read_points(run.path, metrics=["checks"])
     if pts.empty:

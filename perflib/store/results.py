@@ -174,12 +174,12 @@ def _finite(value: Any) -> float | None:
 def _summary_metrics(run: RunDir) -> tuple[dict[str, dict[str, float]], list[str]]:
     """``{metric: {stat: value}}`` in k6's names, from the ingest module.
 
-    ``perflib.k6.summarize`` recomputes k6's summary from the raw NDJSON (DESIGN.md shape);
+    ``perflib.ingest.summarize`` recomputes k6's summary from the raw NDJSON (DESIGN.md shape);
     when there is no raw output, k6's own ``k6-summary.json`` is read instead.
     """
     notes: list[str] = []
     try:
-        from perflib import k6
+        from perflib import ingest as k6
 
         if run.k6_outputs:
             return dict(k6.summarize(run.path)["metrics"]), notes

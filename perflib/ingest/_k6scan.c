@@ -4,7 +4,7 @@
  * Why C: a cold `perflib summarize` is bound by reading the JSON. DuckDB's JSON reader spends
  * about 0.23 CPU-s on an 84 MB file before any statistic is computed (docs/ingest.md); this
  * scanner reads the one line shape k6 writes, touching each byte once, in a fraction of that.
- * Statistics are NOT computed here: they stay in numpy (perflib.k6._fast_summary), so this
+ * Statistics are NOT computed here: they stay in numpy (perflib.ingest._fast_summary), so this
  * file only turns bytes into numbers.
  *
  * Strict by design. It accepts only lines exactly as k6 v1.x writes them:
