@@ -66,8 +66,8 @@ _EXPORTS: dict[str, str] = {
     "slo_verdicts": "perflib.analysis",
     "compare_runs": "perflib.analysis",
     "Comparison": "perflib.analysis",
-    "load_slos": "perflib.slo",
-    "SloFile": "perflib.slo",
+    "load_slos": "perflib.analysis.slo",
+    "SloFile": "perflib.analysis.slo",
     # plots exports
     "plot_latency_over_time": "perflib.plots",
     "plot_latency_distribution": "perflib.plots",

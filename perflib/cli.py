@@ -16,7 +16,7 @@ HANDLERS: dict[str, str] = {
     "serve": "perflib.run.stack:cli_serve",
     "run": "perflib.run.runner:cli_run",
     "summarize": "perflib.ingest._cli:cli_summarize",
-    "analyze": "perflib.analysis:cli_analyze",
+    "analyze": "perflib.analysis._cli:cli_analyze",
     "recommend": "perflib.sizing:cli_recommend",
     "compare": "perflib.sizing:cli_compare",
     "report": "perflib.report:cli_report",

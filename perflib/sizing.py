@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from perflib.analysis import STEP_ADVICE, RunAnalysis, analyze_run, compare_runs
+from perflib.analysis.slo import SloError, SloFile, default_slos, load_slos
 from perflib.cost import (
     SECONDS_PER_MONTH,
     cost_breakdown,
@@ -46,7 +47,6 @@ from perflib.cost import (
 from perflib.fly.events import event_count, oom_count
 from perflib.fly.presets import Preset, PricingError, all_presets, parse_preset
 from perflib.rundir import RunDir, jsonable, read_events, read_samples
-from perflib.slo import SloError, SloFile, default_slos, load_slos
 from perflib.stats import longest_span_above, percentile
 
 # ----------------------------------------------------------------- the guide's numbers

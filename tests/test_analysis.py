@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from perflib import analysis as an
+from perflib.analysis._cli import cli_analyze
+from perflib.analysis.slo import load_slos
 from perflib.fly import oom_count, parse_log_lines
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
-from perflib.slo import load_slos
+from perflib.stats import percentile, spans_above
 
 T0 = pd.Timestamp("2026-11-01T12:00:00Z")
 ENDPOINTS = ("/health", "/api/v1/leads/process")
@@ -275,17 +277,17 @@ def test_spans_above_sustained_edges() -> None:
 
     for k, span in ((60, 60.0), (59, 59.0)):
         s = make_samples(mem(k))
-        sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
+        sp = spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
         assert len(sp) == 1 and sp["span_s"].iloc[0] == pytest.approx(span)
         ms = an.memory_summary(s, {}, sustained_s=60.0)
         assert ms.longest_above_s == pytest.approx(span)
         assert ms.sustained_above is (span >= 60.0)
     # exactly 800 is not above; a gap longer than max_gap_s breaks the run
     s = make_samples(np.full(100, 800.0))
-    assert len(an.spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)) == 0
+    assert len(spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)) == 0
     # a gap longer than max_gap_s: the sample before it stands for the nominal 1 s only
     s = make_samples(np.full(100, 900.0)).drop(index=range(40, 50)).reset_index(drop=True)
-    sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
+    sp = spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
     assert list(sp["span_s"]) == [40.0, 50.0]
 
 
@@ -599,26 +601,24 @@ def test_analyze_run_without_k6_output_gives_no_data_verdicts(tmp_path: Path) ->
 
 def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ok = write_run(tmp_path, "ok")
-    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=None, json=False)) == 0
+    assert cli_analyze(Namespace(run_dir=str(ok.path), slo=None, json=False)) == 0
     out = capsys.readouterr().out
     assert "SLO verdicts" in out and "Memory at idle" in out
     bad = write_run(tmp_path, "oom", oom=True)
-    assert an.cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
+    assert cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["worst_verdict"] == "critical"
-    assert an.cli_analyze(Namespace(run_dir=str(tmp_path / "nope"), slo=None, json=False)) == 2
+    assert cli_analyze(Namespace(run_dir=str(tmp_path / "nope"), slo=None, json=False)) == 2
     assert "not a run directory" in capsys.readouterr().err
     broken = tmp_path / "broken.toml"
     broken.write_text("version = 1\n[[slo]]\nid = 'x'\nkind = 'latency'\n", encoding="utf-8")
-    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=str(broken), json=False)) == 2
+    assert cli_analyze(Namespace(run_dir=str(ok.path), slo=str(broken), json=False)) == 2
     assert "target" in capsys.readouterr().err
     # --fail-on alert makes an alert fail the run
     hot = write_run(tmp_path, "hot", cpu=np.full(140, 90.0))
-    assert an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True)) == 0
+    assert cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True)) == 0
     capsys.readouterr()
-    assert (
-        an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
-    )
+    assert cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
 
 
 # ----------------------------------------------------------------------------- real k6
@@ -853,12 +853,12 @@ def test_fly_log_fixture_oom_and_restarts() -> None:
     kernel = frame[frame["signal"] == "kernel"]
     assert [d["pid"] for d in kernel["detail"]] == [512, 476]
     assert kernel["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51Z")
-    assert an.oom_count(frame) == 2
+    assert oom_count(frame) == 2
     ms = an.memory_summary(make_samples(np.full(5, 100.0)), {}, events=frame)
     assert (ms.oom_kills, ms.restarts) == (2, 1)
     # `fly logs --json` (one kill: the kernel line and init's line) with the JSON timestamps
     js = an.resource_events(None, {"fly json": (FIXTURES / "fly" / "fly_logs.jsonl").read_text()})
-    assert list(js["signal"]) == ["kernel", "init"] and an.oom_count(js) == 1
+    assert list(js["signal"]) == ["kernel", "init"] and oom_count(js) == 1
     # events carry microseconds (the one timestamp format of events.jsonl)
     assert js["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51.904311Z")
     assert js["detail"].iloc[0]["pid"] == 512
@@ -907,6 +907,6 @@ def test_recorded_k6_fixture_equals_its_summary_export(tmp_path: Path) -> None:
         )
     # per-scenario split through the same selector the SLO file uses
     api = req[req["scenario"].astype("string") == "api"]
-    assert an.percentile(api["duration_ms"], 95) == pytest.approx(
+    assert percentile(api["duration_ms"], 95) == pytest.approx(
         metrics["http_req_duration{scenario:api}"]["p(95)"], rel=1e-9
     )

@@ -137,8 +137,8 @@ def _smoke_analysis(tmp_path: Path, verdicts: list[tuple[str, str]]):
 
     import pandas as pd
 
+    from perflib.analysis.slo import load_slos
     from perflib.rundir import RunDir
-    from perflib.slo import load_slos
 
     src = Path(__file__).resolve().parent.parent / "data" / "runs" / "01-smoke-1024mb"
     run_path = tmp_path / "smoke"

@@ -1,4 +1,4 @@
-"""Tests of the SLO file (perflib.slo) and of each verdict just above / below its levels."""
+"""Tests of the SLO file (perflib.analysis.slo) and of each verdict just above / below its levels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 from test_analysis import T0, _analysis_stub, make_requests, make_samples, manifest
 
 from perflib import analysis as an
-from perflib.slo import DEFAULT_SLO_PATH, SloError, judge, load_slos, parse_slos, percentile_of
+from perflib.analysis.slo import (
+    DEFAULT_SLO_PATH,
+    SloError,
+    judge,
+    load_slos,
+    parse_slos,
+    percentile_of,
+)
 
 
 def test_shipped_file_is_valid_and_holds_every_guide_target() -> None:
