@@ -27,10 +27,10 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "perflib.run.runner",
     "LocalSampler": "perflib.sampling.local",
     # samplers exports
-    "FlySampler": "perflib.sampling.remote",
+    "FlySampler": "perflib.sampling.fly",
     "ProcessSampler": "perflib.sampling.remote",
     "PrometheusSampler": "perflib.sampling.remote",
-    "remote_samplers": "perflib.sampling.remote",
+    "remote_samplers": "perflib.sampling.fly",
     "PrometheusClient": "perflib.sampling.prometheus",
     "PrometheusServer": "perflib.sampling.prometheus",
     "start_for_stack": "perflib.sampling.prometheus",

@@ -17,11 +17,11 @@ HANDLERS: dict[str, str] = {
     "run": "perflib.run.runner:cli_run",
     "summarize": "perflib.ingest._cli:cli_summarize",
     "analyze": "perflib.analysis._cli:cli_analyze",
-    "recommend": "perflib.sizing:cli_recommend",
-    "compare": "perflib.sizing:cli_compare",
+    "recommend": "perflib.sizing._cli:cli_recommend",
+    "compare": "perflib.sizing._cli:cli_compare",
     "report": "perflib.report:cli_report",
     "report-job": "perflib.report:cli_report_job",
-    "samples": "perflib.sampling.remote:cli_samples",
+    "samples": "perflib.sampling._cli:cli_samples",
     "store": "perflib.store:cli_store",
 }
 

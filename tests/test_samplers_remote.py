@@ -20,15 +20,11 @@ import pytest
 from perflib.cli import build_parser
 from perflib.fly import TOKEN_ENV, FlyToken, FlyTokenMissing
 from perflib.rundir import EventLog, SampleWriter, read_events, read_samples
+from perflib.sampling._cli import cli_samples
+from perflib.sampling.fly import FlySampler, remote_samplers
 from perflib.sampling.local import Sampler
 from perflib.sampling.prometheus import PrometheusAuthError, PrometheusUnavailable
-from perflib.sampling.remote import (
-    FlySampler,
-    ProcessSampler,
-    cli_samples,
-    find_gaps,
-    remote_samplers,
-)
+from perflib.sampling.remote import ProcessSampler, find_gaps
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fly"
 sys.path.insert(0, str(FIXTURES))

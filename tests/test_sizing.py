@@ -20,7 +20,6 @@ from perflib import cli
 from perflib.rundir import EventLog, RunDir, SampleWriter
 from perflib.sizing import (
     SizingError,
-    _capacity_reason,
     capacity,
     capacity_limits,
     compare_presets,
@@ -38,6 +37,7 @@ from perflib.sizing import (
     vpa_percentile_mb,
     vpa_target_mb,
 )
+from perflib.sizing.capacity import _capacity_reason
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # 2026-10-01 price set ($6/GB, data/fly_price_sets.csv): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)

@@ -166,11 +166,11 @@ def samplers_for(args: argparse.Namespace) -> list[Sampler]:
 
 
 def _remote_factory(args: argparse.Namespace) -> list[Sampler]:
-    """``--fly-app`` / ``--prometheus`` → perflib.sampling.remote (Fly helper's module)."""
+    """``--fly-app`` / ``--prometheus`` → perflib.sampling.fly."""
     if not (getattr(args, "fly_app", None) or getattr(args, "prometheus", None)):
         return []
     from perflib.fly import FlyError
-    from perflib.sampling.remote import remote_samplers
+    from perflib.sampling.fly import remote_samplers
 
     try:
         return remote_samplers(

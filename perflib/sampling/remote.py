@@ -1,52 +1,24 @@
-"""Samplers that read a Prometheus-compatible API: Fly's managed Prometheus (source ``fly``)
-and any Prometheus scraping the service's own ``/metrics`` (source ``process``).
-
-They are window samplers: ``start()`` notes the time, ``stop()`` fetches the whole window
-with ``query_range`` at a step matched to the sample interval and writes ``samples.csv``
-rows, one series per instance (``instance`` column). Units follow DESIGN.md: memory in MiB,
-CPU in percent of one vCPU. A hole in the data is reported (a warning and a
-``sample_gap`` event listing the missing interval), never filled in.
-
-Fly metric units (fly.md §3): ``fly_instance_memory_*`` are bytes from the guest's
-``/proc/meminfo``; ``fly_instance_cpu`` and ``fly_instance_cpu_throttle`` are counters in
-centiseconds (clock ticks), so their ``rate()`` is centiseconds per second and
-``cs/s ÷ 100 cs-per-CPU-second × 100 %`` = percent of one vCPU.
-"""
+"""Prometheus sources of resource samples: Fly's managed Prometheus (``fly_instance_*``) or a
+self-hosted one (process metrics), queried over the run's window into ``samples.csv`` rows."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
 import pandas as pd
 
 from perflib.fly import (
-    MACHINES_API,
-    TOKEN_ENV,
     FlyError,
-    FlyToken,
-    FlyTokenMissing,
-    Machine,
-    MachinesClient,
-    find_flyctl,
-    machine_events,
-    merge_events,
-    parse_log_lines,
     parse_time,
-    prometheus_url,
-    read_flyctl_logs,
 )
-from perflib.rundir import EventLog, SampleWriter, iso, utcnow, write_events
+from perflib.rundir import EventLog, SampleWriter, iso, utcnow
 from perflib.sampling.local import Sampler
 from perflib.sampling.prometheus import (
     HeaderAuth,
@@ -60,11 +32,18 @@ from perflib.sampling.prometheus import (
 
 log = logging.getLogger(__name__)
 
+
 MIB = 1024 * 1024
+
+
 #: Fly's CPU counters tick 100 times per CPU-second (USER_HZ); 100 cs/s = one busy vCPU.
 CENTISECONDS_PER_SECOND = 100.0
+
+
 #: Fly scrapes instance metrics about every 15 s; a finer step only repeats points.
 FLY_RESOLUTION_S = 15.0
+
+
 #: A sustained throttle above this (percent of one vCPU) is reported as a ``throttled`` event.
 THROTTLE_EVENT_PCT = 1.0
 
@@ -130,6 +109,7 @@ FLY_QUERIES: dict[str, Query] = {
     ),  # centiseconds → seconds
     "exit_oom": Query("max by (instance) (fly_instance_exit_oom{{{sel}}})"),
 }
+
 
 #: prometheus-client's default process collector on the service's own /metrics.
 PROCESS_QUERIES: dict[str, Query] = {
@@ -508,335 +488,3 @@ class ProcessSampler(PrometheusSampler):
         except PrometheusError as exc:
             log.info("could not read the scrape interval from %s: %s", self.client.base_url, exc)
             return None
-
-
-class FlySampler(PrometheusSampler):
-    """Source ``fly``: Fly's managed Prometheus, per Machine (``instance`` = Machine ID),
-    plus Machine events (OOM kills, exits, restarts) from the Machines API."""
-
-    source: ClassVar[str] = "fly"
-    queries: ClassVar[Mapping[str, Query]] = FLY_QUERIES
-    default_resolution: ClassVar[float] = FLY_RESOLUTION_S
-
-    def __init__(
-        self,
-        app: str,
-        *,
-        org: str | None = None,
-        base_url: str | None = None,
-        token: FlyToken | None = None,
-        machines_api: str | None = MACHINES_API,
-        fly_logs: bool = False,
-        settle_s: float | None = 30.0,
-        transport: httpx.BaseTransport | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not app:
-            raise FlyError("a Fly app name is required (--app / --fly-app)")
-        self.app = app
-        self.token = token or FlyToken.from_env()
-        super().__init__(
-            base_url or prometheus_url(org),
-            labels={"app": app},
-            auth=self.token.auth(),
-            what="Fly Prometheus",
-            settle_s=settle_s,
-            transport=transport,
-            **kwargs,
-        )
-        self.machines_api = machines_api
-        self.fly_logs = fly_logs
-        self._transport = transport
-        self.machines: dict[str, Machine] = {}
-
-    def load_machines(self) -> list[Machine]:
-        """Read the app's Machines (preset, state, checks, events); kept for memory limits."""
-        if not self.machines_api:
-            return []
-        with MachinesClient(
-            self.app,
-            self.token,
-            base_url=self.machines_api,
-            retries=self.client.retries,
-            backoff=self.client.backoff,
-            transport=self._transport,
-        ) as mc:
-            machines = mc.list_machines()
-        self.machines.update({m.id: m for m in machines})
-        return machines
-
-    def memory_limit(
-        self, instance: str, t: float, values: Mapping[str, Mapping[str, Mapping[float, float]]]
-    ) -> float | None:
-        """The Machine's ``memory_mb`` when known (what Fly sells and the local emulation
-        enforces), else the guest's MemTotal, which is somewhat below ``memory_mb``."""
-        machine = self.machines.get(instance)
-        if machine is not None and machine.memory_mb:
-            return float(machine.memory_mb)
-        if self.memory_limit_mb is not None:
-            return self.memory_limit_mb
-        return values.get("memory_total", {}).get(instance, {}).get(t)
-
-    def fetch(self, start: datetime, end: datetime) -> FetchResult:
-        warnings: list[str] = []
-        if self.machines_api:
-            try:
-                self.load_machines()
-            except FlyError as exc:
-                warnings.append(f"fly: machine list unavailable: {exc}")
-        result = super().fetch(start, end)
-        events = list(result.events)
-        if self.machines:
-            events += machine_events(self.machines.values(), start, end)
-        if self.fly_logs and find_flyctl():
-            try:
-                parsed = read_flyctl_logs(self.app)
-                events += [
-                    e for e in parsed.events if start <= (parse_time(e["time"]) or start) <= end
-                ]
-            except FlyError as exc:
-                warnings.append(f"fly: logs unavailable: {exc}")
-        result.events = merge_events(events)
-        result.warnings = warnings + result.warnings
-        return result
-
-    def start(self, sink: SampleWriter, events: EventLog) -> None:
-        super().start(sink, events)
-        if self.machines_api:
-            try:
-                self.load_machines()
-            except FlyError as exc:
-                self._error(f"machine list: {exc}")
-
-    def _metric_events(
-        self, values: Mapping[str, Mapping[str, Mapping[float, float]]], warnings: list[str]
-    ) -> list[dict[str, Any]]:
-        """``fly_instance_exit_oom`` stepping to 1 → ``oom_killed``; sustained throttling →
-        one ``throttled`` event per stretch, with the lowest burst balance seen."""
-        events: list[dict[str, Any]] = []
-        for instance, points in sorted(values.get("exit_oom", {}).items()):
-            prev: float | None = None
-            for t in sorted(points):
-                v = points[t]
-                if v >= 0.5 and prev is not None and prev < 0.5:
-                    events.append(
-                        {
-                            "time": iso(from_unix(t)),
-                            "type": "oom_killed",
-                            "detail": {
-                                "instance": instance,
-                                "source": "prometheus",
-                                "metric": "fly_instance_exit_oom",
-                            },
-                        }
-                    )
-                elif v >= 0.5 and prev is None:
-                    warnings.append(
-                        f"fly: instance {instance}: fly_instance_exit_oom was "
-                        "already 1 when the window began (an OOM kill before it)"
-                    )
-                prev = v
-        balance = values.get("cpu_balance", {})
-        for instance, points in sorted(values.get("throttled", {}).items()):
-            stretch: list[float] = []
-            for t in [*sorted(points), None]:
-                if (
-                    t is not None
-                    and points[t] > THROTTLE_EVENT_PCT
-                    and (not stretch or t - stretch[-1] <= self.step * 1.5)
-                ):
-                    stretch.append(t)
-                    continue
-                if stretch:
-                    pct = [points[x] for x in stretch]
-                    bal = [balance.get(instance, {}).get(x) for x in stretch]
-                    bal = [b for b in bal if b is not None]
-                    events.append(
-                        {
-                            "time": iso(from_unix(stretch[0])),
-                            "type": "throttled",
-                            "detail": {
-                                "instance": instance,
-                                "source": "prometheus",
-                                "until": iso(from_unix(stretch[-1])),
-                                "max_throttled_pct": round(max(pct), 3),
-                                "mean_throttled_pct": round(sum(pct) / len(pct), 3),
-                                "min_cpu_balance_s": round(min(bal), 3) if bal else None,
-                            },
-                        }
-                    )
-                    stretch = []
-                if t is not None and points[t] > THROTTLE_EVENT_PCT:
-                    stretch = [t]
-        return events
-
-
-# --- factories for the runner and the CLI ------------------------------------------------------
-
-
-def remote_samplers(
-    *, fly_app: str | None, fly_org: str | None, prometheus_url: str | None, interval: float
-) -> list[Sampler]:
-    """The samplers ``perflib run`` adds for ``--fly-app`` / ``--prometheus``.
-
-    Raises :class:`perflib.fly.FlyTokenMissing` (before any load starts) when ``--fly-app``
-    is given without ``FLY_API_TOKEN``; the caller should exit 2 with its message.
-    """
-    out: list[Sampler] = []
-    if fly_app:
-        out.append(FlySampler(fly_app, org=fly_org, interval=interval, fly_logs=True))
-    if prometheus_url:
-        out.append(ProcessSampler(prometheus_url, interval=interval, settle_s=None))
-    return out
-
-
-EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
-
-
-def _parse_iso(text: str, name: str) -> datetime:
-    ts = parse_time(text) if "T" in text else None
-    if ts is None:
-        try:
-            ts = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                f"--{name} {text!r} is not an ISO 8601 time (e.g. 2026-11-20T10:00:00Z)"
-            ) from None
-        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return ts
-
-
-def _read_logs(spec: str) -> Iterable[str]:
-    if spec == "-":
-        return sys.stdin.read().splitlines()
-    return Path(spec).read_text(encoding="utf-8", errors="replace").splitlines()
-
-
-def cli_samples(args: argparse.Namespace) -> int:
-    """``perflib samples``: fetch a window of samples (and events) from Prometheus.
-
-    Exit codes: 0 written; 1 the window held no samples; 2 bad arguments or missing
-    ``FLY_API_TOKEN``; 3 the API failed (auth rejected, unreachable after retries, bad query).
-    """
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-    def fail(code: int, message: str) -> int:
-        err.print(f"[bold red]perflib samples:[/] {message}")
-        return code
-
-    try:
-        start = _parse_iso(args.start, "start")
-        end = _parse_iso(args.end, "end")
-    except ValueError as exc:
-        return fail(EXIT_USAGE, str(exc))
-    if end <= start:
-        return fail(EXIT_USAGE, f"--end {args.end} is not after --start {args.start}")
-    step = getattr(args, "step", None)
-    if step is not None and step <= 0:
-        return fail(EXIT_USAGE, "--step must be positive (seconds)")
-    out = Path(args.out) if args.out else None
-    events_path = Path(args.events) if getattr(args, "events", None) else None
-    for path, flag in ((out, "--out"), (events_path, "--events")):
-        if path is not None and path.exists() and path.stat().st_size > 0:
-            return fail(
-                EXIT_USAGE,
-                f"{flag} {path} already exists and is not empty; "
-                "choose another file (nothing was overwritten)",
-            )
-    logs_spec = getattr(args, "logs", None)
-    if logs_spec and events_path is None:
-        return fail(EXIT_USAGE, "--logs needs --events FILE to write the events it finds")
-
-    labels = {}
-    if getattr(args, "job", None):
-        labels["job"] = args.job
-    sampler: PrometheusSampler
-    try:
-        if args.source == "fly":
-            if not args.app:
-                return fail(EXIT_USAGE, "--source fly needs --app APP (the Fly app name)")
-            sampler = FlySampler(
-                args.app,
-                org=args.org,
-                base_url=args.prometheus,
-                step=step,
-                machines_api=getattr(args, "machines_api", None) or MACHINES_API,
-                fly_logs=events_path is not None and not getattr(args, "no_fly_logs", False),
-                settle_s=0,
-            )
-        else:
-            if not args.prometheus:
-                return fail(EXIT_USAGE, "--source process needs --prometheus URL")
-            if args.app:
-                labels["app"] = args.app
-            sampler = ProcessSampler(
-                args.prometheus,
-                labels=labels,
-                step=step,
-                settle_s=0,
-                memory_limit_mb=getattr(args, "memory_limit_mb", None),
-            )
-    except FlyTokenMissing as exc:
-        return fail(EXIT_USAGE, str(exc))
-    except (FlyError, ValueError) as exc:
-        return fail(EXIT_USAGE, str(exc))
-
-    try:
-        with err.status(f"querying {sampler.client.base_url} …"):
-            result = sampler.fetch(start, end)
-    except (PrometheusError, FlyError) as exc:
-        hint = f" (check {TOKEN_ENV})" if args.source == "fly" and "credentials" in str(exc) else ""
-        return fail(EXIT_API, f"{exc}{hint}")
-    finally:
-        sampler.close()
-
-    events = list(result.events)
-    if logs_spec:
-        try:
-            parsed = parse_log_lines(_read_logs(logs_spec))
-        except OSError as exc:
-            return fail(EXIT_USAGE, f"--logs {logs_spec}: {exc.strerror}")
-        if parsed.untimed:
-            result.warnings.append(
-                f"{parsed.untimed} matching log line(s) had no timestamp and were skipped"
-            )
-        events = merge_events(events + parsed.events)
-
-    for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
-    if out is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_csv = Path(tmp) / "samples.csv"
-            with SampleWriter(tmp_csv, with_instance=True) as writer:
-                for row in result.rows:
-                    writer.write(row)
-            sys.stdout.write(tmp_csv.read_text(encoding="utf-8"))
-    else:
-        with SampleWriter(out, with_instance=True) as writer:
-            for row in result.rows:
-                writer.write(row)
-    if events_path is not None:
-        write_events(events_path, events)
-    err.print(
-        f"{len(result.rows)} samples from {len(result.instances)} instance(s), step "
-        f"{result.step:g} s, rate window {result.window}"
-        + (f"; {len(events)} events → {events_path}" if events_path else "")
-        + (f" → {out}" if out else "")
-    )
-    return EXIT_OK if result.rows else EXIT_NO_DATA
-
-
-__all__ = [
-    "FLY_QUERIES",
-    "PROCESS_QUERIES",
-    "FetchResult",
-    "FlySampler",
-    "Gap",
-    "PrometheusSampler",
-    "ProcessSampler",
-    "cli_samples",
-    "find_gaps",
-    "remote_samplers",
-]

@@ -1,0 +1,168 @@
+"""``perflib samples``: arguments and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from perflib.fly import (
+    MACHINES_API,
+    TOKEN_ENV,
+    FlyError,
+    FlyTokenMissing,
+    merge_events,
+    parse_log_lines,
+    parse_time,
+)
+from perflib.rundir import SampleWriter, write_events
+from perflib.sampling.fly import (
+    FlySampler,
+)
+from perflib.sampling.prometheus import (
+    PrometheusError,
+)
+from perflib.sampling.remote import (
+    ProcessSampler,
+    PrometheusSampler,
+)
+
+EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
+
+
+def _parse_iso(text: str, name: str) -> datetime:
+    ts = parse_time(text) if "T" in text else None
+    if ts is None:
+        try:
+            ts = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"--{name} {text!r} is not an ISO 8601 time (e.g. 2026-11-20T10:00:00Z)"
+            ) from None
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return ts
+
+
+def _read_logs(spec: str) -> Iterable[str]:
+    if spec == "-":
+        return sys.stdin.read().splitlines()
+    return Path(spec).read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def cli_samples(args: argparse.Namespace) -> int:
+    """``perflib samples``: fetch a window of samples (and events) from Prometheus.
+
+    Exit codes: 0 written; 1 the window held no samples; 2 bad arguments or missing
+    ``FLY_API_TOKEN``; 3 the API failed (auth rejected, unreachable after retries, bad query).
+    """
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def fail(code: int, message: str) -> int:
+        err.print(f"[bold red]perflib samples:[/] {message}")
+        return code
+
+    try:
+        start = _parse_iso(args.start, "start")
+        end = _parse_iso(args.end, "end")
+    except ValueError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    if end <= start:
+        return fail(EXIT_USAGE, f"--end {args.end} is not after --start {args.start}")
+    step = getattr(args, "step", None)
+    if step is not None and step <= 0:
+        return fail(EXIT_USAGE, "--step must be positive (seconds)")
+    out = Path(args.out) if args.out else None
+    events_path = Path(args.events) if getattr(args, "events", None) else None
+    for path, flag in ((out, "--out"), (events_path, "--events")):
+        if path is not None and path.exists() and path.stat().st_size > 0:
+            return fail(
+                EXIT_USAGE,
+                f"{flag} {path} already exists and is not empty; "
+                "choose another file (nothing was overwritten)",
+            )
+    logs_spec = getattr(args, "logs", None)
+    if logs_spec and events_path is None:
+        return fail(EXIT_USAGE, "--logs needs --events FILE to write the events it finds")
+
+    labels = {}
+    if getattr(args, "job", None):
+        labels["job"] = args.job
+    sampler: PrometheusSampler
+    try:
+        if args.source == "fly":
+            if not args.app:
+                return fail(EXIT_USAGE, "--source fly needs --app APP (the Fly app name)")
+            sampler = FlySampler(
+                args.app,
+                org=args.org,
+                base_url=args.prometheus,
+                step=step,
+                machines_api=getattr(args, "machines_api", None) or MACHINES_API,
+                fly_logs=events_path is not None and not getattr(args, "no_fly_logs", False),
+                settle_s=0,
+            )
+        else:
+            if not args.prometheus:
+                return fail(EXIT_USAGE, "--source process needs --prometheus URL")
+            if args.app:
+                labels["app"] = args.app
+            sampler = ProcessSampler(
+                args.prometheus,
+                labels=labels,
+                step=step,
+                settle_s=0,
+                memory_limit_mb=getattr(args, "memory_limit_mb", None),
+            )
+    except FlyTokenMissing as exc:
+        return fail(EXIT_USAGE, str(exc))
+    except (FlyError, ValueError) as exc:
+        return fail(EXIT_USAGE, str(exc))
+
+    try:
+        with err.status(f"querying {sampler.client.base_url} …"):
+            result = sampler.fetch(start, end)
+    except (PrometheusError, FlyError) as exc:
+        hint = f" (check {TOKEN_ENV})" if args.source == "fly" and "credentials" in str(exc) else ""
+        return fail(EXIT_API, f"{exc}{hint}")
+    finally:
+        sampler.close()
+
+    events = list(result.events)
+    if logs_spec:
+        try:
+            parsed = parse_log_lines(_read_logs(logs_spec))
+        except OSError as exc:
+            return fail(EXIT_USAGE, f"--logs {logs_spec}: {exc.strerror}")
+        if parsed.untimed:
+            result.warnings.append(
+                f"{parsed.untimed} matching log line(s) had no timestamp and were skipped"
+            )
+        events = merge_events(events + parsed.events)
+
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    if out is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_csv = Path(tmp) / "samples.csv"
+            with SampleWriter(tmp_csv, with_instance=True) as writer:
+                for row in result.rows:
+                    writer.write(row)
+            sys.stdout.write(tmp_csv.read_text(encoding="utf-8"))
+    else:
+        with SampleWriter(out, with_instance=True) as writer:
+            for row in result.rows:
+                writer.write(row)
+    if events_path is not None:
+        write_events(events_path, events)
+    err.print(
+        f"{len(result.rows)} samples from {len(result.instances)} instance(s), step "
+        f"{result.step:g} s, rate window {result.window}"
+        + (f"; {len(events)} events → {events_path}" if events_path else "")
+        + (f" → {out}" if out else "")
+    )
+    return EXIT_OK if result.rows else EXIT_NO_DATA

@@ -1,0 +1,151 @@
+"""``perflib recommend`` and ``perflib compare``: arguments and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from perflib.fly.presets import PricingError
+from perflib.sizing.compare import (
+    compare_presets,
+)
+from perflib.sizing.guide import (
+    SizingError,
+)
+from perflib.sizing.recommend import (
+    Recommendation,
+    recommend,
+)
+
+# ----------------------------------------------------------------- CLI
+
+
+def _print_recommendation(rec: Recommendation) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(Console().width, 120))
+    t = Table(title="Right-sizing recommendation", show_header=False)
+    t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
+    t.add_row(
+        "monthly cost", f"${rec.monthly_cost_usd:.2f}" if rec.monthly_cost_usd is not None else "–"
+    )
+    t.add_row("current", f"{rec.current_preset} (${rec.current_monthly_cost_usd:.2f}/30 d)")
+    if rec.monthly_savings_usd is not None:
+        t.add_row(
+            "saving" if rec.monthly_savings_usd >= 0 else "extra cost",
+            f"${abs(rec.monthly_savings_usd):.2f}/30 d",
+        )
+    t.add_row("price set", f"{rec.price_set} ({rec.region})")
+    if rec.second_opinion:
+        so = rec.second_opinion
+        t.add_row(
+            "VPA-style", f"{so.target_mb:.0f} MB → {so.preset} (confidence {so.confidence:.4f})"
+        )
+    if rec.pool:
+        t.add_row("DB pool", f"{rec.pool.connections} connections")
+    if rec.guide_option_1:
+        t.add_row("guide: 512 MB?", guide_option_1_line(rec.guide_option_1))
+    con.print(t)
+    for r in rec.reasons:
+        con.print(f"• {r}", highlight=False, markup=False)
+    if rec.next_steps:
+        con.print("Next steps:", style="bold")
+        for i, step in enumerate(rec.next_steps, 1):
+            con.print(f"{i}. {step}", highlight=False, markup=False)
+    if rec.second_opinion:
+        con.print(rec.second_opinion.caveat, style="yellow", highlight=False)
+
+
+def guide_option_1_line(opt: Mapping[str, Any]) -> str:
+    """One line for humans: the guide's Option 1 verdict, its criteria and the saving."""
+    crit = "; ".join(f"{c['criterion']}: {c['status']}" for c in opt["criteria"])
+    return (
+        f"{opt['preset']}: {opt['verdict']} ({crit}); ${opt['monthly_cost_usd']:.2f}/30 d, "
+        f"saves ${opt['monthly_savings_usd']:.2f} vs current"
+    )
+
+
+def cli_recommend(args: argparse.Namespace) -> int:
+    """``perflib recommend``: 0 ok, 2 bad input (message on stderr)."""
+    run_dirs = list(getattr(args, "run_dirs", None) or [])
+    samples = getattr(args, "samples", None)
+    events = getattr(args, "events", None)
+    if not run_dirs and not samples:
+        print("perflib recommend: give RUN_DIR... or --samples FILE.csv", file=sys.stderr)
+        return 2
+    if events and not samples:
+        print("perflib recommend: --events needs --samples", file=sys.stderr)
+        return 2
+    try:
+        rec = recommend(
+            run_dirs or None,
+            samples=samples,
+            events=events,
+            current=getattr(args, "current", None),
+            region=getattr(args, "region", "iad") or "iad",
+            instances=getattr(args, "instances", 1) or 1,
+            ha=bool(getattr(args, "ha", False)),
+            price_set=getattr(args, "price_set", None),
+            monthly_requests=getattr(args, "monthly_requests", None),
+        )
+    except (SizingError, PricingError) as exc:
+        print(f"perflib recommend: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(rec.to_json())
+    else:
+        _print_recommendation(rec)
+    return 0
+
+
+def cli_compare(args: argparse.Namespace) -> int:
+    """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
+    try:
+        comp = compare_presets(
+            args.run_dirs,
+            region=getattr(args, "region", "iad") or "iad",
+            price_set=getattr(args, "price_set", None),
+        )
+    except (SizingError, PricingError) as exc:
+        print(f"perflib compare: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(comp.to_json())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(Console().width, 120))
+    t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
+    cols = {
+        "preset": "preset",
+        "peak_memory_mb": "peak MB",
+        "p95_memory_mb": "p95 MB",
+        "headroom_pct": "headroom %",
+        "oom_kills": "OOM",
+        "p95_latency_ms": "p95 ms",
+        "error_rate": "errors",
+        "monthly_cost_usd": "$/30 d",
+        "saving_vs_baseline_usd": "saving $",
+    }
+    for header in cols.values():
+        t.add_column(header)
+    for row in comp.table.to_dict("records"):
+        t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
+    con.print(t)
+    for label, res in comp.latency.items():
+        verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
+        con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
+    for reason in comp.recommendation.reasons:
+        con.print(f"• {reason}", highlight=False, markup=False)
+    rec = comp.recommendation
+    cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
+    con.print(f"recommended: {rec.recommended_preset} ({cost})", highlight=False)
+    if rec.guide_option_1:
+        con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
+    for w in comp.warnings:
+        con.print(f"warning: {w}", style="yellow")
+    return 0
