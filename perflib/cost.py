@@ -5,7 +5,7 @@ where a figure was published), ``data/fly_price_sets.csv`` (per-set constants an
 ``data/fly_regions.csv`` (region multipliers and egress groups) and ``data/fly_egress.csv``.
 
 The machine prices are derived with Fly's own calculator formula (superfly/flyio-price-calc-ex,
-see ``/work/shared/reference/fly.md`` §4)::
+see docs/guide.md#fly-sizes-and-prices)::
 
     per 30 days = region multiplier × (CPU part + RAM $/GB × GB)
     CPU part    = $0.695 per shared vCPU, $21 per performance vCPU
@@ -47,7 +47,7 @@ REGIONS_CSV = DATA_DIR / "fly_regions.csv"
 EGRESS_CSV = DATA_DIR / "fly_egress.csv"
 PUBLISHED_CSV = DATA_DIR / "fly_published_prices.csv"
 
-HOURS_PER_MONTH = 720.0  #: Fly's "per month" = 30 days (fly.md §4)
+HOURS_PER_MONTH = 720.0  #: Fly's "per month" = 30 days (docs/guide.md#fly-sizes-and-prices)
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0  # 2,592,000
 GIB = 1024**3
 
@@ -138,7 +138,7 @@ def _egress(path: Path = EGRESS_CSV) -> pd.DataFrame:
 
 
 def regions() -> pd.DataFrame:
-    """Region code, multiplier, egress group (fly.md §4)."""
+    """Region code, multiplier, egress group (docs/guide.md#fly-sizes-and-prices)."""
     return _regions().copy()
 
 
@@ -322,7 +322,7 @@ def cost_breakdown(
     rootfs_gb: float = 1.0,
 ) -> CostBreakdown:
     """Monthly cost: instances × machine price × started fraction, + rootfs of stopped time
-    (fly.md §4: stopped Machines pay only rootfs, $0.15/GB per 30 d), + egress to the internet
+    (docs/guide.md#fly-sizes-and-prices: stopped Machines pay only rootfs, $0.15/GB per 30 d), + egress to the internet
     at the region group's rate (inbound is free)."""
     if instances < 1:
         raise PricingError(f"instances must be >= 1, got {instances}")

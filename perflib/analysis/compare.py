@@ -138,7 +138,7 @@ def compare_runs(
     With one run on either side the *requests* are resampled (percentile bootstrap of
     p95(B) − p95(A), ``scipy.stats.bootstrap``) and Mann–Whitney compares the request
     durations — both treat requests as independent, which they are not (autocorrelation makes
-    the CI and p too narrow; anchors doc §3). With ≥ 2 runs on both sides the *run* is the
+    the CI and p too narrow; docs/analysis.md). With ≥ 2 runs on both sides the *run* is the
     unit: each run's p95 is one observation, Δ is the difference of their means (BCa
     bootstrap) and Mann–Whitney compares run-level p95s (asv ``_stats.is_different``).
 

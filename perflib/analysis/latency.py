@@ -451,7 +451,7 @@ class Saturation:
 
     k6 measures ``http_req_duration`` from the actual send and drops — never queues —
     iterations an arrival-rate executor could not start, so a saturated run's percentiles
-    miss exactly the slowest moments (coordinated omission; anchors doc §2.2).
+    miss exactly the slowest moments (coordinated omission: Tene, "How NOT to Measure Latency").
     """
 
     saturated: bool

@@ -50,7 +50,7 @@ class FlyToken:
 
     Tokens from ``fly tokens create`` are printed as ``FlyV1 fm2_…`` and must be sent with
     that scheme; plain tokens (``fly auth token``) are sent as ``Bearer``
-    (fly.md §3: ``Authorization: Bearer …`` or ``Authorization: FlyV1 …``).
+    (fly.io/docs/machines/api: ``Authorization: Bearer …`` or ``Authorization: FlyV1 …``).
     """
 
     def __init__(self, value: str) -> None:
@@ -110,7 +110,7 @@ class Machine:
 
     @property
     def preset(self) -> str | None:
-        """``shared-cpu-1x:512mb`` style (DESIGN.md's PRESET), from ``config.guest``."""
+        """``shared-cpu-1x:512mb`` style (docs/contracts.md's PRESET), from ``config.guest``."""
         if not (self.cpu_kind and self.cpus and self.memory_mb):
             return None
         family = "shared-cpu" if self.cpu_kind == "shared" else self.cpu_kind
@@ -164,7 +164,7 @@ def parse_machines(payload: Any) -> list[Machine]:
 class MachinesClient:
     """Read-only Machines API client (``GET /apps/{app}/machines[/{id}]``), with retries.
 
-    The API allows about 1 request/s per action with bursts of 3 (fly.md §5), so 429s are
+    The API allows about 1 request/s per action with bursts of 3 (fly.io/docs/machines/api/working-with-machines-api), so 429s are
     expected and retried with ``Retry-After``.
     """
 
@@ -248,7 +248,9 @@ class MachinesClient:
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
     ts = event.get("timestamp")
     if isinstance(ts, (int, float)):
-        return datetime.fromtimestamp(ts / 1000, UTC)  # milliseconds (fly.md §2)
+        return datetime.fromtimestamp(
+            ts / 1000, UTC
+        )  # milliseconds (docs/guide.md#fly-oom-evidence)
     if isinstance(ts, str):
         return parse_time(ts)
     return None

@@ -18,11 +18,11 @@ class PresetError(PricingError):
     """A string that does not name a Fly Machine size (or a memory size that is not one)."""
 
 
-#: Presets in the table (fly.md §1: shared 256..2048 MB per vCPU in 256 MB steps,
+#: Presets in the table (docs/guide.md#fly-sizes-and-prices: shared 256..2048 MB per vCPU in 256 MB steps,
 #: performance 2048..8192 MB per vCPU in 2048 MB steps).
 SHARED_CPUS = (1, 2, 4, 8)
 PERFORMANCE_CPUS = (1, 2, 4, 8, 16)
-#: Every size Fly offers (fly.md §1), priced or not: what a VM emulation may be asked for.
+#: Every size Fly offers (docs/guide.md#fly-sizes-and-prices), priced or not: what a VM emulation may be asked for.
 FLY_SHARED_CPUS = (1, 2, 4, 6, 8)
 FLY_PERFORMANCE_CPUS = (1, 2, 4, 6, 8, 10, 12, 14, 16)
 
@@ -52,7 +52,7 @@ class Preset:
 
     @property
     def cpu_capacity(self) -> float:
-        """Guaranteed vCPU share (fly.md §4: shared = 1/16 core per vCPU baseline)."""
+        """Guaranteed vCPU share (docs/guide.md#fly-shared-cpu: shared = 1/16 core per vCPU baseline)."""
         return self.cpus * (1.0 if self.cpu_kind == "performance" else 0.0625)
 
     def __str__(self) -> str:
@@ -84,7 +84,7 @@ def _kind_rank(kind: str) -> int:
 
 
 def memory_steps(cpu_kind: str, cpus: int) -> list[int]:
-    """Valid memory sizes (MiB) for a CPU kind and count (fly.md §1)."""
+    """Valid memory sizes (MiB) for a CPU kind and count (docs/guide.md#fly-sizes-and-prices)."""
     if cpu_kind == "shared":
         return list(range(256 * cpus, 2048 * cpus + 1, 256))
     if cpu_kind == "performance":

@@ -118,7 +118,7 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
     """One row per HTTP request, its 9 samples pivoted (they share tags and end time).
 
     ``start_time = time − (blocked + connecting + tls + sending + waiting + receiving)``
-    (k6.md §1: ``http_req_duration`` excludes blocked/connecting/TLS). ``failed`` is NA when
+    (docs/guide.md#how-k6-measures: ``http_req_duration`` excludes blocked/connecting/TLS). ``failed`` is NA when
     k6 did not emit ``http_req_failed`` (response callback disabled).
     """
     import pandas as pd

@@ -213,7 +213,7 @@ def _time_ns_sql(t: str) -> str:
     """RFC3339Nano (any fraction length, ``Z`` or ``±hh:mm``) → int64 ns since epoch, UTC.
 
     DuckDB's TIMESTAMPTZ keeps µs only, and its TIMESTAMP_NS cast keeps ns but ignores a
-    numeric offset (k6 writes times in its local zone, k6.md §1). ``Z`` times (k6 under UTC)
+    numeric offset (k6 writes times in its local zone, docs/guide.md#how-k6-measures). ``Z`` times (k6 under UTC)
     need the one cast; otherwise the offset is the TIMESTAMP_NS/TIMESTAMPTZ difference
     rounded to whole minutes (the TIMESTAMPTZ cast's µs rounding cannot reach a minute).
     That is ~3× cheaper per row than slicing the offset out of the string; the connection's
@@ -284,7 +284,7 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-#: How k6 itself writes a Metric line (fixed struct field order, no spaces, k6.md §1).
+#: How k6 itself writes a Metric line (fixed struct field order, no spaces, docs/guide.md#how-k6-measures).
 _METRIC_PREFIX = b'{"type":"Metric"'
 
 

@@ -79,7 +79,7 @@ class Query:
         return self.promql.format(sel=sel, sel_=sel + "," if sel else "", window=window)
 
 
-#: Fly managed Prometheus (fly.md §3). ``cpu`` excludes idle and steal (steal does not
+#: Fly managed Prometheus (fly.io/docs/machines/api). ``cpu`` excludes idle and steal (steal does not
 #: consume quota, kept separate) and guest/guest_nice (Linux already counts them in user).
 FLY_QUERIES: dict[str, Query] = {
     "memory_used": Query(

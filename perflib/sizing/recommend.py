@@ -66,7 +66,7 @@ from perflib.sizing.second_opinion import (
 
 @dataclass
 class Recommendation:
-    """The recommender's answer; ``to_json()`` has DESIGN.md's keys first."""
+    """The recommender's answer; ``to_json()`` has docs/contracts.md's keys first."""
 
     recommended_preset: str | None
     memory_mb: int | None
@@ -293,7 +293,7 @@ def recommend(
         if pick.memory_mb < SMALL_PRESET_MB:
             reasons.append(
                 f"Caution: {pick.memory_mb} MB is the size users most often report OOM kills "
-                "at while installing or booting Python apps (fly.md §6); the load test only "
+                "at while installing or booting Python apps (docs/guide.md#fly-oom-evidence); the load test only "
                 "covers what it exercised"
             )
         verb = "saves" if savings >= 0 else "costs"

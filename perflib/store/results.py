@@ -174,7 +174,7 @@ def _finite(value: Any) -> float | None:
 def _summary_metrics(run: RunDir) -> tuple[dict[str, dict[str, float]], list[str]]:
     """``{metric: {stat: value}}`` in k6's names, from the ingest module.
 
-    ``perflib.ingest.summarize`` recomputes k6's summary from the raw NDJSON (DESIGN.md shape);
+    ``perflib.ingest.summarize`` recomputes k6's summary from the raw NDJSON (docs/contracts.md shape);
     when there is no raw output, k6's own ``k6-summary.json`` is read instead.
     """
     notes: list[str] = []
@@ -576,7 +576,7 @@ def flag_regressions(
     ``compare`` is true — :func:`perflib.analysis.compare_runs` finds the shift significant
     (bootstrap CI on Δp95 excluding 0 / Mann–Whitney p < ``alpha``). Treating the run as the
     unit and requiring both a practical and a statistical difference follows asv's
-    ``compare`` (see shared reference §3). Without raw data only the factor rule applies.
+    ``compare`` (docs/analysis.md). Without raw data only the factor rule applies.
 
     Returns ``runs`` with ``baseline_run_id``, ``ratio``, ``p_value``, ``delta_p95_ms``,
     ``delta_ci_low``, ``delta_ci_high``, ``regression`` (bool) and ``evidence`` columns.
