@@ -4,71 +4,32 @@ The public API notebooks use. Names are imported lazily (PEP 562) so that a comm
 ``perflib summarize`` does not pay for matplotlib or scipy at start-up.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
-# public name -> defining module, in data-flow order.
+# public name -> defining module, in data-flow order: exactly the names the notebooks use
+# (whatever module they import them from) and the docs cite as ``perflib.NAME``
+# (tests/test_public_api.py keeps the two in step).
 _EXPORTS: dict[str, str] = {
-    # run directories
-    "RunDir": "perflib.rundir",
-    "read_samples": "perflib.rundir",
-    "read_events": "perflib.rundir",
-    # profiles / vm / runner exports
-    "LocalStack": "perflib.run.stack",
-    "PROFILES": "perflib.profiles",
-    "get_profile": "perflib.profiles",
-    "VmEmulator": "perflib.run.vm",
-    "EmulationSettings": "perflib.run.vm",
+    # run
     "run_profile": "perflib.run.runner",
-    "RunResult": "perflib.run.runner",
-    "LocalSampler": "perflib.sampling.local",
-    # samplers exports
-    "FlySampler": "perflib.sampling.fly",
-    "ProcessSampler": "perflib.sampling.remote",
-    "PrometheusSampler": "perflib.sampling.remote",
-    "remote_samplers": "perflib.sampling.fly",
-    "PrometheusClient": "perflib.sampling.prometheus",
-    "PrometheusServer": "perflib.sampling.prometheus",
-    "start_for_stack": "perflib.sampling.prometheus",
-    "MachinesClient": "perflib.fly",
-    "machine_events": "perflib.fly",
-    "parse_log_lines": "perflib.fly",
-    # k6 ingest exports
+    # ingest
     "read_points": "perflib.ingest",
     "read_requests": "perflib.ingest",
     "read_metric_meta": "perflib.ingest",
     "summarize": "perflib.ingest",
-    "read_summary_export": "perflib.ingest",
+    # statistics
     "percentile": "perflib.stats",
-    "K6InputError": "perflib.ingest",
-    # analysis exports
+    # analysis
+    "ALL": "perflib.analysis",
     "analyze_run": "perflib.analysis",
-    "RunAnalysis": "perflib.analysis",
-    "latency_over_time": "perflib.analysis",
-    "latency_by_stage": "perflib.analysis",
-    "throughput": "perflib.analysis",
-    "throughput_summary": "perflib.analysis",
-    "error_breakdown": "perflib.analysis",
-    "error_rate": "perflib.analysis",
-    "saturation": "perflib.analysis",
-    "memory_summary": "perflib.analysis",
-    "cpu_summary": "perflib.analysis",
-    "leak_estimate": "perflib.analysis",
-    "spans_above": "perflib.stats",
-    "resource_events": "perflib.analysis",
-    "oom_count": "perflib.fly",
-    "parse_step_log": "perflib.analysis",
-    "step_attribution": "perflib.analysis",
-    "slo_verdicts": "perflib.analysis",
     "compare_runs": "perflib.analysis",
-    "Comparison": "perflib.analysis",
-    "load_slos": "perflib.analysis.slo",
-    "SloFile": "perflib.analysis.slo",
-    # plots exports
+    # sizing
+    "capacity": "perflib.sizing",
+    # charts
+    "plot_run": "perflib.plots",
     "plot_latency_over_time": "perflib.plots",
     "plot_latency_distribution": "perflib.plots",
     "plot_throughput": "perflib.plots",
@@ -76,45 +37,33 @@ _EXPORTS: dict[str, str] = {
     "plot_cpu": "perflib.plots",
     "plot_steps": "perflib.plots",
     "plot_comparison": "perflib.plots",
-    "plot_run": "perflib.plots",
     "plot_trends": "perflib.plots",
-    # sizing exports
-    "load_prices": "perflib.cost",
-    "monthly_cost": "perflib.cost",
-    "cost_breakdown": "perflib.cost",
-    "machine_price": "perflib.cost",
-    "parse_preset": "perflib.fly.presets",
-    "Preset": "perflib.fly.presets",
-    "recommend": "perflib.sizing",
-    "Recommendation": "perflib.sizing",
-    "compare_presets": "perflib.sizing",
-    "PresetComparison": "perflib.sizing",
-    "pool_size": "perflib.sizing",
-    "capacity": "perflib.sizing",
-    "second_opinion": "perflib.sizing",
-    "plot_preset_comparison": "perflib.plots.sizing",
-    # store / report exports
+    "plot_preset_comparison": "perflib.plots",
+    # report helpers the notebooks call
+    "resolve_run_dirs": "perflib.report",
+    "record_runs": "perflib.report",
+    "load_runs": "perflib.report",
+    "run_label": "perflib.report",
+    "runs_table": "perflib.report",
+    "overview_table": "perflib.report",
+    "checks_table": "perflib.report",
+    "go_no_go": "perflib.report",
+    "size_runs": "perflib.report",
+    "style_verdicts": "perflib.report",
+    # store
     "Store": "perflib.store",
-    "open_store": "perflib.store",
     "runs_frame": "perflib.store",
     "flag_regressions": "perflib.store",
-    "build_report": "perflib.report",
-    "execute_notebook": "perflib.report",
-    "render_html": "perflib.report",
-    "load_runs": "perflib.report",
-    "sample_run_dirs": "perflib.report",
-    "redact_notebook": "perflib.report.secrets",
-    "secret_values": "perflib.report.secrets",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'perflib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

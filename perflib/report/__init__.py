@@ -1,4 +1,4 @@
-"""Reports: notebooks executed with papermill and rendered to HTML (build); secrets kept out of them (secrets)."""
+"""Reports: notebooks executed with papermill and rendered to HTML, and the helpers the notebooks call (``build``); secrets kept out of them (``secrets``)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from perflib.report.build import (
     ReportInputError,
     ReportResult,
     build_report,
+    checks_table,
     cli_report,
     cli_report_job,
     execute_notebook,
+    go_no_go,
     load_runs,
+    overview_table,
+    record_runs,
     render_html,
     resolve_run_dirs,
     run_label,
     runs_table,
     sample_run_dirs,
+    size_runs,
+    style_verdicts,
 )
 
 __all__ = [
@@ -25,13 +31,19 @@ __all__ = [
     "ReportInputError",
     "ReportResult",
     "build_report",
+    "checks_table",
     "cli_report",
     "cli_report_job",
     "execute_notebook",
+    "go_no_go",
     "load_runs",
+    "overview_table",
+    "record_runs",
     "render_html",
     "resolve_run_dirs",
     "run_label",
     "runs_table",
     "sample_run_dirs",
+    "size_runs",
+    "style_verdicts",
 ]
