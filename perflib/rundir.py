@@ -81,6 +81,22 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def utc_timestamp(value: Any) -> pd.Timestamp | None:
+    """A time we wrote or were given (ISO text, datetime, Timestamp) as a UTC Timestamp; naive
+    means UTC; empty, NaN, NaT or unparseable gives None. The one reader of such times."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if ts is pd.NaT:
+        return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def iso(ts: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``: the one timestamp format we write."""
     return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

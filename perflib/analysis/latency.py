@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from perflib.rundir import utc_timestamp
 from perflib.stats import (
     percentile,
     percentile_ci,
@@ -45,18 +46,6 @@ def _pcol(p: float) -> str:
     return f"p{p:g}"
 
 
-def _to_ts(value: Any) -> pd.Timestamp | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
-    if ts is pd.NaT:
-        return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _empty_requests() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -77,8 +66,8 @@ def k6_window(
 ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     """(start, end) of the k6 run: the manifest's times, else the requests' extent."""
     manifest = manifest or {}
-    start = _to_ts(manifest.get("k6_started_at"))
-    end = _to_ts(manifest.get("k6_ended_at"))
+    start = utc_timestamp(manifest.get("k6_started_at"))
+    end = utc_timestamp(manifest.get("k6_ended_at"))
     if requests is not None and len(requests):
         if start is None:
             col = "start_time" if "start_time" in requests else "time"
@@ -89,7 +78,7 @@ def k6_window(
 
 
 def _origin(requests: pd.DataFrame, origin: Any) -> pd.Timestamp | None:
-    ts = _to_ts(origin)
+    ts = utc_timestamp(origin)
     if ts is not None:
         return ts
     if len(requests) == 0:
@@ -485,7 +474,7 @@ def saturation(points: pd.DataFrame | None, *, origin: Any = None) -> Saturation
     vus = points.loc[metric == "vus", "value"]
     vmax = points.loc[metric == "vus_max", "value"]
     total = int(round(float(dropped["value"].sum()))) if len(dropped) else 0
-    org = _to_ts(origin)
+    org = utc_timestamp(origin)
     sat = Saturation(
         saturated=total > 0,
         dropped_iterations=total,
@@ -510,6 +499,6 @@ def vus_series(points: pd.DataFrame | None, *, origin: Any = None) -> pd.DataFra
     v = points[points["metric"].astype("string") == "vus"]
     # segments each report their own VUs once a second: sum per whole second.
     s = v.groupby(v["time"].dt.floor("s"))["value"].sum().rename("vus").reset_index()
-    org = _to_ts(origin) or (s["time"].min() if len(s) else None)
+    org = utc_timestamp(origin) or (s["time"].min() if len(s) else None)
     s["t_s"] = (s["time"] - org).dt.total_seconds() if org is not None else np.nan
     return s[["time", "t_s", "vus"]]

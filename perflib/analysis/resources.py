@@ -17,6 +17,7 @@ from perflib.analysis.slo import (
     default_slos,
 )
 from perflib.fly.events import event_count, oom_count, parse_log_lines
+from perflib.rundir import utc_timestamp
 from perflib.stats import (
     percentile,
     sample_weights,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     pass
 
 from perflib.analysis.latency import (
-    _to_ts,
     k6_window,
     stage_table,
 )
@@ -184,7 +184,7 @@ def resource_events(
         )
     out = pd.concat(parts, ignore_index=True)
     out["time"] = pd.to_datetime(out["time"], utc=True, format="ISO8601")
-    org = _to_ts(origin)
+    org = utc_timestamp(origin)
     out["t_s"] = (out["time"] - org).dt.total_seconds() if org is not None else np.nan
     return out.sort_values("time", na_position="last", ignore_index=True)[cols]
 

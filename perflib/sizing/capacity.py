@@ -17,10 +17,9 @@ from perflib.cost import (
     monthly_cost,
 )
 from perflib.fly.presets import Preset, parse_preset
-from perflib.rundir import RunDir, jsonable
+from perflib.rundir import RunDir, jsonable, utc_timestamp
 from perflib.sizing.evidence import (
     RunEvidence,
-    _parse_time,
     evidence_from_run,
 )
 from perflib.sizing.guide import (
@@ -338,7 +337,7 @@ def capacity(
             f"{ev.label}: no hold stages in manifest.json (capacity needs a stress run: "
             "ramp-N/s + hold-N/s stages)"
         )
-    t0 = _parse_time(m.get("k6_started_at"))
+    t0 = utc_timestamp(m.get("k6_started_at"))
     if t0 is None:
         raise SizingError(f"{ev.label}: manifest.json has no valid k6_started_at")
     if requests is None:
@@ -357,7 +356,7 @@ def capacity(
         requests,
         stages,
         t0,
-        k6_ended_at=_parse_time(m.get("k6_ended_at")),
+        k6_ended_at=utc_timestamp(m.get("k6_ended_at")),
         dropped=dropped,
         limits=lim,
         warmup_fraction=warmup_fraction,

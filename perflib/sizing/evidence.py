@@ -17,7 +17,7 @@ from perflib.analysis import RunAnalysis, analyze_run
 from perflib.analysis.slo import SloFile
 from perflib.fly.events import event_count, oom_count
 from perflib.fly.presets import Preset, PricingError, parse_preset
-from perflib.rundir import RunDir, read_events, read_samples
+from perflib.rundir import RunDir, read_events, read_samples, utc_timestamp
 from perflib.sizing.guide import (
     Limits,
     SizingError,
@@ -125,17 +125,6 @@ def _num(stats: Mapping[str, Any], *keys: str) -> float | None:
     return None
 
 
-def _parse_time(text: Any) -> pd.Timestamp | None:
-    """An ISO timestamp from the manifest as UTC (naive = UTC), None when absent/garbled."""
-    if not text:
-        return None
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _check_samples(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     if df.empty or df["memory_used_mb"].dropna().empty:
         raise SizingError(f"{origin}: no memory samples (empty samples.csv)")
@@ -173,7 +162,7 @@ def evidence_from_analysis(a: RunAnalysis) -> RunEvidence:
     failed = stats.get("http_req_failed", {})
     data = stats.get("data_received", {})
     m = run.manifest
-    start, end = _parse_time(m.get("k6_started_at")), _parse_time(m.get("k6_ended_at"))
+    start, end = utc_timestamp(m.get("k6_started_at")), utc_timestamp(m.get("k6_ended_at"))
     duration = (end - start).total_seconds() if start and end and end > start else None
     requests = _num(reqs, "count")
     rate = _num(reqs, "rate")

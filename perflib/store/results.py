@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from perflib.rundir import RunDir, jsonable
+from perflib.rundir import RunDir, jsonable, utc_timestamp
 from perflib.tooling import REPO_ROOT
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -134,15 +134,8 @@ slo_table = sa.Table(
 
 
 def _parse_ts(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return ts.tz_convert("UTC").to_pydatetime()
+    ts = utc_timestamp(value)
+    return None if ts is None else ts.to_pydatetime()
 
 
 def run_key(run: RunDir) -> str:
