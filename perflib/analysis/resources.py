@@ -226,6 +226,75 @@ def _phase(t_s: pd.Series, end_s: float | None) -> pd.Series:
     return pd.Series(phase, index=t_s.index)
 
 
+def _time_above(
+    valid: pd.DataFrame, levels: Sequence[float], limit_mb: float | None, max_gap_s: float
+) -> pd.DataFrame:
+    """Per level (and the VM limit): seconds above it, share of the run, longest span, first
+    time above — all from :func:`perflib.stats.spans_above`."""
+    times = valid["time"] if len(valid) else pd.Series(dtype="datetime64[ns, UTC]")
+    values = valid["memory_used_mb"] if len(valid) else pd.Series(dtype="float64")
+    total_s = float(sample_weights(times, max_gap_s).sum()) if len(valid) else 0.0
+    rows = []
+    for lvl, label in [
+        *[(x, f"> {x:g} MB") for x in levels],
+        *([(limit_mb, f"> limit ({limit_mb:g} MB)")] if limit_mb else []),
+    ]:
+        sp = spans_above(times, values, lvl, max_gap_s=max_gap_s)
+        secs = float(sp["span_s"].sum()) if len(sp) else 0.0
+        rows.append(
+            {
+                "threshold_mb": lvl,
+                "label": label,
+                "seconds": secs,
+                "pct_of_time": 100.0 * secs / total_s if total_s else math.nan,
+                "longest_span_s": float(sp["span_s"].max()) if len(sp) else 0.0,
+                "first_at": sp["start"].min() if len(sp) else pd.NaT,
+            }
+        )
+    cols = ["threshold_mb", "label", "seconds", "pct_of_time", "longest_span_s", "first_at"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _leak_window(
+    valid: pd.DataFrame,
+    events: pd.DataFrame,
+    manifest: Mapping[str, Any] | None,
+    end_s: float | None,
+    leak_stages: Sequence[str],
+) -> tuple[pd.DataFrame, str, bool]:
+    """The samples a leak slope may use — the chosen stages (the k6 window without stages,
+    none when the profile has stages but none of these), cut at the first unplanned
+    OOM/restart/exit inside them — with a label saying which, and whether any were chosen."""
+    stages = stage_table(manifest)
+    chosen = stages[stages["stage"].isin(list(leak_stages))]
+    if len(stages) and not len(chosen):
+        mask = np.zeros(len(valid), dtype=bool)  # e.g. stress: load keeps changing
+        label = "the profile has no stage named " + " or ".join(leak_stages)
+    elif len(chosen):
+        mask = np.zeros(len(valid), dtype=bool)
+        for st in chosen.itertuples():
+            t_s = valid["t_s"]
+            mask |= ((t_s >= st.start_s) & (t_s < st.end_s)).to_numpy()
+        label = "stages " + ", ".join(chosen["stage"])
+    else:
+        mask = (_phase(valid["t_s"], end_s) == "load").to_numpy()
+        label = "k6 window"
+    win = valid[mask]
+    if len(win) and len(events):
+        ev = events
+        planned = ev["detail"].map(lambda d: isinstance(d, dict) and bool(d.get("planned")))
+        cut = ev[
+            ev["type"].isin(["oom_killed", "restart", "service_exit"])
+            & ~planned
+            & ev["time"].notna()
+            & (ev["time"] > win["time"].min())
+        ]["time"]
+        if len(cut) and (win["time"] >= cut.min()).any():
+            win = win[win["time"] < cut.min()]
+            label += " (cut at the first OOM/restart)"
+    return win, label, bool(mask.any())
+
+
 def memory_summary(
     samples: pd.DataFrame,
     manifest: Mapping[str, Any] | None = None,
@@ -243,7 +312,7 @@ def memory_summary(
 
     *Idle* is the median of samples before k6 started, *load* the median while k6 ran
     (``k6_started_at``..``k6_ended_at``), *peak* the maximum over the whole run. Time above a
-    threshold sums sample weights (:func:`_dt_weights`). The leak slope uses the samples of
+    threshold sums sample weights (:func:`perflib.stats.sample_weights`). The leak slope uses the samples of
     ``leak_stages`` before any restart/OOM in them — the whole k6 window when the manifest has
     no stages, none when it has stages but none of those (a load that keeps changing, as in
     the stress profile, moves memory without any leak). Knobs left at None take the SLO
@@ -283,73 +352,14 @@ def memory_summary(
         )
     )
     levels = sorted({*map(float, thresholds_mb), float(sustained_threshold_mb)})
-    rows = []
-    total_s = float(sample_weights(valid["time"], max_gap_s).sum()) if len(valid) else 0.0
-    for lvl, label in [
-        *[(x, f"> {x:g} MB") for x in levels],
-        *([(limit_mb, f"> limit ({limit_mb:g} MB)")] if limit_mb else []),
-    ]:
-        sp = spans_above(
-            valid["time"] if len(valid) else pd.Series(dtype="datetime64[ns, UTC]"),
-            valid["memory_used_mb"] if len(valid) else pd.Series(dtype="float64"),
-            lvl,
-            max_gap_s=max_gap_s,
-        )
-        secs = float(sp["span_s"].sum()) if len(sp) else 0.0
-        rows.append(
-            {
-                "threshold_mb": lvl,
-                "label": label,
-                "seconds": secs,
-                "pct_of_time": 100.0 * secs / total_s if total_s else math.nan,
-                "longest_span_s": float(sp["span_s"].max()) if len(sp) else 0.0,
-                "first_at": sp["start"].min() if len(sp) else pd.NaT,
-            }
-        )
-    time_above = pd.DataFrame(
-        rows,
-        columns=["threshold_mb", "label", "seconds", "pct_of_time", "longest_span_s", "first_at"],
-    )
-    longest = (
-        float(
-            time_above.loc[
-                time_above["threshold_mb"] == float(sustained_threshold_mb), "longest_span_s"
-            ].max()
-        )
-        if len(time_above)
-        else 0.0
-    )
-    # leak window: the chosen stages, cut at the first OOM/restart inside it.
-    leak = None
-    leak_note = "no leak estimate: no memory samples or k6 start unknown"
+    time_above = _time_above(valid, levels, limit_mb, max_gap_s)
+    at_level = time_above.loc[
+        time_above["threshold_mb"] == float(sustained_threshold_mb), "longest_span_s"
+    ]
+    longest = float(at_level.max()) if len(at_level) else 0.0
+    leak, leak_note = None, "no leak estimate: no memory samples or k6 start unknown"
     if len(valid) and start is not None:
-        stages = stage_table(manifest)
-        chosen = stages[stages["stage"].isin(list(leak_stages))]
-        if len(stages) and not len(chosen):
-            mask = np.zeros(len(valid), dtype=bool)  # e.g. stress: load keeps changing
-            label = "the profile has no stage named " + " or ".join(leak_stages)
-        elif len(chosen):
-            mask = np.zeros(len(valid), dtype=bool)
-            for st in chosen.itertuples():
-                mask |= (valid["t_s"] >= st.start_s).to_numpy() & (
-                    valid["t_s"] < st.end_s
-                ).to_numpy()
-            label = "stages " + ", ".join(chosen["stage"])
-        else:
-            mask = (_phase(valid["t_s"], end_s) == "load").to_numpy()
-            label = "k6 window"
-        win = valid[mask]
-        if len(win) and len(ev):
-            planned = ev["detail"].map(lambda d: isinstance(d, dict) and bool(d.get("planned")))
-            cut = ev[
-                ev["type"].isin(["oom_killed", "restart", "service_exit"])
-                & ~planned
-                & ev["time"].notna()
-                & (ev["time"] > win["time"].min())
-            ]["time"]
-            if len(cut) and (win["time"] >= cut.min()).any():
-                win = win[win["time"] < cut.min()]
-                label += " (cut at the first OOM/restart)"
+        win, label, any_chosen = _leak_window(valid, ev, manifest, end_s, leak_stages)
         leak = leak_estimate(
             win["time"],
             win["memory_used_mb"],
@@ -360,7 +370,7 @@ def memory_summary(
         if leak is None:
             leak_note = (
                 f"no leak estimate: {label}"
-                if not mask.any()
+                if not any_chosen
                 else f"no leak estimate: the {len(win)} samples in {label} cover under "
                 f"{leak_min_window_s:g} s (or are fewer than 10)"
             )
