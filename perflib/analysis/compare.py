@@ -6,23 +6,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from perflib import ingest as k6
 from perflib import stats as pstats
-from perflib.rundir import RunDir
-from perflib.stats import (
-    bootstrap_diff_ci,
-    fisher_exact_p,
-    mann_whitney_p,
-)
-
-if TYPE_CHECKING:
-    pass
-
 from perflib.analysis.latency import (
     ALL,
     _empty_requests,
@@ -37,6 +27,12 @@ from perflib.analysis.resources import (
 from perflib.analysis.run import (
     RunAnalysis,
     _read_text,
+)
+from perflib.rundir import RunDir
+from perflib.stats import (
+    bootstrap_diff_ci,
+    fisher_exact_p,
+    mann_whitney_p,
 )
 
 # --------------------------------------------------------------------------- comparison
@@ -148,10 +144,79 @@ def compare_runs(
     """
     side_a, side_b = _load_side(a), _load_side(b)
     by_runs = len(side_a) >= 2 and len(side_b) >= 2
-    unit = "runs" if by_runs else "requests"
-    boot_method = method or ("BCa" if by_runs else "percentile")
-    q = percentile
-    pc = _pcol(q)
+    boot = {
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "method": method or ("BCa" if by_runs else "percentile"),
+        "seed": seed,
+    }
+    pc = _pcol(percentile)
+    eps = sorted(_names_of(side_a) & _names_of(side_b)) if endpoints is None else list(endpoints)
+    rows = []
+    samples_a: dict[str, np.ndarray] = {}
+    samples_b: dict[str, np.ndarray] = {}
+    for ep in [*eps, ALL]:
+        da, db = _durations(side_a, ep), _durations(side_b, ep)
+        xa = np.concatenate(da) if da else np.array([])
+        xb = np.concatenate(db) if db else np.array([])
+        samples_a[ep], samples_b[ep] = xa, xb
+        if xa.size == 0 or xb.size == 0:
+            continue
+        est = _delta(da, db, percentile, by_runs, boot)
+        if est is None:
+            continue
+        pa, pb, lo, hi, p_mw = est
+        rows.append(
+            _latency_row(
+                ep, da, db, pa, pb, lo, hi, p_mw, pc=pc, confidence=confidence, factor=factor
+            )
+        )
+    lat_cols = ["name", "n_a", "n_b", "runs_a", "runs_b", f"{pc}_a", f"{pc}_b", "delta_ms",
+                "ci_low", "ci_high", "ratio", "mannwhitney_p", "significant", "change", "verdict"]  # fmt: skip
+    memory, errors = _side_tables(labels, side_a, side_b)
+    return Comparison(
+        latency=pd.DataFrame(rows, columns=lat_cols),
+        memory=memory,
+        errors=errors,
+        percentile=percentile,
+        confidence=confidence,
+        factor=factor,
+        unit="runs" if by_runs else "requests",
+        labels=labels,
+        samples_a=samples_a,
+        samples_b=samples_b,
+    )
+
+
+Side = list[tuple[str, pd.DataFrame, Any]]
+
+
+def _names_of(side: Side) -> set[str]:
+    s: set[str] = set()
+    for _, req, _ in side:
+        if len(req):
+            s |= set(req["name"].astype("string").dropna().unique())
+    return s
+
+
+def _durations(side: Side, ep: str) -> list[np.ndarray]:
+    """Each run's request durations (ms) for endpoint ``ep`` (:data:`ALL`: every request)."""
+    out = []
+    for _, req, _ in side:
+        if len(req) == 0:
+            out.append(np.array([]))
+            continue
+        sel = req if ep == ALL else req[req["name"].astype("string") == ep]
+        out.append(sel["duration_ms"].to_numpy(dtype="float64"))
+    return out
+
+
+def _delta(
+    da: list[np.ndarray], db: list[np.ndarray], q: float, by_runs: bool, boot: dict[str, Any]
+) -> tuple[float, float, float, float, float] | None:
+    """``(stat A, stat B, CI low, CI high, Mann–Whitney p)`` of B − A: per request (one run a
+    side) or per run (each run's percentile one observation, means compared); None when a
+    side has no run with data."""
 
     def stat_p(v: np.ndarray, axis: int = -1) -> np.ndarray:
         return pstats.percentile(v, q, axis=axis)
@@ -159,113 +224,66 @@ def compare_runs(
     def stat_mean(v: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(v, axis=axis)
 
-    def names_of(side: list[tuple[str, pd.DataFrame, Any]]) -> set[str]:
-        s: set[str] = set()
-        for _, req, _ in side:
-            if len(req):
-                s |= set(req["name"].astype("string").dropna().unique())
-        return s
+    if by_runs:
+        ra = np.array([pstats.percentile(v, q) for v in da])
+        rb = np.array([pstats.percentile(v, q) for v in db])
+        ra, rb = ra[~np.isnan(ra)], rb[~np.isnan(rb)]
+        if ra.size == 0 or rb.size == 0:
+            return None
+        lo, hi = bootstrap_diff_ci(ra, rb, stat_mean, **boot)
+        return float(ra.mean()), float(rb.mean()), lo, hi, mann_whitney_p(rb, ra)
+    xa, xb = np.concatenate(da), np.concatenate(db)
+    lo, hi = bootstrap_diff_ci(xa, xb, stat_p, **boot)
+    return float(stat_p(xa)), float(stat_p(xb)), lo, hi, mann_whitney_p(xb, xa)
 
-    eps = sorted(names_of(side_a) & names_of(side_b)) if endpoints is None else list(endpoints)
-    rows = []
-    samples_a: dict[str, np.ndarray] = {}
-    samples_b: dict[str, np.ndarray] = {}
-    for ep in [*eps, ALL]:
 
-        def durations(side: list[tuple[str, pd.DataFrame, Any]], ep: str = ep) -> list[np.ndarray]:
-            out = []
-            for _, req, _ in side:
-                if len(req) == 0:
-                    out.append(np.array([]))
-                    continue
-                sel = req if ep == ALL else req[req["name"].astype("string") == ep]
-                out.append(sel["duration_ms"].to_numpy(dtype="float64"))
-            return out
+def _latency_row(
+    ep: str,
+    da: list[np.ndarray],
+    db: list[np.ndarray],
+    pa: float,
+    pb: float,
+    lo: float,
+    hi: float,
+    p_mw: float,
+    *,
+    pc: str,
+    confidence: float,
+    factor: float,
+) -> dict[str, Any]:
+    """One endpoint's row: the change is "slower"/"faster" only when the CI excludes 0 and
+    |Δ| reaches the practical threshold (asv ``--factor``); the verdict says why."""
+    delta = pb - pa
+    significant = not math.isnan(lo) and (lo > 0 or hi < 0)
+    practical = abs(delta) >= (factor - 1.0) * abs(pa)
+    change = ("slower" if delta > 0 else "faster") if (significant and practical) else "unchanged"
+    ci = f"{confidence:.0%} CI [{lo:+,.0f}, {hi:+,.0f}] ms" if not math.isnan(lo) else "no CI"
+    note = ""
+    if change == "unchanged" and significant:
+        note = f", within the {factor - 1:.0%} practical threshold"
+    return {
+        "name": ep,
+        "n_a": int(sum(v.size for v in da)),
+        "n_b": int(sum(v.size for v in db)),
+        "runs_a": len(da),
+        "runs_b": len(db),
+        f"{pc}_a": pa,
+        f"{pc}_b": pb,
+        "delta_ms": delta,
+        "ci_low": lo,
+        "ci_high": hi,
+        "ratio": pb / pa if pa else math.nan,
+        "mannwhitney_p": p_mw,
+        "significant": significant,
+        "change": change,
+        "verdict": f"{pc} {change} (Δ {delta:+,.0f} ms, {ci}, p = {p_mw:.2g}{note})",
+    }
 
-        da, db = durations(side_a), durations(side_b)
-        xa = np.concatenate(da) if da else np.array([])
-        xb = np.concatenate(db) if db else np.array([])
-        samples_a[ep], samples_b[ep] = xa, xb
-        if xa.size == 0 or xb.size == 0:
-            continue
-        if by_runs:
-            ra = np.array([pstats.percentile(v, q) for v in da])
-            rb = np.array([pstats.percentile(v, q) for v in db])
-            ra, rb = ra[~np.isnan(ra)], rb[~np.isnan(rb)]
-            if ra.size == 0 or rb.size == 0:
-                continue
-            pa, pb = float(ra.mean()), float(rb.mean())
-            lo, hi = bootstrap_diff_ci(
-                ra,
-                rb,
-                stat_mean,
-                n_resamples=n_resamples,
-                confidence=confidence,
-                method=boot_method,
-                seed=seed,
-            )
-            p_mw = mann_whitney_p(rb, ra)
-        else:
-            pa, pb = float(stat_p(xa)), float(stat_p(xb))
-            lo, hi = bootstrap_diff_ci(
-                xa,
-                xb,
-                stat_p,
-                n_resamples=n_resamples,
-                confidence=confidence,
-                method=boot_method,
-                seed=seed,
-            )
-            p_mw = mann_whitney_p(xb, xa)
-        delta = pb - pa
-        significant = not math.isnan(lo) and (lo > 0 or hi < 0)
-        practical = abs(delta) >= (factor - 1.0) * abs(pa)
-        change = (
-            ("slower" if delta > 0 else "faster") if (significant and practical) else "unchanged"
-        )
-        ci = f"{confidence:.0%} CI [{lo:+,.0f}, {hi:+,.0f}] ms" if not math.isnan(lo) else "no CI"
-        note = ""
-        if change == "unchanged" and significant:
-            note = f", within the {factor - 1:.0%} practical threshold"
-        verdict = f"{pc} {change} (Δ {delta:+,.0f} ms, {ci}, p = {p_mw:.2g}{note})"
-        rows.append(
-            {
-                "name": ep,
-                "n_a": int(xa.size),
-                "n_b": int(xb.size),
-                "runs_a": len(da),
-                "runs_b": len(db),
-                f"{pc}_a": pa,
-                f"{pc}_b": pb,
-                "delta_ms": delta,
-                "ci_low": lo,
-                "ci_high": hi,
-                "ratio": pb / pa if pa else math.nan,
-                "mannwhitney_p": p_mw,
-                "significant": significant,
-                "change": change,
-                "verdict": verdict,
-            }
-        )
-    lat_cols = [
-        "name",
-        "n_a",
-        "n_b",
-        "runs_a",
-        "runs_b",
-        f"{pc}_a",
-        f"{pc}_b",
-        "delta_ms",
-        "ci_low",
-        "ci_high",
-        "ratio",
-        "mannwhitney_p",
-        "significant",
-        "change",
-        "verdict",
-    ]
-    latency = pd.DataFrame(rows, columns=lat_cols)
 
+def _side_tables(
+    labels: tuple[str, str], side_a: Side, side_b: Side
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Memory (peaks, idle, load, OOM kills) and errors (with Fisher's exact test) per side."""
     mem_rows, err_rows, counts = [], [], []
     for label, side in zip(labels, (side_a, side_b), strict=True):
         peaks = [m.peak_mb for _, _, m in side if m is not None and m.peak_mb is not None]
@@ -296,18 +314,7 @@ def compare_runs(
         errors["fisher_p"] = fisher_exact_p([list(counts[0]), list(counts[1])])
     memory = pd.DataFrame(mem_rows)
     memory["delta_peak_mb"] = memory["peak_max_mb"] - memory["peak_max_mb"].iloc[0]
-    return Comparison(
-        latency=latency,
-        memory=memory,
-        errors=errors,
-        percentile=q,
-        confidence=confidence,
-        factor=factor,
-        unit=unit,
-        labels=labels,
-        samples_a=samples_a,
-        samples_b=samples_b,
-    )
+    return memory, errors
 
 
 def _median(values: list[float | None]) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,6 @@ from perflib.stats import (
     percentile,
     percentile_ci,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 #: Label of the rows that pool every endpoint.
 ALL = "(all)"

@@ -8,11 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from perflib.analysis.latency import (
+    k6_window,
+    stage_table,
+)
 from perflib.analysis.slo import (
     default_slos,
 )
@@ -23,14 +27,6 @@ from perflib.stats import (
     sample_weights,
     spans_above,
     theil_sen,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from perflib.analysis.latency import (
-    k6_window,
-    stage_table,
 )
 
 #: The guide's memory thresholds (MB) reported as "time above"; the VM limit is added per run.

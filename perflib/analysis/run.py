@@ -7,24 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from perflib import ingest as k6
-from perflib.analysis.slo import (
-    SloError,
-    SloFile,
-    default_slos,
-    load_slos,
-    worst,
-)
-from perflib.rundir import SAMPLE_COLUMNS, RunDir
-
-if TYPE_CHECKING:
-    pass
-
 from perflib.analysis.latency import (
     ALL,
     Saturation,
@@ -46,6 +34,13 @@ from perflib.analysis.resources import (
     memory_summary,
     resource_events,
 )
+from perflib.analysis.slo import (
+    SloError,
+    SloFile,
+    default_slos,
+    load_slos,
+    worst,
+)
 from perflib.analysis.steps import (
     StepAttribution,
     parse_step_log,
@@ -54,6 +49,7 @@ from perflib.analysis.steps import (
 from perflib.analysis.verdicts import (
     slo_verdicts,
 )
+from perflib.rundir import SAMPLE_COLUMNS, RunDir
 
 # --------------------------------------------------------------------------- one run
 

@@ -6,20 +6,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from perflib.analysis.latency import (
+    _stats,
+)
 from perflib.fly.events import split_log_line
 from perflib.stats import (
     percentile,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from perflib.analysis.latency import (
-    _stats,
 )
 
 #: The guide's "Slow Requests" troubleshooting, per service step.

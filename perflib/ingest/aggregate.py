@@ -5,10 +5,7 @@ samples / samples, counter rate = count / test-run duration, gauge value = last 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+from typing import Any
 
 from perflib.ingest.scan import (
     MAX_NAME_SPLITS,
