@@ -251,7 +251,12 @@ def capacity_stages(
         "enrichment_p95_ms", "enrichment_p95_lower_bound", "enrichment_late",
         "enrichment_unfinished", "health_requests", "health_p95_ms", "p95_ms", "errors", "error_rate", "dropped_iterations",
     ]  # fmt: skip
-    df = pd.DataFrame(rows, columns=cols)
+    return _judge_stages(pd.DataFrame(rows, columns=cols), lim)
+
+
+def _judge_stages(df: pd.DataFrame, lim: CapacityLimits) -> pd.DataFrame:
+    """Add to the stage table which SLO checks each stage fails (``fails``, ``within_slo``)
+    and which the guide-limits fallback fails (``guide_fails``, ``within_guide_limits``)."""
     if df.empty:
         for c in ("within_slo", "within_guide_limits"):
             df[c] = pd.Series(dtype=bool)
@@ -298,6 +303,49 @@ def capacity_stages(
     df["guide_fails"] = reasons(guide_checks)
     df["within_guide_limits"] = df["guide_fails"] == ""
     return df
+
+
+def _highest(table: pd.DataFrame, col: str) -> tuple[float, str | None]:
+    """The highest offered rate (and its stage) of the contiguous run of stages, from the
+    lightest, that pass ``col``: a stage above one that failed does not count."""
+    rate, stage = 0.0, None
+    for _, row in table.iterrows():
+        if not row[col]:
+            break
+        rate, stage = float(row["offered_rps"]), str(row["stage"])
+    return rate, stage
+
+
+def _capacity_note(
+    table: pd.DataFrame,
+    best_stage: str | None,
+    first: pd.Series | None,
+    lightest: pd.Series | None,
+    upstream_bound: bool,
+    lim: CapacityLimits,
+) -> str:
+    """What the capacity figure rests on, or why there is none."""
+    if best_stage is None:
+        why = f"{first['stage']}: {first['fails']}" if first is not None else "no hold stage"
+        return f"no hold stage meets every SLO ({why})" + (
+            f"; the enrichment p95 exceeds {lim.enrichment_p95_ms:.0f} ms even at "
+            f"{lightest['stage']} while the rest passes there: upstream-bound"
+            if upstream_bound and lightest is not None
+            else ""
+        )
+    row = table[table["stage"] == best_stage].iloc[0]
+    its = float(row["target_iters_per_s"])
+    note = (
+        f"capacity stage {best_stage}: {its:g} iterations/s = {its:g} enrichments/s + "
+        f"{its:g} /health/s"
+    )
+    n_enr = int(row["enrichment_requests"])
+    if n_enr < MIN_P95_SAMPLES:
+        note += (
+            f"; its enrichment p95 rests on {n_enr} requests (< {MIN_P95_SAMPLES}: the top "
+            "one or two decide it) — confirm with a longer run (larger time scale)"
+        )
+    return note
 
 
 def capacity(
@@ -363,17 +411,8 @@ def capacity(
         requests_per_iteration=requests_per_iteration,
     )
     table = table.sort_values("target_iters_per_s", kind="stable").reset_index(drop=True)
-
-    def highest(col: str) -> tuple[float, str | None]:
-        rate, stage = 0.0, None
-        for _, row in table.iterrows():
-            if not row[col]:
-                break
-            rate, stage = float(row["offered_rps"]), str(row["stage"])
-        return rate, stage
-
-    best, best_stage = highest("within_slo")
-    guide, guide_stage = highest("within_guide_limits")
+    best, best_stage = _highest(table, "within_slo")
+    guide, guide_stage = _highest(table, "within_guide_limits")
     bad = table[~table["within_slo"].astype(bool)]
     first = bad.iloc[0] if not bad.empty else None
     lightest = table.iloc[0] if not table.empty else None
@@ -387,27 +426,7 @@ def capacity(
     if best == 0.0 and guide > 0:
         basis_rps = guide
         basis = "within the guide's limits only (enrichment p95 SLO set aside: upstream-bound)"
-    if best == 0.0:
-        why = f"{first['stage']}: {first['fails']}" if first is not None else "no hold stage"
-        note = f"no hold stage meets every SLO ({why})" + (
-            f"; the enrichment p95 exceeds {lim.enrichment_p95_ms:.0f} ms even at "
-            f"{lightest['stage']} while the rest passes there: upstream-bound"
-            if upstream_bound
-            else ""
-        )
-    else:
-        row = table[table["stage"] == best_stage].iloc[0]
-        its = float(row["target_iters_per_s"])
-        note = (
-            f"capacity stage {best_stage}: {its:g} iterations/s = {its:g} enrichments/s + "
-            f"{its:g} /health/s"
-        )
-        n_enr = int(row["enrichment_requests"])
-        if n_enr < MIN_P95_SAMPLES:
-            note += (
-                f"; its enrichment p95 rests on {n_enr} requests (< {MIN_P95_SAMPLES}: the top "
-                "one or two decide it) — confirm with a longer run (larger time scale)"
-            )
+    note = _capacity_note(table, best_stage, first, lightest, upstream_bound, lim)
     bpr = (ev.data_received_bytes / ev.requests) if ev.data_received_bytes and ev.requests else 0
 
     def price(p: Preset | None) -> tuple[float | None, float | None]:
