@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import SERVICE_NAME, __version__, storage
+from service.health import HealthChecker, WriteHealth
 from service.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL, render
 from service.settings import Settings
 
@@ -34,12 +35,6 @@ MISSING_ID = orjson.dumps({"error": "Missing 'id' parameter"})
 INVALID_ID = orjson.dumps(
     {"error": "Invalid 'id' parameter: expected 1 to 64 letters, digits, '-' or '_'"}
 )
-HEALTH_OK = orjson.dumps(
-    {"status": "healthy", "service": SERVICE_NAME, "version": __version__, "db": "ok"}
-)
-HEALTH_DB_ERROR = orjson.dumps(
-    {"status": "unhealthy", "service": SERVICE_NAME, "version": __version__, "db": "error"}
-)
 JSON = "application/json"
 
 
@@ -48,38 +43,6 @@ class JsonResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class HealthChecker:
-    """Single-flight, briefly cached DB ping: /health costs a dict lookup at high rates."""
-
-    def __init__(self, engine: Any, settings: Settings, on_recovered: Any = None) -> None:
-        self.engine = engine
-        self.ttl = settings.health_db_cache_s
-        self.timeout = settings.health_db_timeout_s
-        self.on_recovered = on_recovered
-        self.checked_at = -1e9
-        self.ok = False
-        self.lock = asyncio.Lock()
-
-    async def check(self) -> bool:
-        if time.monotonic() - self.checked_at < self.ttl:
-            return self.ok
-        async with self.lock:
-            if time.monotonic() - self.checked_at < self.ttl:  # another caller just pinged
-                return self.ok
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await storage.ping(self.engine)
-                    if self.on_recovered is not None:
-                        await self.on_recovered()
-                ok = True
-            except Exception as exc:  # noqa: BLE001 - any failure means "db": "error"
-                if self.ok or self.checked_at < 0:
-                    log.error("database ping failed: %s", type(exc).__name__)
-                ok = False
-            self.ok, self.checked_at = ok, time.monotonic()
-            return ok
 
 
 class ServiceMiddleware:
@@ -107,9 +70,7 @@ class ServiceMiddleware:
         if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
             # Fast path: the health check is the hottest, cheapest route (Fly polls it, load
             # tests hammer it); answering here skips routing, gzip and the timeout timer.
-            ok = await scope["app"].state.health.check()
-            body = HEALTH_OK if ok else HEALTH_DB_ERROR
-            status = 200 if ok else 503
+            status, body = await scope["app"].state.health.check()
             await send(
                 {
                     "type": "http.response.start",
@@ -251,9 +212,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.safe_database_url(),
             )
         upstreams = Upstreams(settings)
+        # /health's own one-connection engine: a busy request pool cannot starve its ping.
+        health_engine = storage.create_engine(
+            settings.database_url,
+            pool_size=1,
+            pool_timeout=settings.health_db_timeout_s,
+            schema=settings.db_schema,
+            busy_timeout_s=settings.health_db_timeout_s,
+        )
+        writes = WriteHealth(settings.health_write_failures)
+        pipeline = Pipeline(settings, upstreams, engine, writes)
+
+        async def on_recovered() -> None:
+            await ensure_schema()
+            if pipeline.unreleased:
+                await pipeline.release_pending()
+
         app.state.engine = engine
-        app.state.pipeline = Pipeline(settings, upstreams, engine)
-        app.state.health = HealthChecker(engine, settings, on_recovered=ensure_schema)
+        app.state.pipeline = pipeline
+        app.state.health = HealthChecker(health_engine, settings, writes, on_recovered)
         POOL.source = lambda: storage.pool_stats(engine)
         log.info(
             "%s %s ready (database %s, pool %d)",
@@ -266,8 +243,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             POOL.source = None
+            await pipeline.aclose()
             await upstreams.aclose()
             await engine.dispose()
+            await health_engine.dispose()
 
     app = FastAPI(
         title="C2S lead enrichment API",
@@ -279,8 +258,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def health(request: Request) -> Response:
-        ok = await request.app.state.health.check()
-        return Response(HEALTH_OK if ok else HEALTH_DB_ERROR, 200 if ok else 503, media_type=JSON)
+        status, body = await request.app.state.health.check()
+        return Response(body, status, media_type=JSON)
 
     async def metrics(_: Request) -> Response:
         body, ctype = render()

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = 30.0
     max_body_bytes: int = 1_048_576
     recent_cpf_window_s: float = 60.0
+    # an in-flight marker older than request_timeout_s + this was left by a dead process
+    in_flight_margin_s: float = Field(10.0, ge=0)
     income_multiplier: float = 1.9
 
     # database; DB_URL was the original's alternative name
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = 10.0
     health_db_cache_s: float = 1.0  # /health reuses a DB ping this recent
     health_db_timeout_s: float = 2.0
+    health_write_failures: int = Field(3, ge=1)  # consecutive failed writes -> "degraded"
 
     # process
     port: int = 8081
