@@ -80,7 +80,13 @@ class HealthChecker:
     async def _check(self) -> tuple[int, bytes]:
         try:
             async with asyncio.timeout(self.timeout):
-                await storage.ping(self.engine)
+                try:
+                    await storage.ping(self.engine)
+                except Exception:  # noqa: BLE001
+                    # A connection broken by an earlier outage is not always recognised as
+                    # such by the driver: drop it and ask once more on a fresh connection.
+                    await self.engine.dispose()
+                    await storage.ping(self.engine)
         except Exception as exc:  # noqa: BLE001 - any failure means "db": "error"
             if self.db_ok or self.checked_at < 0:
                 log.error("database ping failed: %s", type(exc).__name__)

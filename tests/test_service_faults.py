@@ -318,3 +318,94 @@ def test_store_failure_then_retry(backend: Backend) -> None:
     assert len(messages(backend, lead_id)) == 1
     assert_stored_once(backend, lead_id, cpfs)
     assert run_statuses(backend, lead_id) == ["failed", "completed"]
+
+
+# --- the in-flight guard ------------------------------------------------------------------
+
+
+def insert_marker(backend: Backend, lead_id: str, age_s: float) -> None:
+    """A ``processing`` row as another (or a crashed) process would have left it."""
+    if backend.sqlite_path is not None:
+        from datetime import UTC, datetime, timedelta
+
+        started = (datetime.now(UTC) - timedelta(seconds=age_s)).replace(tzinfo=None)
+        backend.sql(
+            "INSERT INTO lead_runs (id, lead_id, started_at, status) VALUES (?, ?, ?, ?)",
+            uuid.uuid4().hex,
+            lead_id,
+            started.isoformat(sep=" "),
+            "processing",
+        )
+        return
+    backend.sql(
+        "INSERT INTO lead_runs (id, lead_id, started_at, status) "
+        "VALUES (%s, %s, now() - make_interval(secs => %s), 'processing')",
+        str(uuid.uuid4()),
+        lead_id,
+        age_s,
+    )
+
+
+def test_a_dead_process_marker_expires_after_the_request_timeout_plus_margin(
+    backend: Backend,
+) -> None:
+    # defaults: REQUEST_TIMEOUT_S 30 + IN_FLIGHT_MARGIN_S 10 = 40 s, not the old 300 s
+    live, dead = next_lead("same_person"), next_lead("same_person")
+    insert_marker(backend, live, 20)
+    insert_marker(backend, dead, 45)
+    blocked = process(backend, live)
+    assert blocked["success"] is True and blocked["duplicate_request"] is True
+    assert blocked["message"].startswith("Lead already being processed (started 2")
+    assert messages(backend, live) == []
+    taken = process(backend, dead)
+    cpfs = get_dataset().expected_cpfs(get_dataset().lead_by_id[dead])
+    assert taken == success(dead, cpfs)
+    assert sorted(run_statuses(backend, dead)) == ["abandoned", "completed"]
+
+
+def test_database_cut_under_traffic_then_every_lead_processes_normally(
+    backend: Backend,
+) -> None:
+    if backend.proxy is None:
+        pytest.skip("the database outage goes through the PostgreSQL proxy")
+    from concurrent.futures import ThreadPoolExecutor
+
+    leads = [next_lead("different_people") for _ in range(6)]
+    leads += [next_lead("same_person") for _ in range(6)]
+    # 300 ms per C2S call (× the 0.01 latency scale): requests are in flight at the cut
+    slow = {"latency_ms": {"dist": "fixed", "p50": 30000, "p95": 30000, "max": 60000}}
+    configure(backend, "c2s", {"routes": {C2S_GET: slow, C2S_MESSAGE: slow}})
+    url = f"{backend.stack.base_url}/api/v1/leads/process"
+
+    def one(lead_id: str) -> dict[str, Any]:
+        with httpx.Client(timeout=60) as c:
+            return c.get(url, params={"id": lead_id}).json()
+
+    with ThreadPoolExecutor(len(leads)) as pool:
+        futures = [pool.submit(one, lead) for lead in leads[:6]]
+        time.sleep(0.45)
+        backend.proxy.cut()
+        futures += [pool.submit(one, lead) for lead in leads[6:]]  # start during the outage
+        time.sleep(3)
+        backend.proxy.restore()
+        during = [f.result() for f in futures]
+    assert not any(b.get("duplicate_request") for b in during)
+    assert any(b["success"] is False for b in during)  # the outage was felt
+
+    # once the database is back, the service closes the markers it could not close
+    deadline = time.monotonic() + 30
+    while open_runs := [lead for lead in leads if "processing" in run_statuses(backend, lead)]:
+        assert time.monotonic() < deadline, f"markers never closed: {open_runs}"
+        time.sleep(0.5)
+    reset(backend)
+    for lead_id, first in zip(leads, during, strict=True):
+        again = process(backend, lead_id)
+        assert again["success"] is True, (first, again)
+        assert "duplicate_request" not in again
+        if first["success"]:
+            assert again["message"] == "CPFs already recently processed (deduplication)"
+        cpfs = get_dataset().expected_cpfs(get_dataset().lead_by_id[lead_id])
+        assert len(messages(backend, lead_id)) == 1, lead_id
+        assert_stored_once(backend, lead_id, cpfs)
+    health = HTTP.get(f"{backend.stack.base_url}/health")
+    assert health.status_code == 200, health.text
