@@ -15,27 +15,77 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import SERVICE_NAME, __version__, storage
 from service.health import HealthChecker, WriteHealth
-from service.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL, render
+from service.metrics import BREAKERS, HTTP_REQUESTS, HTTP_SECONDS, POOL, render
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
+JSON = "application/json"
 
-LEAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LEAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+LEAD_ID_RE = re.compile(LEAD_ID_PATTERN)
 MISSING_ID = orjson.dumps({"error": "Missing 'id' parameter"})
 INVALID_ID = orjson.dumps(
     {"error": "Invalid 'id' parameter: expected 1 to 64 letters, digits, '-' or '_'"}
 )
-JSON = "application/json"
+REPEATED_ID = orjson.dumps({"error": "Repeated 'id' parameter: give it once"})
+
+# OpenAPI of the process endpoint, written out: the id is read from the query string by hand
+# (a repeated id must be a 400, not "last one wins"), so FastAPI has no parameter to validate
+# and documents no 422, which this endpoint never answers.
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+    "additionalProperties": False,
+}
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["success", "message", "lead_id"],
+    "properties": {
+        "success": {"type": "boolean"},
+        "message": {"type": "string"},
+        "lead_id": {"type": "string", "pattern": LEAD_ID_PATTERN},
+        "cpfs_processed": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{11}$"}},
+        "entities_stored": {"type": "integer", "minimum": 0},
+        "duplicate_request": {"type": "boolean", "enum": [True]},
+    },
+    "additionalProperties": False,
+}
+
+
+def _json_schema(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+PROCESS_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "id",
+            "in": "query",
+            "required": True,
+            "description": "C2S lead id (given once)",
+            "schema": {"type": "string", "pattern": LEAD_ID_PATTERN},
+        }
+    ],
+}
+PROCESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json_schema(
+        "Every outcome, with `success` true or false (Make.com routes on it)", _RESULT_SCHEMA
+    ),
+    400: _json_schema("Missing, repeated or malformed id", _ERROR_SCHEMA),
+    413: _json_schema("Request body over MAX_BODY_BYTES", _ERROR_SCHEMA),
+    504: _json_schema("Request timed out after REQUEST_TIMEOUT_S", _ERROR_SCHEMA),
+}
 
 
 class JsonResponse(JSONResponse):
@@ -232,6 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pipeline = pipeline
         app.state.health = HealthChecker(health_engine, settings, writes, on_recovered)
         POOL.source = lambda: storage.pool_stats(engine)
+        BREAKERS.source = lambda: upstreams.breakers
         log.info(
             "%s %s ready (database %s, pool %d)",
             SERVICE_NAME,
@@ -243,6 +294,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             POOL.source = None
+            BREAKERS.source = None
             await pipeline.aclose()
             await upstreams.aclose()
             await engine.dispose()
@@ -255,6 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "the Work API and posts the result back to C2S.",
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # Starlette's slash redirect builds Location from the Host header: answer 404 instead.
+        redirect_slashes=False,
     )
 
     async def health(request: Request) -> Response:
@@ -271,17 +325,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/api/v1/leads/process",
         summary="Enrich one C2S lead and post the result back to C2S",
-        responses={400: {"description": "Missing or malformed id"}},
+        response_class=Response,
+        responses=PROCESS_RESPONSES,
+        openapi_extra=PROCESS_OPENAPI,
     )
-    async def process_lead(
-        request: Request,
-        id: Annotated[str | None, Query(description="C2S lead id")] = None,  # noqa: A002
-    ) -> Response:
+    async def process_lead(request: Request) -> Response:
         """HTTP 200 with ``success`` true/false for every outcome (Make.com routes on it)."""
-        lead_id = (id or "").strip()
-        if not lead_id:
+        ids = request.query_params.getlist("id")
+        if len(ids) > 1:
+            return Response(REPEATED_ID, 400, media_type=JSON)
+        lead_id = ids[0] if ids else ""
+        if not lead_id.strip():
             return Response(MISSING_ID, 400, media_type=JSON)
-        if not LEAD_ID_RE.match(lead_id):
+        if not LEAD_ID_RE.fullmatch(lead_id):
             return Response(INVALID_ID, 400, media_type=JSON)
         result = await request.app.state.pipeline.process(lead_id)
         return Response(orjson.dumps(result), 200, media_type=JSON)
