@@ -509,31 +509,34 @@ async def begin_lead_run(
             )
             .values(status="abandoned", finished_at=now, error="stale in-flight run")
         )
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                lead_runs.insert().values(
-                    id=run_id, lead_id=lead_id, started_at=now, status="processing"
+    for _attempt in (1, 2):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    lead_runs.insert().values(
+                        id=run_id, lead_id=lead_id, started_at=now, status="processing"
+                    )
                 )
-            )
-        return run_id
-    except sa.exc.IntegrityError as exc:
-        error = exc
-    # Who holds it, read in a fresh transaction (PostgreSQL aborted the failed one).
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(lead_runs.c.id, lead_runs.c.started_at).where(
-                    lead_runs.c.lead_id == lead_id, lead_runs.c.status == "processing"
+            return run_id
+        except sa.exc.IntegrityError as exc:
+            error = exc
+        # Who holds it, read in a fresh transaction (PostgreSQL aborted the failed one).
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(lead_runs.c.id, lead_runs.c.started_at).where(
+                        lead_runs.c.lead_id == lead_id, lead_runs.c.status == "processing"
+                    )
                 )
-            )
-        ).first()
-    holder = row.started_at if row is not None else None
-    if holder is not None and holder.tzinfo is None:  # SQLite returns naive UTC
-        holder = holder.replace(tzinfo=UTC)
-    raise LeadInFlightError(
-        lead_id, holder.timestamp() if holder else None, row.id if row is not None else None
-    ) from error
+            ).first()
+        if row is not None:
+            holder = row.started_at
+            if holder.tzinfo is None:  # SQLite returns naive UTC
+                holder = holder.replace(tzinfo=UTC)
+            raise LeadInFlightError(lead_id, holder.timestamp(), row.id) from error
+        # No holder: it finished in between (try once more), or the failure was not the
+        # unique index at all (a constraint, a trigger): never read that as "in flight".
+    raise error
 
 
 async def record_lead_run(
