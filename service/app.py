@@ -1,9 +1,9 @@
 """The FastAPI application: ``/health``, ``/api/v1/leads/process``, ``/metrics``.
 
 Kept lean for the lab's measurements (idle RSS, ``/health`` throughput on one core):
-``/health`` and ``/metrics`` are plain Starlette routes answering pre-encoded bytes, the DB
-ping behind ``/health`` is shared by concurrent callers and reused for ``HEALTH_DB_CACHE_S``,
-and the only middleware besides gzip is one pure-ASGI class (no ``BaseHTTPMiddleware``)
+``/health`` and ``/metrics`` are plain Starlette routes answering pre-encoded bytes, the
+health check behind ``/health`` (service/health.py: its own DB engine, write health) is shared
+by concurrent callers and reused for ``HEALTH_DB_CACHE_S``, and the only middleware besides gzip is one pure-ASGI class (no ``BaseHTTPMiddleware``)
 doing request metrics, the 30 s timeout (504) and the body-size limit (413).
 """
 

@@ -192,11 +192,13 @@ class Pipeline:
         finally:
             _CURRENT_LEAD.reset(token)
 
-    async def _duplicate(self, lead_id: str, started: float, now: float) -> Response:
+    async def _duplicate(
+        self, lead_id: str, started: float, now: float, timings: dict[str, float]
+    ) -> Response:
         secs = max(int(now - started), 0)
         log.warning("duplicate request blocked for lead %s (started %d s ago)", lead_id, secs)
         LEADS_PROCESSED.labels("duplicate").inc()
-        await self._finish(None, lead_id, "duplicate")
+        await self._finish(None, lead_id, "duplicate", step_ms=timings)
         return {
             "success": True,
             "message": f"Lead already being processed (started {secs} seconds ago). "
@@ -215,7 +217,7 @@ class Pipeline:
         started = self.in_flight.get(lead_id)
         if started is not None:
             self._observe_step(0, "Checking for duplicate requests", t0, timings)
-            return await self._duplicate(lead_id, started, now)
+            return await self._duplicate(lead_id, started, now, timings)
         self.in_flight[lead_id] = now  # no await since the get(): atomic on this loop
         run_id = uuid.uuid4()
         closed = False  # True once the run's outcome is recorded (or handed to the retrier)
@@ -230,7 +232,7 @@ class Pipeline:
             except storage.LeadInFlightError as exc:  # another process holds it
                 closed = True
                 self._observe_step(0, "Checking for duplicate requests", t0, timings)
-                return await self._duplicate(lead_id, exc.started_at or now, now)
+                return await self._duplicate(lead_id, exc.started_at or now, now, timings)
             except Exception as exc:  # noqa: BLE001 - no guard, no storage: fail fast
                 closed = True
                 self.writes.failed(exc)
