@@ -51,6 +51,8 @@ class Pipeline:
 
     #: Work payloads kept for retries of leads that failed after step 3 (bounded memory).
     MAX_KEPT_PAYLOADS = 256
+    #: How long a cut request waits for its run to be closed before answering anyway.
+    CLOSE_WAIT_S = 2.0
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class Pipeline:
         # run_id -> (lead_id, final status, values): run closes the database refused so far
         self.unreleased: dict[uuid.UUID, tuple[str, str, dict[str, Any]]] = {}
         self._releaser: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Future[None]] = set()  # closes still running after a cut
         # A marker older than this cannot belong to a live request: the request timeout has
         # cut it (docs/service.md, "The in-flight guard").
         self.stale_after_s = settings.request_timeout_s + settings.in_flight_margin_s
@@ -251,7 +254,9 @@ class Pipeline:
         except BaseException as exc:
             if not closed:
                 # Cancelled by the request timeout, or an unexpected error: close the run in a
-                # task the cancellation cannot reach.
+                # task the cancellation cannot reach. A stalled database must not hold the
+                # answer (the 504) for long: after CLOSE_WAIT_S the task finishes on its own,
+                # and a close that fails is deferred like any other.
                 error = (
                     "request cancelled"
                     if isinstance(exc, asyncio.CancelledError)
@@ -260,7 +265,9 @@ class Pipeline:
                 finish = asyncio.ensure_future(
                     self._finish(run_id, lead_id, "failed", step_ms=timings, error=error)
                 )
-                await asyncio.shield(finish)
+                self._closing.add(finish)
+                finish.add_done_callback(self._closing.discard)
+                await asyncio.wait({finish}, timeout=self.CLOSE_WAIT_S)
             raise
         finally:
             self.in_flight.pop(lead_id, None)
