@@ -150,10 +150,11 @@ class Upstreams:
             return resp
         except httpx.TimeoutException as exc:
             outcome = "timeout"
-            self.breakers[upstream].failure()
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left < limit and left <= 0.01:
+                # our deadline, not the upstream's fault: the breaker does not count it
                 raise UpstreamError(upstream, "call cut by the request deadline") from exc
+            self.breakers[upstream].failure()
             raise UpstreamError(upstream, f"timed out after {limit:g} s") from exc
         except httpx.ConnectError as exc:
             outcome = "connect_error"
