@@ -232,10 +232,15 @@ class Pipeline:
                     self.engine, lead_id, run_id=run_id, stale_after_s=self.stale_after_s
                 )
                 self.writes.ok()
-            except storage.LeadInFlightError as exc:  # another process holds it
-                closed = True
-                self._observe_step(0, "Checking for duplicate requests", t0, timings)
-                return await self._duplicate(lead_id, exc.started_at or now, now, timings)
+            except storage.LeadInFlightError as exc:
+                if exc.run_id not in self.unreleased:  # another process holds it
+                    closed = True
+                    self._observe_step(0, "Checking for duplicate requests", t0, timings)
+                    return await self._duplicate(lead_id, exc.started_at or now, now, timings)
+                # Our own finished run, whose close the database still refuses: it must not
+                # block its lead. Go on guarded by the in-process map; this run's outcome is
+                # recorded as a row of its own.
+                log.info("lead %s: previous run still to be closed, proceeding", lead_id)
             except Exception as exc:  # noqa: BLE001 - no guard, no storage: fail fast
                 closed = True
                 self.writes.failed(exc)

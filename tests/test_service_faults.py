@@ -409,3 +409,38 @@ def test_database_cut_under_traffic_then_every_lead_processes_normally(
         assert_stored_once(backend, lead_id, cpfs)
     health = HTTP.get(f"{backend.stack.base_url}/health")
     assert health.status_code == 200, health.text
+
+
+def test_a_run_the_database_would_not_close_is_closed_once_it_can(backend: Backend) -> None:
+    lead_id = next_lead("same_person")
+    cpfs = get_dataset().expected_cpfs(get_dataset().lead_by_id[lead_id])
+    if backend.sqlite_path is not None:
+        backend.sql(
+            "CREATE TRIGGER fault_close BEFORE UPDATE ON lead_runs "
+            "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+        )
+    else:
+        backend.sql(
+            "CREATE OR REPLACE FUNCTION fault_raise() RETURNS trigger AS $$ "
+            "BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql"
+        )
+        backend.sql(
+            "CREATE TRIGGER fault_close BEFORE UPDATE ON lead_runs "
+            "FOR EACH ROW EXECUTE FUNCTION fault_raise()"
+        )
+    try:
+        first = process(backend, lead_id)  # stored and posted; only its close fails
+        assert first == success(lead_id, cpfs)
+        assert run_statuses(backend, lead_id) == ["processing"]
+        # the open marker is this process's own finished run: it does not block the lead
+        again = process(backend, lead_id)
+        assert again["message"] == "CPFs already recently processed (deduplication)"
+    finally:
+        on = "" if backend.sqlite_path is not None else " ON lead_runs"
+        backend.sql(f"DROP TRIGGER fault_close{on}")
+    deadline = time.monotonic() + 30
+    while "processing" in run_statuses(backend, lead_id):
+        assert time.monotonic() < deadline, "the deferred close never happened"
+        time.sleep(0.25)
+    assert sorted(run_statuses(backend, lead_id)) == ["completed", "deduplicated"]
+    assert len(messages(backend, lead_id)) == 1
