@@ -42,60 +42,67 @@ def _fmt(v: float | None, unit: str) -> str:
     return f"{v:g} {unit}".strip()
 
 
-def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
-    """(measured value, evidence) of one SLO on one run."""
+def _measure_requests(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
+    """Latency, error rate or throughput of the requests the SLO selects."""
     kind = slo.kind
-    if kind in ("latency", "error_rate", "throughput"):
-        req = _select(a.requests, slo.endpoint)
-        if slo.stages and len(req) and a.k6_start is not None:
-            t = (req["time"] - a.k6_start).dt.total_seconds()
-            req = req[assign_stage(t, a.stages).isin(slo.stages).to_numpy()]
-        where = (f"endpoint ~ /{slo.endpoint}/" if slo.endpoint else "all requests") + (
-            f", stages {', '.join(slo.stages)}" if slo.stages else ""
+    req = _select(a.requests, slo.endpoint)
+    if slo.stages and len(req) and a.k6_start is not None:
+        t = (req["time"] - a.k6_start).dt.total_seconds()
+        req = req[assign_stage(t, a.stages).isin(slo.stages).to_numpy()]
+    where = (f"endpoint ~ /{slo.endpoint}/" if slo.endpoint else "all requests") + (
+        f", stages {', '.join(slo.stages)}" if slo.stages else ""
+    )
+    if len(req) == 0:
+        return None, f"no requests ({where})"
+    if kind == "error_rate":
+        rate, f, n = error_rate(req)
+        return rate, f"{f:,} of {n:,} requests failed ({where})"
+    if kind == "throughput":
+        dur = (
+            (a.k6_end - a.k6_start).total_seconds()
+            if a.k6_start is not None and a.k6_end is not None
+            else None
         )
-        if len(req) == 0:
-            return None, f"no requests ({where})"
-        if kind == "error_rate":
-            rate, f, n = error_rate(req)
-            return rate, f"{f:,} of {n:,} requests failed ({where})"
-        if kind == "throughput":
-            dur = (
-                (a.k6_end - a.k6_start).total_seconds()
-                if a.k6_start is not None and a.k6_end is not None
-                else None
-            )
-            if not dur:
-                return None, "k6 window unknown"
-            return len(req) / dur, f"{len(req):,} requests in {dur:.0f} s ({where})"
-        stat = slo.stat or "p95"
-        p = percentile_of(stat)
-        vals = req["duration_ms"].to_numpy(dtype="float64")
-        value = (
-            percentile(vals, p)
-            if p is not None
-            else (float(np.nanmean(vals)) if stat == "avg" else float(np.nanmax(vals)))
-        )
-        ci = ""
-        if p is not None:
-            lo, hi = percentile_ci(vals, p)
-            ci = f", 95 % CI [{_fmt(lo, 'ms')}, {_fmt(hi, 'ms')}]".replace("n/a", "unbounded")
-        return value, f"{stat} = {_fmt(value, 'ms')}{ci} over {len(vals):,} requests ({where})"
-    if kind == "step_latency":
-        s = a.steps[a.steps["step"] == slo.step]
-        if len(s) == 0:
-            return None, f"no 'Step {slo.step}:' lines in service.log"
-        stat = slo.stat or "p95"
-        p = percentile_of(stat)
-        vals = s["ms"].to_numpy()
-        value = (
-            percentile(vals, p)
-            if p is not None
-            else (float(vals.mean()) if stat == "avg" else float(vals.max()))
-        )
-        return value, (
-            f"Step {slo.step} ({s['what'].mode().iloc[0]}) {stat} = "
-            f"{_fmt(value, 'ms')} over {len(vals):,} timings"
-        )
+        if not dur:
+            return None, "k6 window unknown"
+        return len(req) / dur, f"{len(req):,} requests in {dur:.0f} s ({where})"
+    stat = slo.stat or "p95"
+    p = percentile_of(stat)
+    vals = req["duration_ms"].to_numpy(dtype="float64")
+    value = (
+        percentile(vals, p)
+        if p is not None
+        else (float(np.nanmean(vals)) if stat == "avg" else float(np.nanmax(vals)))
+    )
+    ci = ""
+    if p is not None:
+        lo, hi = percentile_ci(vals, p)
+        ci = f", 95 % CI [{_fmt(lo, 'ms')}, {_fmt(hi, 'ms')}]".replace("n/a", "unbounded")
+    return value, f"{stat} = {_fmt(value, 'ms')}{ci} over {len(vals):,} requests ({where})"
+
+
+def _measure_step(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
+    """A percentile (or avg / max) of the service's Step N timings."""
+    s = a.steps[a.steps["step"] == slo.step]
+    if len(s) == 0:
+        return None, f"no 'Step {slo.step}:' lines in service.log"
+    stat = slo.stat or "p95"
+    p = percentile_of(stat)
+    vals = s["ms"].to_numpy()
+    value = (
+        percentile(vals, p)
+        if p is not None
+        else (float(vals.mean()) if stat == "avg" else float(vals.max()))
+    )
+    return value, (
+        f"Step {slo.step} ({s['what'].mode().iloc[0]}) {stat} = "
+        f"{_fmt(value, 'ms')} over {len(vals):,} timings"
+    )
+
+
+def _measure_resources(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
+    """Memory, sustained memory, OOM kills, CPU and sustained CPU (spans: perflib.stats)."""
+    kind = slo.kind
     m, c = a.memory, a.cpu
     if kind == "memory":
         value = {"idle": m.idle_mb, "load": m.load_mb, "peak": m.peak_mb}[slo.stat or "peak"]
@@ -157,6 +164,13 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
             " → dedicated (performance) CPU advised" if longest >= slos.resolved_target(slo) else ""
         )
         return longest, f"longest span above {slo.threshold:g} % CPU: {longest:.0f} s{advice}"
+    return None, f"unknown kind {kind}"  # pragma: no cover (validated by pydantic)
+
+
+def _measure_run(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
+    """Run validity: dropped iterations (saturation) and the leak estimate."""
+    kind = slo.kind
+    m = a.memory
     if kind == "saturation":
         if len(a.requests) == 0 and len(a.points) == 0:
             return None, "no k6 output"
@@ -166,6 +180,26 @@ def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str
             return None, m.leak_note
         return m.leak.ci_low, m.leak.evidence
     return None, f"unknown kind {kind}"  # pragma: no cover (validated by pydantic)
+
+
+_MEASURES = {
+    "latency": _measure_requests,
+    "error_rate": _measure_requests,
+    "throughput": _measure_requests,
+    "step_latency": _measure_step,
+    "memory": _measure_resources,
+    "memory_sustained": _measure_resources,
+    "oom": _measure_resources,
+    "cpu": _measure_resources,
+    "cpu_sustained": _measure_resources,
+    "saturation": _measure_run,
+    "leak": _measure_run,
+}
+
+
+def _measure(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | None, str]:
+    """(measured value, evidence) of one SLO on one run."""
+    return _MEASURES[slo.kind](a, slo, slos)
 
 
 def slo_verdicts(analysis: RunAnalysis, slos: SloFile | None = None) -> pd.DataFrame:
