@@ -28,7 +28,12 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from perflib import ingest as k6
+from perflib.analysis import RunAnalysis, analyze_run
+from perflib.fly.events import event_count, oom_count
 from perflib.rundir import RunDir, jsonable, utc_timestamp
+from perflib.sizing import SizingError, evidence_from_analysis, recommend
+from perflib.stats import percentile
 from perflib.tooling import REPO_ROOT
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -164,59 +169,49 @@ def _finite(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _summary_metrics(run: RunDir) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """``{metric: {stat: value}}`` in k6's names, from the ingest module.
+def _summary_metrics(run: RunDir) -> dict[str, dict[str, float]]:
+    """``{metric: {stat: value}}`` in k6's names: :func:`perflib.ingest.summarize` of the raw
+    NDJSON (docs/contracts.md shape), else k6's own ``k6-summary.json``."""
+    if run.k6_outputs:
+        return dict(k6.summarize(run.path)["metrics"])
+    if run.summary_path.exists():
+        return dict(k6.read_summary_export(run.summary_path))
+    return {}
 
-    ``perflib.ingest.summarize`` recomputes k6's summary from the raw NDJSON (docs/contracts.md shape);
-    when there is no raw output, k6's own ``k6-summary.json`` is read instead.
-    """
-    notes: list[str] = []
+
+def _analyze(run: RunDir, slo_file: str | Path | None) -> tuple[RunAnalysis | None, list[str]]:
+    """The run's analysis — the one every indexed figure below comes from — or why not."""
     try:
-        from perflib import ingest as k6
-
-        if run.k6_outputs:
-            return dict(k6.summarize(run.path)["metrics"]), notes
-        if run.summary_path.exists():
-            return dict(k6.read_summary_export(run.summary_path)), notes
-    except ImportError as exc:  # the ingest module is another area's; say so, don't fail
-        notes.append(f"k6 ingest unavailable ({exc}); summary statistics not indexed")
-    return {}, notes
+        return analyze_run(run, slos=slo_file), []
+    except (OSError, ValueError, KeyError) as exc:  # a damaged run still gets its manifest
+        return None, [f"not analysed ({type(exc).__name__}: {exc}): no SLO verdicts, no sizing"]
 
 
-def _resource_figures(run: RunDir) -> dict[str, Any]:
+def _resource_figures(run: RunDir, a: RunAnalysis | None) -> dict[str, Any]:
+    """Memory / CPU / OOM figures of the run, from its analysis (the OOM and restart counts
+    are :func:`perflib.fly.oom_count`'s, as ``perflib analyze`` prints them)."""
     out: dict[str, Any] = {}
-    if run.samples_path.exists():
-        s = run.samples()
+    s = a.samples if a is not None else (run.samples() if run.samples_path.exists() else None)
+    if s is not None and len(s):
         mem, cpu = s["memory_used_mb"].dropna(), s["cpu_pct"].dropna()
         limit = s["memory_limit_mb"].dropna()
         out["memory_peak_mb"] = _finite(mem.max()) if len(mem) else None
         out["memory_mean_mb"] = _finite(mem.mean()) if len(mem) else None
         out["memory_limit_mb"] = _finite(limit.max()) if len(limit) else None
         out["cpu_mean_pct"] = _finite(cpu.mean()) if len(cpu) else None
-        # percentile the way k6 and the rest of perflib compute it (linear, index p*(n-1)).
-        out["cpu_p95_pct"] = (
-            _finite(cpu.quantile(0.95, interpolation="linear")) if len(cpu) else None
-        )
-    ev = run.events()
-    out["oom_kills"] = int((ev["type"] == "oom_killed").sum())
-    out["restarts"] = int((ev["type"] == "restart").sum())
+        out["cpu_p95_pct"] = _finite(percentile(cpu, 95)) if len(cpu) else None
+    events = a.memory.events if a is not None else run.events()
+    out["oom_kills"] = oom_count(events)
+    out["restarts"] = event_count(events, "restart")
     return out
 
 
-def _slo_rows(
-    run: RunDir, slo_file: str | Path | None
-) -> tuple[list[dict[str, Any]], str | None, list[str]]:
-    """SLO verdicts from :func:`perflib.analysis.analyze_run`, as store rows + the worst one."""
-    try:
-        from perflib import analysis
-    except ImportError as exc:
-        return [], None, [f"analysis unavailable ({exc}); SLO verdicts not indexed"]
-    try:
-        result = analysis.analyze_run(run, slos=slo_file)
-    except Exception as exc:  # noqa: BLE001 - a damaged run still gets its manifest indexed
-        return [], None, [f"SLO verdicts not computed: {type(exc).__name__}: {exc}"]
+def _slo_rows(a: RunAnalysis | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """The analysis' SLO verdicts as store rows + the worst one."""
+    if a is None:
+        return [], None, []
     rows = []
-    for v in result.verdicts.to_dict("records"):
+    for v in a.verdicts.to_dict("records"):
         verdict = str(v.get("verdict"))
         rows.append(
             {
@@ -229,31 +224,20 @@ def _slo_rows(
                 "detail": f"{v.get('target', '')}; {v.get('evidence', '')}".strip("; "),
             }
         )
-    return rows, result.worst_verdict, list(result.warnings)
+    return rows, a.worst_verdict, list(a.warnings)
 
 
-def _recommendation(run: RunDir) -> tuple[dict[str, Any] | None, list[str]]:
-    try:
-        from perflib import sizing
-    except ImportError as exc:
-        return None, [f"sizing unavailable ({exc}); recommendation not indexed"]
-    if not run.samples_path.exists():
+def _recommendation(a: RunAnalysis | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The recommender's answer for the analysed run, or why there is none."""
+    if a is None:
+        return None, []
+    if not a.run.samples_path.exists():
         return None, ["no samples.csv; no recommendation"]
     try:
-        rec = sizing.recommend([run])
-    except Exception as exc:  # noqa: BLE001 - e.g. a smoke run too short to size from
-        return None, [f"no recommendation: {type(exc).__name__}: {exc}"]
-    if hasattr(rec, "to_dict"):
-        data = rec.to_dict()
-    elif hasattr(rec, "model_dump"):
-        data = rec.model_dump()
-    elif hasattr(rec, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        data = asdict(rec)
-    else:
-        data = dict(rec)
-    return jsonable(data), []
+        rec = recommend([evidence_from_analysis(a)])
+    except SizingError as exc:  # e.g. a smoke run too short to size from
+        return None, [f"no recommendation: {exc}"]
+    return jsonable(rec.to_dict()), []
 
 
 @dataclass
@@ -362,9 +346,10 @@ class Store:
         run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
         mf = run.manifest
         rid = run_key(run)
-        metrics, notes = _summary_metrics(run)
-        verdicts, worst, slo_notes = _slo_rows(run, slo_file)
-        rec, rec_notes = _recommendation(run) if recommend else (None, [])
+        metrics = _summary_metrics(run)
+        analysis, notes = _analyze(run, slo_file)
+        verdicts, worst, slo_notes = _slo_rows(analysis)
+        rec, rec_notes = _recommendation(analysis) if recommend else (None, [])
         notes += slo_notes + rec_notes
         vm = mf.get("vm") or {}
         target = mf.get("target") or {}
@@ -404,7 +389,7 @@ class Store:
         }
         for col, metric, stat in HEADLINE_METRICS:
             row[col] = _finite((metrics.get(metric) or {}).get(stat))
-        row.update(_resource_figures(run))
+        row.update(_resource_figures(run, analysis))
         metric_rows = [
             {"run_id": rid, "metric": name, "stat": stat, "value": _finite(value)}
             for name, stats in metrics.items()
