@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from perflib.analysis import ALL, GUIDE_MEMORY_THRESHOLDS_MB
+from perflib.analysis.slo import default_slos
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,11 +31,23 @@ if TYPE_CHECKING:
     from perflib.analysis import Comparison, RunAnalysis, StepAttribution
 
 _STAGE_COLOURS = ("#e8f0fe", "#fef7e0", "#fce8e6", "#e6f4ea", "#f3e8fd")
-_THRESHOLD_STYLE = {
-    500.0: ("#f9ab00", "load target 500 MB"),
-    700.0: ("#e37400", "peak target 700 MB"),
-    800.0: ("#d93025", "alert 800 MB (sustained)"),
-}
+
+
+def _threshold_style() -> dict[float, tuple[str, str]]:
+    """Colour and label of each memory line the guide names, from the SLO file (its numbers
+    are not retyped here): the under-load target, the peak target, the sustained alert."""
+    slos = default_slos()
+    style: dict[float, tuple[str, str]] = {}
+    for sid, colour, what in (
+        ("memory_load", "#f9ab00", "load target"),
+        ("memory_peak", "#e37400", "peak target"),
+    ):
+        if any(s.id == sid for s in slos.slo):
+            level = float(slos.resolved_target(slos.get(sid)))
+            style[level] = (colour, f"{what} {level:g} MB")
+    alert = slos.sustained_threshold("memory_sustained")
+    style[alert] = ("#d93025", f"alert {alert:g} MB (sustained)")
+    return style
 
 
 def _figure(
@@ -262,8 +275,9 @@ def plot_memory(
         )
     else:
         _no_data(ax, "memory samples")
+    style = _threshold_style()
     for lvl in thresholds_mb:
-        colour, label = _THRESHOLD_STYLE.get(float(lvl), ("#9aa0a6", f"{lvl:g} MB"))
+        colour, label = style.get(float(lvl), ("#9aa0a6", f"{lvl:g} MB"))
         ax.axhline(lvl, color=colour, ls="--", lw=1, label=label)
     if limit_mb:
         ax.axhline(limit_mb, color="black", lw=1.5, label=f"VM limit {limit_mb:g} MB")
