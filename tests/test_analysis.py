@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from perflib import analysis as an
-from perflib.analysis._cli import cli_analyze
 from perflib.analysis.slo import load_slos
+from perflib.cli.analyze import cli_analyze
 from perflib.fly import oom_count, parse_log_lines
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
 from perflib.stats import percentile, spans_above

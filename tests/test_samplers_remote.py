@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from perflib.cli import build_parser
+from perflib.cli.samples import cli_samples
 from perflib.fly import TOKEN_ENV, FlyToken, FlyTokenMissing
 from perflib.rundir import EventLog, SampleWriter, read_events, read_samples
-from perflib.sampling._cli import cli_samples
 from perflib.sampling.fly import FlySampler, remote_samplers
 from perflib.sampling.local import Sampler
 from perflib.sampling.prometheus import PrometheusAuthError, PrometheusUnavailable

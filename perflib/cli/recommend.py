@@ -1,4 +1,4 @@
-"""``perflib recommend`` and ``perflib compare``: arguments and printing only."""
+"""``perflib recommend``: arguments and printing only (the recommendation is :mod:`perflib.sizing`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from perflib.fly.presets import PricingError
-from perflib.sizing.compare import (
-    compare_presets,
-)
 from perflib.sizing.guide import (
     SizingError,
 )
@@ -98,54 +95,4 @@ def cli_recommend(args: argparse.Namespace) -> int:
         print(rec.to_json())
     else:
         _print_recommendation(rec)
-    return 0
-
-
-def cli_compare(args: argparse.Namespace) -> int:
-    """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
-    try:
-        comp = compare_presets(
-            args.run_dirs,
-            region=getattr(args, "region", "iad") or "iad",
-            price_set=getattr(args, "price_set", None),
-        )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib compare: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "json", False):
-        print(comp.to_json())
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console(width=max(Console().width, 120))
-    t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
-    cols = {
-        "preset": "preset",
-        "peak_memory_mb": "peak MB",
-        "p95_memory_mb": "p95 MB",
-        "headroom_pct": "headroom %",
-        "oom_kills": "OOM",
-        "p95_latency_ms": "p95 ms",
-        "error_rate": "errors",
-        "monthly_cost_usd": "$/30 d",
-        "saving_vs_baseline_usd": "saving $",
-    }
-    for header in cols.values():
-        t.add_column(header)
-    for row in comp.table.to_dict("records"):
-        t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
-    con.print(t)
-    for label, res in comp.latency.items():
-        verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
-        con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
-    for reason in comp.recommendation.reasons:
-        con.print(f"• {reason}", highlight=False, markup=False)
-    rec = comp.recommendation
-    cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
-    con.print(f"recommended: {rec.recommended_preset} ({cost})", highlight=False)
-    if rec.guide_option_1:
-        con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
-    for w in comp.warnings:
-        con.print(f"warning: {w}", style="yellow")
     return 0

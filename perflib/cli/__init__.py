@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 HANDLERS: dict[str, str] = {
     "serve": "perflib.run.stack:cli_serve",
     "run": "perflib.run.runner:cli_run",
-    "summarize": "perflib.ingest._cli:cli_summarize",
-    "analyze": "perflib.analysis._cli:cli_analyze",
-    "recommend": "perflib.sizing._cli:cli_recommend",
-    "compare": "perflib.sizing._cli:cli_compare",
+    "summarize": "perflib.cli.summarize:cli_summarize",
+    "analyze": "perflib.cli.analyze:cli_analyze",
+    "recommend": "perflib.cli.recommend:cli_recommend",
+    "compare": "perflib.cli.compare:cli_compare",
     "report": "perflib.report:cli_report",
     "report-job": "perflib.report:cli_report_job",
-    "samples": "perflib.sampling._cli:cli_samples",
+    "samples": "perflib.cli.samples:cli_samples",
     "store": "perflib.store:cli_store",
 }
 
