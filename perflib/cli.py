@@ -283,9 +283,14 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from perflib.errors import PerflibError
+
     args = build_parser().parse_args(argv)
     try:
         return int(_resolve(HANDLERS[args.command])(args) or 0)
+    except PerflibError as exc:  # bad input: one line naming the file, no traceback
+        print(f"perflib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

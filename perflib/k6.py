@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflib.errors import PerflibError
+
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
     import numpy as np
@@ -82,7 +84,7 @@ SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-class K6InputError(ValueError):
+class K6InputError(PerflibError, ValueError):
     """The input cannot be read as k6 output (missing, not k6 NDJSON, unreadable)."""
 
 

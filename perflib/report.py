@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from perflib import secrets
+from perflib.errors import PerflibError
 from perflib.rundir import RunDir
 from perflib.tooling import REPO_ROOT
 
@@ -52,7 +53,7 @@ JOB_PRESETS: tuple[str, ...] = ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb")
 log = logging.getLogger(__name__)
 
 
-class ReportInputError(ValueError):
+class ReportInputError(PerflibError, ValueError):
     """Bad input to a report: message says which argument and why (exit code 2)."""
 
 
