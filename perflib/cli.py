@@ -174,6 +174,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="run directories (default: the recorded sample runs in data/)",
     )
     p.add_argument("--out", default=None, help="report directory (default reports/<timestamp>)")
+    p.add_argument(
+        "--force", action="store_true", help="write into --out even when it is not empty"
+    )
     p.add_argument("--price-set", default=None)
     p.add_argument("--slo", default=None)
     p.add_argument("--timeout", type=int, default=600, help="per-cell execution timeout (s)")
