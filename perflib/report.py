@@ -31,7 +31,7 @@ from typing import Any
 
 from perflib import secrets
 from perflib.errors import PerflibError
-from perflib.rundir import RunDir
+from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -89,13 +89,10 @@ def resolve_run_dirs(run_dirs: Iterable[str | Path] | None = None) -> list[Path]
 
 
 def validate_runs(paths: Iterable[str | Path]) -> None:
-    """Read each run's manifest.json, samples.csv and events.jsonl with the strict readers, so
-    a malformed file stops the report with its name and line before minutes of execution."""
+    """Every run read with the strict readers (:func:`perflib.rundir.validate_run`), so a
+    malformed file stops the report with its name and line before minutes of execution."""
     for p in paths:
-        run = RunDir.open(p)
-        if run.samples_path.exists():
-            run.samples()
-        run.events()
+        validate_run(p)
 
 
 def check_out_dir(out_dir: Path, *, force: bool = False) -> None:

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,7 +154,7 @@ def read_samples(path: Path) -> pd.DataFrame:
     """samples.csv as a frame: ``time`` tz-aware UTC, numeric columns float (NaN = unknown).
 
     Policy (docs/runs.md, "Malformed files"): a binary file, a missing column, a row with
-    too many fields or a bad ``time`` raise :class:`RunDirError` naming the file and line; an
+    too many or too few fields or a bad ``time`` raise :class:`RunDirError` naming the file and line; an
     isolated non-numeric or non-finite number cell is read as unknown (NaN) and *counted*;
     a cut-off last line is skipped and counted. ``df.attrs["bad_cells"]`` holds that count
     and ``df.attrs["notes"]`` one line per kind, for the caller to report.
@@ -167,14 +166,19 @@ def read_samples(path: Path) -> pd.DataFrame:
     raw = _cut_last_line(raw, path, notes)
     if not raw.strip():
         raise RunDirError("empty file: no samples.csv header", path=path, line=1)
-    try:
-        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.ParserError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        why = str(exc).split("C error: ")[-1].strip()
-        raise RunDirError(
-            f"malformed CSV row: {why}", path=path, line=int(m.group(1)) if m else None
-        ) from exc
+    text = raw.decode("utf-8")
+    reader = csv.reader(io.StringIO(text))
+    width = len(next(reader))
+    for row in reader:  # pandas would shift a long first row into the index, pad a short one
+        if row and len(row) != width:
+            raise RunDirError(
+                f"malformed CSV row: {len(row)} fields, the header has {width}",
+                path=path,
+                line=reader.line_num,
+            )
+    df = pd.read_csv(
+        io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False, index_col=False
+    )
     missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
     if missing:
         raise RunDirError(f"not a samples.csv, missing columns {missing}", path=path, line=1)
@@ -415,6 +419,16 @@ class RunDir:
     def completeness(self, ran_s: float | None = None) -> Completeness:
         """How much of its load profile this run covered (see :class:`Completeness`)."""
         return completeness(self, ran_s=ran_s)
+
+
+def validate_run(path: str | Path) -> RunDir:
+    """Open a run and read its manifest.json, samples.csv and events.jsonl with the strict
+    readers: a malformed file raises RunDirError (file and line) before any work starts."""
+    run = RunDir.open(path)
+    if run.samples_path.exists():
+        run.samples()
+    run.events()
+    return run
 
 
 # --------------------------------------------------------------------------- partial runs
