@@ -1379,13 +1379,15 @@ def recommend(
             caps.append(cap)
             reasons.append(_capacity_reason(cap, latency_attribution(r)))
     opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
+    partial = [r for r in ev if r.partial]
+    if partial:  # "safe per the load tests" only holds for the part of them that ran
+        opt1["verdict"] += f" (from a partial run: {', '.join(r.label for r in partial)})"
     reasons.append(
         f"{G}, Scaling Options, Option 1 (512 MB): {opt1['verdict']} — "
         + "; ".join(f"{c['criterion']}: {c['status']}" for c in opt1["criteria"])
     )
     history_h = sum(r.history_s for r in ev) / 3600
     confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
-    partial = [r for r in ev if r.partial]
     caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
     if partial:
         confidence = "low"
