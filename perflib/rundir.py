@@ -153,10 +153,11 @@ def _cut_last_line(raw: bytes, path: Path, notes: list[str]) -> bytes:
 def read_samples(path: Path) -> pd.DataFrame:
     """samples.csv as a frame: ``time`` tz-aware UTC, numeric columns float (NaN = unknown).
 
-    Policy (docs/runs.md, "Malformed files"): a binary file, a missing column, a row with
-    too many or too few fields or a bad ``time`` raise :class:`RunDirError` naming the file and line; an
-    isolated non-numeric or non-finite number cell is read as unknown (NaN) and *counted*;
-    a cut-off last line is skipped and counted. ``df.attrs["bad_cells"]`` holds that count
+    Policy (docs/analysis.md, "Malformed run-directory files"): a binary file, a missing
+    column, a row with more or fewer fields than the header or a bad ``time`` raise
+    :class:`RunDirError` naming the file and line; an isolated non-numeric or non-finite
+    number cell is read as unknown (NaN) and *counted*; a cut-off last line is skipped and
+    counted. ``df.attrs["bad_cells"]`` holds that count
     and ``df.attrs["notes"]`` one line per kind, for the caller to report.
     """
     path = Path(path)
@@ -227,9 +228,9 @@ def _event_time(value: Any) -> pd.Timestamp | None:
 def read_events(path: Path) -> pd.DataFrame:
     """events.jsonl as a frame (time, type, detail).
 
-    Policy (docs/runs.md, "Malformed files"): every line must be a JSON object with an ISO
-    8601 ``time`` and a ``type``; anything else raises :class:`RunDirError` naming the file
-    and line. Only a cut-off last line (no newline: the write of a killed run) is skipped,
+    Policy (docs/analysis.md, "Malformed run-directory files"): every line must be a JSON
+    object with an ISO 8601 ``time`` and a ``type``; anything else raises
+    :class:`RunDirError` naming the file and line. Only a cut-off last line (no newline: the write of a killed run) is skipped,
     and counted in ``df.attrs["notes"]``.
     """
     path = Path(path)

@@ -208,3 +208,26 @@ def test_summarize_of_a_run_with_a_malformed_manifest(
     assert main(["summarize", str(run.path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.rstrip().endswith(f"({run.path / name}:{line})")
+
+
+def test_skipped_cells_are_counted_in_analyze_and_recommend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(tmp_path, "cells")
+    lines = run.samples_path.read_text().splitlines(keepends=True)
+    cells = lines[4].split(",")
+    cells[3] = "n/a"  # cpu_pct of line 5
+    lines[4] = ",".join(cells)
+    run.samples_path.write_text("".join(lines))
+    main(["analyze", str(run.path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["skipped_cells"] == 1
+    assert any(
+        "1 non-numeric cell(s) read as unknown: cpu_pct='n/a' at line 5" in w
+        for w in doc["warnings"]
+    )
+    assert main(["recommend", str(run.path), "--json"]) == 0
+    captured = capsys.readouterr()
+    rec = json.loads(captured.out)
+    assert any("cpu_pct='n/a' at line 5" in w for w in rec["warnings"])
+    assert "cpu_pct='n/a' at line 5" in captured.err
