@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from synthetic_runs import make_run
+from synthetic_runs import make_partial_run, make_run
 
 from perflib import report as rp
 from perflib.cli import main as cli_main
@@ -212,3 +212,21 @@ def test_every_run_is_validated_before_any_notebook_runs(
     assert err.startswith("perflib report: error: a JSON array, not an event object")
     assert f"events.jsonl:{lines})" in err
     assert not out.exists()  # refused before anything was executed or written
+
+
+def test_report_says_at_the_top_when_a_run_is_partial(tmp_path: Path) -> None:
+    """00-report's first output, before any figure, names the partial run and its share."""
+    full = make_run(tmp_path, "full", preset="shared-cpu-1x:1024mb")
+    cut = make_partial_run(tmp_path, "cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
+    result = rp.build_report(
+        [full.path, cut.path], tmp_path / "out", notebooks=["00-report"], index=False, jobs=1
+    )
+    assert all(n.ok for n in result.notebooks), [n.error for n in result.notebooks]
+    nb = nbformat.read(result.notebooks[0].output, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    first = "".join(outputs[0].get("data", {}).get("text/markdown", ""))
+    assert first.startswith("**Partial runs: some figures below do not cover the whole")
+    assert "partial run cut: interrupted; it covered 40% of its load profile" in first
+    text = json.dumps(nb)
+    assert "from a partial run** (cut): re-run to confirm" in text
+    assert "partial run full" not in text
