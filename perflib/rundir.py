@@ -157,7 +157,7 @@ def read_samples(path: Path) -> pd.DataFrame:
     column, a row with more or fewer fields than the header or a bad ``time`` raise
     :class:`RunDirError` naming the file and line; an isolated non-numeric or non-finite
     number cell is read as unknown (NaN) and *counted*; a cut-off last line is skipped and
-    counted. ``df.attrs["bad_cells"]`` holds that count
+    counted; an empty file reads as no samples (noted). ``df.attrs["bad_cells"]`` holds that count
     and ``df.attrs["notes"]`` one line per kind, for the caller to report.
     """
     path = Path(path)
@@ -165,8 +165,9 @@ def read_samples(path: Path) -> pd.DataFrame:
     _text_lines(raw, path)
     notes: list[str] = []
     raw = _cut_last_line(raw, path, notes)
-    if not raw.strip():
-        raise RunDirError("empty file: no samples.csv header", path=path, line=1)
+    if not raw.strip():  # a sampler that never wrote: no samples, said, not an error
+        notes.append(f"{path.name} is empty: no samples")
+        raw = ",".join(SAMPLE_COLUMNS).encode() + b"\n"
     text = raw.decode("utf-8")
     reader = csv.reader(io.StringIO(text))
     width = len(next(reader))

@@ -250,3 +250,11 @@ def test_a_run_killed_hard_is_partial_from_its_samples(tmp_path: Path) -> None:
     assert "still says running" in done.why
     # the last sample is 20 s after k6 started (plus the 1 s before k6 started)
     assert done.ran_s == pytest.approx(21.0, abs=1.0)
+
+
+def test_an_empty_samples_file_reads_as_no_samples_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "samples.csv"
+    path.write_bytes(b"")
+    df = read_samples(path)
+    assert df.empty and list(df.columns) == list(SAMPLE_COLUMNS)
+    assert df.attrs["notes"] == ["samples.csv is empty: no samples"]
