@@ -1682,8 +1682,11 @@ def _bad_value_sql(meta: Mapping[str, dict[str, Any]]) -> str:
     nonneg = [_sql_lit(m) for m, d in meta.items() if d.get("contains") in _NON_NEGATIVE]
     is_time = f"metric IN ({', '.join(time_)})" if time_ else "FALSE"
     is_nonneg = f"metric IN ({', '.join(nonneg)})" if nonneg else "FALSE"
+    # The first test passes nearly every sample for every metric, so the metric lists are
+    # only looked at for the rare rest (NaN fails it: DuckDB orders NaN above everything).
     return (
-        f"CASE WHEN isnan(value) THEN 0 WHEN isinf(value) THEN 1 "
+        f"CASE WHEN value >= 0 AND value <= {MAX_TIME_MS!r} THEN NULL "
+        f"WHEN isnan(value) THEN 0 WHEN isinf(value) THEN 1 "
         f"WHEN {is_nonneg} AND value < 0 THEN 2 "
         f"WHEN abs(value) > CASE WHEN {is_time} THEN {MAX_TIME_MS!r} ELSE {MAX_ABS_VALUE!r} END "
         f"THEN 3 END"
