@@ -1133,7 +1133,7 @@ def _tags_from_suffix(suffix: str) -> dict[str, str]:
 
 
 def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
-    """k6's end-of-test statistics recomputed from raw NDJSON, in DESIGN.md's JSON shape.
+    """k6's end-of-test statistics recomputed from raw NDJSON, in docs/contracts.md's JSON shape.
 
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
     and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span

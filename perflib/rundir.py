@@ -2,7 +2,7 @@
 
 A run directory holds ``manifest.json``, ``k6.ndjson.gz`` (or ``k6-<i>.ndjson.gz`` per
 segment), ``k6-summary.json``, ``samples.csv``, ``events.jsonl`` and ``service.log``.
-The shapes of ``samples.csv`` and ``events.jsonl`` are fixed by DESIGN.md; this module is
+The shapes of ``samples.csv`` and ``events.jsonl`` are fixed by docs/contracts.md; this module is
 the only place that spells them, so writers (runner, samplers) and readers (analysis,
 sizing, store, notebooks) cannot drift apart.
 """
@@ -31,7 +31,7 @@ SAMPLES = "samples.csv"
 EVENTS = "events.jsonl"
 SERVICE_LOG = "service.log"
 
-#: Column order of samples.csv (DESIGN.md). Memory in MiB, CPU in percent of one vCPU.
+#: Column order of samples.csv (docs/contracts.md). Memory in MiB, CPU in percent of one vCPU.
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "time",
     "memory_used_mb",
