@@ -215,14 +215,21 @@ def test_every_run_is_validated_before_any_notebook_runs(
 
 
 def test_report_says_at_the_top_when_a_run_is_partial(tmp_path: Path) -> None:
-    """00-report's first output, before any figure, names the partial run and its share."""
+    """00-report's first output, before any figure, names the partial run and its share;
+    the sizing notebook's recommendation headline says it comes from a partial run."""
     full = make_run(tmp_path, "full", preset="shared-cpu-1x:1024mb")
     cut = make_partial_run(tmp_path, "cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
     result = rp.build_report(
-        [full.path, cut.path], tmp_path / "out", notebooks=["00-report"], index=False, jobs=1
+        [full.path, cut.path],
+        tmp_path / "out",
+        notebooks=["00-report", "04-right-sizing-cost"],
+        index=False,
+        jobs=2,
     )
     assert all(n.ok for n in result.notebooks), [n.error for n in result.notebooks]
-    nb = nbformat.read(result.notebooks[0].output, as_version=4)
+    sizing_nb = next(n for n in result.notebooks if n.name.startswith("04"))
+    assert "FROM A PARTIAL RUN (cut)" in sizing_nb.output.read_text()  # its headline too
+    nb = nbformat.read(next(n for n in result.notebooks if n.name.startswith("00")).output, 4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     first = "".join(outputs[0].get("data", {}).get("text/markdown", ""))
     assert first.startswith("**Partial runs: some figures below do not cover the whole")
