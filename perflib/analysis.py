@@ -181,8 +181,9 @@ def _stats(values: np.ndarray, percentiles: Sequence[float]) -> dict[str, float]
     out: dict[str, float] = {"count": int(values.size)}
     for p in percentiles:
         out[_pcol(p)] = percentile(values, p)
-    out["mean"] = float(values.mean()) if values.size else math.nan
-    out["max"] = float(values.max()) if values.size else math.nan
+    known = values[~np.isnan(values)]  # an unknown duration is not a 0 or a NaN mean
+    out["mean"] = float(known.mean()) if known.size else math.nan
+    out["max"] = float(known.max()) if known.size else math.nan
     return out
 
 
@@ -1475,6 +1476,12 @@ def analyze_run(
         finally:
             ing.cleanup()
         requests = k6.read_requests(run.path)
+        excluded = int(requests.attrs.get("excluded_values", 0))
+        if excluded:  # as summarize: left out of every statistic, and said
+            warnings.append(
+                f"k6 output: {excluded} impossible timing value(s) (NaN, infinite, negative or "
+                "above a week) read as unknown and left out of the latency figures"
+            )
         points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
     else:
         warnings.append("no k6 output in the run directory: latency and error figures missing")

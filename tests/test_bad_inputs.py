@@ -231,3 +231,36 @@ def test_skipped_cells_are_counted_in_analyze_and_recommend(
     rec = json.loads(captured.out)
     assert any("cpu_pct='n/a' at line 5" in w for w in rec["warnings"])
     assert "cpu_pct='n/a' at line 5" in captured.err
+
+
+def test_analyze_leaves_impossible_durations_out_as_summarize_does(tmp_path: Path) -> None:
+    """The same values are excluded by both: analyze's p95/p99 of all requests equal
+    summarize's http_req_duration statistics, and numpy's on the plausible durations."""
+    import gzip
+
+    import numpy as np
+
+    from perflib import k6
+
+    run = make_run(tmp_path, "nan", requests=300)
+    path = run.path / "k6.ndjson.gz"
+    lines, planted, kept = [], ["NaN", "-5.0", "1e300", "Infinity"], []
+    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+        obj = json.loads(line)
+        if obj.get("metric") == "http_req_duration" and obj["type"] == "Point":
+            if planted:
+                old = json.dumps(obj["data"]["value"])
+                line = line.replace(f'"value":{old},', f'"value":{planted.pop(0)},', 1)
+            else:
+                kept.append(obj["data"]["value"])
+        lines.append(line)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    a = analyze_run(run.path)
+    assert any("4 impossible timing value(s)" in w for w in a.warnings)
+    row = a.summary[a.summary["name"] == "(all)"].iloc[0]
+    s = k6.summarize(path, cache=False)["metrics"]["http_req_duration"]
+    assert s["count"] == len(kept) == 296
+    assert row["p95"] == pytest.approx(s["p(95)"], rel=1e-12)
+    assert row["p99"] == pytest.approx(np.percentile(kept, 99), rel=1e-12)
+    assert row["max"] == pytest.approx(max(kept)) and row["mean"] == pytest.approx(np.mean(kept))
