@@ -2030,8 +2030,10 @@ def cli_summarize(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
-    except (K6InputError, FileNotFoundError) as exc:
-        print(f"perflib summarize: {exc}", file=sys.stderr)
+    except PerflibError:
+        raise  # K6InputError, RunDirError: the CLI prints one line, exit 2
+    except FileNotFoundError as exc:
+        print(f"perflib summarize: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # duckdb.Error (e.g. out of memory): say what, no traceback
         if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb"):

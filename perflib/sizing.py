@@ -2241,11 +2241,9 @@ def cli_recommend(args: argparse.Namespace) -> int:
     samples = getattr(args, "samples", None)
     events = getattr(args, "events", None)
     if not run_dirs and not samples:
-        print("perflib recommend: give RUN_DIR... or --samples FILE.csv", file=sys.stderr)
-        return 2
+        raise SizingError("give RUN_DIR... or --samples FILE.csv")
     if events and not samples:
-        print("perflib recommend: --events needs --samples", file=sys.stderr)
-        return 2
+        raise SizingError("--events needs --samples")
     try:
         rec = recommend(
             run_dirs or None,
@@ -2258,8 +2256,8 @@ def cli_recommend(args: argparse.Namespace) -> int:
             price_set=getattr(args, "price_set", None),
             monthly_requests=getattr(args, "monthly_requests", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib recommend: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib recommend: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
         for w in rec.warnings:  # the JSON carries them too; stderr so a person sees them
@@ -2278,8 +2276,8 @@ def cli_compare(args: argparse.Namespace) -> int:
             region=getattr(args, "region", "iad") or "iad",
             price_set=getattr(args, "price_set", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib compare: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib compare: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
         for w in comp.warnings:  # the JSON carries them too; stderr so a person sees them
