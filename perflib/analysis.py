@@ -31,7 +31,7 @@ import pandas as pd
 
 from perflib.errors import PerflibError
 from perflib.rundir import SAMPLE_COLUMNS, Completeness, RunDir, completeness
-from perflib.slo import SEVERITY, Slo, SloError, SloFile, judge, load_slos, percentile_of, worst
+from perflib.slo import SEVERITY, Slo, SloFile, judge, load_slos, percentile_of, worst
 
 if TYPE_CHECKING:
     import argparse
@@ -2094,10 +2094,7 @@ def cli_analyze(args: argparse.Namespace) -> int:
         slos = load_slos(getattr(args, "slo", None))
         analysis = analyze_run(args.run_dir, slos=slos)
     except PerflibError:
-        raise  # the CLI prints it: one line naming the file, exit 2
-    except SloError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        return 2
+        raise  # SloError, RunDirError, K6InputError: the CLI prints one line, exit 2
     except FileNotFoundError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
