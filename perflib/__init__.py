@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "go_no_go": "perflib.report",
     "size_runs": "perflib.report",
     "style_verdicts": "perflib.report",
+    # run directories
+    "caveats": "perflib.rundir",
     # store
     "Store": "perflib.store",
     "runs_frame": "perflib.store",

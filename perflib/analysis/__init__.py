@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from perflib.analysis.compare import (
     Comparison,
+    Side,
     compare_runs,
 )
 from perflib.analysis.latency import (
@@ -90,6 +91,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "Saturation",
     "Settings",
+    "Side",
     "Slo",
     "SloError",
     "SloFile",

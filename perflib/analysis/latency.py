@@ -112,8 +112,9 @@ def _stats(values: np.ndarray, percentiles: Sequence[float]) -> dict[str, float]
     out: dict[str, float] = {"count": int(values.size)}
     for p in percentiles:
         out[_pcol(p)] = percentile(values, p)
-    out["mean"] = float(values.mean()) if values.size else math.nan
-    out["max"] = float(values.max()) if values.size else math.nan
+    known = values[~np.isnan(values)]  # an unknown duration is not a 0 or a NaN mean
+    out["mean"] = float(known.mean()) if known.size else math.nan
+    out["max"] = float(known.max()) if known.size else math.nan
     return out
 
 

@@ -49,7 +49,7 @@ from perflib.analysis.steps import (
 from perflib.analysis.verdicts import (
     slo_verdicts,
 )
-from perflib.rundir import SAMPLE_COLUMNS, RunDir
+from perflib.rundir import SAMPLE_COLUMNS, Completeness, RunDir, completeness
 
 # --------------------------------------------------------------------------- one run
 
@@ -78,6 +78,10 @@ class RunAnalysis:
     steps: pd.DataFrame
     step_attribution: StepAttribution
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    completeness: Completeness | None = None  # interrupted / share of the profile that ran
+    skipped_cells: int = 0  # samples.csv cells read as unknown (counted, in the warnings)
+    #: what reading samples.csv / events.jsonl had to read around (also in ``warnings``)
+    input_notes: list[str] = field(default_factory=list)
     #: k6's own end-of-test figures ``{metric: {stat: value}}`` (k6-summary.json, else the
     #: summary of the NDJSON): what sizing reads for p95, request rate and bytes received.
     k6_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -149,10 +153,16 @@ class RunAnalysis:
             return v
 
         leak = self.memory.leak
+        done = self.completeness.to_dict() if self.completeness else {}
         return {
             "run_dir": str(self.run.path),
             "profile": self.profile,
             "preset": self.run.preset,
+            "interrupted": bool(done.get("interrupted", False)),
+            "partial": bool(done.get("partial", False)),
+            "profile_share": done.get("profile_share"),
+            "completeness": done,
+            "skipped_cells": self.skipped_cells,
             "worst_verdict": self.worst_verdict,
             "figures": [
                 {k: clean(v) for k, v in r.items()} for r in self.key_figures().to_dict("records")
@@ -237,6 +247,12 @@ def analyze_run(
         finally:
             ing.cleanup()
         requests = k6.read_requests(run.path)
+        excluded = int(requests.attrs.get("excluded_values", 0))
+        if excluded:  # as summarize: left out of every statistic, and said
+            warnings.append(
+                f"k6 output: {excluded} impossible timing value(s) (NaN, infinite, negative or "
+                "above a week) read as unknown and left out of the latency figures"
+            )
         points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
     else:
         warnings.append("no k6 output in the run directory: latency and error figures missing")
@@ -249,17 +265,21 @@ def analyze_run(
     if end is not None and not manifest.get("k6_ended_at"):
         manifest["k6_ended_at"] = end.isoformat()
     duration = (end - start).total_seconds() if start is not None and end is not None else None
-    try:
-        samples = run.samples() if run.samples_path.exists() else None
-    except ValueError as exc:
-        warnings.append(str(exc))
-        samples = None
+    # A malformed samples.csv / events.jsonl raises RunDirError (file and line); isolated bad
+    # cells and a cut-off last line are read around, and said here.
+    samples = run.samples() if run.samples_path.exists() else None
     if samples is None:
         warnings.append("no samples.csv: memory and CPU figures missing")
         samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
         samples["time"] = pd.to_datetime(samples["time"], utc=True)
+    raw_events = run.events()
+    input_notes = list(samples.attrs.get("notes", [])) + list(raw_events.attrs.get("notes", []))
+    warnings.extend(input_notes)
+    done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
+    if done.caveat:
+        warnings.insert(0, done.caveat)
     log_text = _read_text(run.service_log_path)
-    events = resource_events(run.events(), {"service.log": log_text}, origin=start)
+    events = resource_events(raw_events, {"service.log": log_text}, origin=start)
     memory = memory_summary(
         samples,
         manifest,
@@ -303,6 +323,9 @@ def analyze_run(
         step_attribution=step_attribution(steps),
         k6_metrics=k6_metrics,
         warnings=warnings,
+        completeness=done,
+        skipped_cells=int(samples.attrs.get("bad_cells", 0)),
+        input_notes=input_notes,
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)
     return analysis

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from perflib.analysis.slo import (
     SEVERITY,
-    SloError,
     load_slos,
 )
+from perflib.errors import PerflibError
 
 if TYPE_CHECKING:
     import argparse
@@ -49,9 +49,8 @@ def cli_analyze(args: argparse.Namespace) -> int:
     try:
         slos = load_slos(getattr(args, "slo", None))
         analysis = analyze_run(args.run_dir, slos=slos)
-    except SloError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        return 2
+    except PerflibError:
+        raise  # SloError, RunDirError, K6InputError: the CLI prints one line, exit 2
     except FileNotFoundError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
@@ -66,6 +65,10 @@ def cli_analyze(args: argparse.Namespace) -> int:
         return code
     out = Console() if Console().is_terminal else Console(width=160)
     head = f"[bold]{analysis.run.name}[/]  profile={analysis.profile}  preset={analysis.run.preset}"
+    done = analysis.completeness
+    if done is not None and done.partial:
+        share = "unknown" if done.share is None else f"{done.share:.0%}"
+        head += f"  [bold red]PARTIAL RUN[/] (interrupted={done.interrupted}, profile ran: {share})"
     out.print(head)
     for w in analysis.warnings:
         out.print(f"[yellow]warning:[/] {w}")

@@ -12,9 +12,6 @@ from perflib.fly.presets import PricingError
 from perflib.sizing.compare import (
     compare_presets,
 )
-from perflib.sizing.guide import (
-    SizingError,
-)
 
 
 def cli_compare(args: argparse.Namespace) -> int:
@@ -25,16 +22,20 @@ def cli_compare(args: argparse.Namespace) -> int:
             region=getattr(args, "region", "iad") or "iad",
             price_set=getattr(args, "price_set", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib compare: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib compare: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
+        for w in comp.warnings:  # the JSON carries them too; stderr so a person sees them
+            print(f"warning: {w}", file=sys.stderr)
         print(comp.to_json())
         return 0
     from rich.console import Console
     from rich.table import Table
 
     con = Console(width=max(Console().width, 120))
+    for w in comp.warnings:
+        con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
     t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
     cols = {
         "preset": "preset",
@@ -59,9 +60,7 @@ def cli_compare(args: argparse.Namespace) -> int:
         con.print(f"• {reason}", highlight=False, markup=False)
     rec = comp.recommendation
     cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
-    con.print(f"recommended: {rec.recommended_preset} ({cost})", highlight=False)
+    con.print(f"recommended: {rec.headline} ({cost})", highlight=False, markup=False)
     if rec.guide_option_1:
         con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
-    for w in comp.warnings:
-        con.print(f"warning: {w}", style="yellow")
     return 0

@@ -24,8 +24,11 @@ def _print_recommendation(rec: Recommendation) -> None:
     from rich.table import Table
 
     con = Console(width=max(Console().width, 120))
-    t = Table(title="Right-sizing recommendation", show_header=False)
-    t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
+    for w in rec.warnings:
+        con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
+    title = "Right-sizing recommendation" + (" (FROM A PARTIAL RUN)" if rec.partial else "")
+    t = Table(title=title, show_header=False)
+    t.add_row("recommended", rec.headline)
     t.add_row(
         "monthly cost", f"${rec.monthly_cost_usd:.2f}" if rec.monthly_cost_usd is not None else "–"
     )
@@ -71,11 +74,9 @@ def cli_recommend(args: argparse.Namespace) -> int:
     samples = getattr(args, "samples", None)
     events = getattr(args, "events", None)
     if not run_dirs and not samples:
-        print("perflib recommend: give RUN_DIR... or --samples FILE.csv", file=sys.stderr)
-        return 2
+        raise SizingError("give RUN_DIR... or --samples FILE.csv")
     if events and not samples:
-        print("perflib recommend: --events needs --samples", file=sys.stderr)
-        return 2
+        raise SizingError("--events needs --samples")
     try:
         rec = recommend(
             run_dirs or None,
@@ -88,10 +89,12 @@ def cli_recommend(args: argparse.Namespace) -> int:
             price_set=getattr(args, "price_set", None),
             monthly_requests=getattr(args, "monthly_requests", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib recommend: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib recommend: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
+        for w in rec.warnings:  # the JSON carries them too; stderr so a person sees them
+            print(f"warning: {w}", file=sys.stderr)
         print(rec.to_json())
     else:
         _print_recommendation(rec)

@@ -9,9 +9,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from perflib.ingest.scan import (
-    K6InputError,
-)
+from perflib.errors import PerflibError
 from perflib.ingest.summary import (
     _summary_and_meta,
 )
@@ -71,7 +69,11 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
     out.append(f"{'─' * w0}  {'─' * w1}  {'─' * w2}")
     out.extend(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows)
     lines = summary["lines"]
-    out.append(f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped")
+    excluded = sum(sum(c.values()) for c in (summary.get("excluded") or {}).values())
+    out.append(
+        f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped"
+        + (f"; {excluded:,} impossible value(s) excluded (see the warnings)" if excluded else "")
+    )
     sys.stdout.write("\n".join(out) + "\n")
 
 
@@ -82,8 +84,10 @@ def cli_summarize(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
-    except (K6InputError, FileNotFoundError) as exc:
-        print(f"perflib summarize: {exc}", file=sys.stderr)
+    except PerflibError:
+        raise  # K6InputError, RunDirError: the CLI prints one line, exit 2
+    except FileNotFoundError as exc:
+        print(f"perflib summarize: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # duckdb.Error (e.g. out of memory): say what, no traceback
         if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb"):

@@ -26,9 +26,12 @@ from perflib.ingest.export import read_summary_export
 from perflib.ingest.fast import fast_reader
 from perflib.ingest.readers import read_metric_meta, read_points, read_requests
 from perflib.ingest.scan import (
+    BAD_VALUE_KINDS,
     HTTP_TIMINGS,
     KNOWN_TAGS,
+    MAX_ABS_VALUE,
     MAX_NAME_SPLITS,
+    MAX_TIME_MS,
     SYSTEM_TAGS,
     TREND_STATS,
     FileIngest,
@@ -41,6 +44,9 @@ from perflib.ingest.scan import (
 from perflib.ingest.summary import summarize
 
 __all__ = [
+    "BAD_VALUE_KINDS",
+    "MAX_ABS_VALUE",
+    "MAX_TIME_MS",
     "CACHE_SUFFIX",
     "CACHE_VERSION",
     "HTTP_TIMINGS",

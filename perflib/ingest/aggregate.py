@@ -11,7 +11,6 @@ from perflib.ingest.scan import (
     MAX_NAME_SPLITS,
     TREND_STATS,
     _declared_subs,
-    _sql_str,
     _sub_key,
 )
 
@@ -69,11 +68,6 @@ def _assemble(
             stats.items(), key=lambda kv: (order.get(kv[0].split("{")[0], 0), "{" in kv[0], kv[0])
         )
     )
-
-
-def _sql_lit(value: str) -> str:
-    """A SQL string literal."""
-    return f"'{_sql_str(value)}'"
 
 
 def _stats(

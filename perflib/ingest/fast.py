@@ -33,6 +33,7 @@ from perflib.ingest.scan import (
     _sub_key,
     _summary_tags,
     _SummaryParts,
+    _value_limits,
 )
 
 #: Bigger files go to DuckDB, whose ``memory_limit`` bounds them: the fast reader keeps every
@@ -139,6 +140,9 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         for mid, ids, blob, t_last, line, v_last, total, comp in file_series:
             tags = tuple(values[k][i] if i >= 0 else None for k, i in enumerate(ids))
             column = np.frombuffer(blob, np.float64)
+            low, high = _value_limits(meta.get(names[mid]))
+            if column.size and not (column.min() >= low and column.max() <= high):
+                return None  # NaN, ±inf, negative or absurd: DuckDB excludes and counts them
             series.append((names[mid], tags, column, (t_last, line), v_last, total, comp))
 
     def agg(members: Sequence[int], metric: str) -> tuple[Any, ...]:
@@ -190,4 +194,4 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         return None  # no samples at all: the general path words the warnings
     span = max(s[6] for s in scans if s[6] is not None) - min(starts)
     result = _assemble(rows, sub_aggs, meta, max(span, 0) / 1e9, warnings)
-    return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta
+    return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta, {}

@@ -17,6 +17,7 @@ from perflib.ingest.cache import (
 )
 from perflib.ingest.scan import (
     KNOWN_TAGS,
+    MAX_TIME_MS,
     FileIngest,
     K6InputError,
     Source,
@@ -119,7 +120,9 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
 
     ``start_time = time − (blocked + connecting + tls + sending + waiting + receiving)``
     (docs/guide.md#how-k6-measures: ``http_req_duration`` excludes blocked/connecting/TLS). ``failed`` is NA when
-    k6 did not emit ``http_req_failed`` (response callback disabled).
+    k6 did not emit ``http_req_failed`` (response callback disabled). A timing no request can
+    have (NaN, ±inf, negative, above ``MAX_TIME_MS``) is read as unknown (NaN), as
+    :func:`summarize` excludes it, and counted in ``attrs["excluded_values"]``.
     """
     import pandas as pd
 
@@ -133,9 +136,11 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
         "http_req_receiving": "receiving_ms",
     }
     out_tags = ["name", "method", "status", "scenario", "group", "error_code", "expected_response"]
+    ok = f"value >= 0 AND value <= {MAX_TIME_MS!r}"  # NaN fails it (DuckDB orders NaN last)
     pivots = ",\n".join(
-        f"max(value) FILTER (WHERE metric = '{m}') AS {c}" for m, c in timings.items()
+        f"max(value) FILTER (WHERE metric = '{m}' AND {ok}) AS {c}" for m, c in timings.items()
     )
+    names = ", ".join(f"'{m}'" for m in timings)
     wanted = ", ".join(f"'{m}'" for m in [*timings, "http_req_failed", "http_reqs"])
     with _ingested(source, cache) as ing:
         con = _duckdb()
@@ -147,7 +152,8 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
             df = con.execute(f"""
                 SELECT time_ns, {sel}, {pivots},
                   CAST(max(value) FILTER (WHERE metric = 'http_req_failed') AS BOOLEAN) AS failed,
-                  count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs
+                  count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs,
+                  count(*) FILTER (WHERE metric IN ({names}) AND NOT ({ok})) AS n_bad
                 FROM {_points_sql(ing.files)}
                 WHERE metric IN ({wanted})
                 GROUP BY time_ns, file, {keys}
@@ -174,6 +180,7 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
     out["failed"] = pd.array(df["failed"], dtype="boolean")
     for t in out_tags:
         out[t] = pd.Categorical(df[t])
+    out.attrs["excluded_values"] = int(df["n_bad"].sum()) if len(df) else 0
     return out
 
 

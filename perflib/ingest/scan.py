@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflib.errors import PerflibError
+
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
@@ -36,6 +38,22 @@ TREND_STATS: tuple[str, ...] = ("count", "avg", "min", "med", "max", "p(90)", "p
 
 
 _TREND_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+
+
+#: Sample values no k6 measurement can have, excluded from the statistics and counted
+#: (docs/ingest.md, "Impossible values"): NaN, ±infinity, a negative duration or byte count,
+#: a duration above a week, any value beyond ±1e15 (a byte count of a petabyte).
+BAD_VALUE_KINDS: tuple[str, ...] = ("NaN", "infinite", "negative", "absurd")
+
+
+MAX_TIME_MS = 7 * 86_400_000.0
+
+
+MAX_ABS_VALUE = 1e15
+
+
+#: ``contains`` of the metrics that cannot be negative (k6: durations in ms, bytes).
+_NON_NEGATIVE = ("time", "data")
 
 
 #: HTTP timing trends emitted once per request, all with the request's tags and end time.
@@ -67,7 +85,7 @@ SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-class K6InputError(ValueError):
+class K6InputError(PerflibError, ValueError):
     """The input cannot be read as k6 output (missing, not k6 NDJSON, unreadable)."""
 
 
@@ -578,8 +596,13 @@ def _tags_from_suffix(suffix: str) -> dict[str, str]:
     return out
 
 
+#: (statistics, line counts, warnings, metric declarations, impossible values excluded)
 _SummaryParts = tuple[
-    dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]
+    dict[str, dict[str, Any]],
+    dict[str, int],
+    list[str],
+    dict[str, dict[str, Any]],
+    dict[str, dict[str, int]],
 ]
 
 
@@ -608,6 +631,65 @@ def _decl_obj(decl: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("type", "contains", "thresholds", "submetrics"):
         obj[key] = None if decl[key] is None else json.loads(decl[key])
     return obj
+
+
+def _value_limits(decl: Mapping[str, Any] | None) -> tuple[float, float]:
+    """(lowest, highest) plausible value of a metric, from its declared ``contains``."""
+    contains = (decl or {}).get("contains")
+    low = 0.0 if contains in _NON_NEGATIVE else -MAX_ABS_VALUE
+    return low, MAX_TIME_MS if contains == "time" else MAX_ABS_VALUE
+
+
+def _sql_lit(value: str) -> str:
+    """A SQL string literal."""
+    return f"'{_sql_str(value)}'"
+
+
+def _bad_value_sql(meta: Mapping[str, dict[str, Any]]) -> str:
+    """SQL: the index in BAD_VALUE_KINDS of ``value`` when it is impossible, else NULL."""
+    time_ = [_sql_lit(m) for m, d in meta.items() if d.get("contains") == "time"]
+    nonneg = [_sql_lit(m) for m, d in meta.items() if d.get("contains") in _NON_NEGATIVE]
+    is_time = f"metric IN ({', '.join(time_)})" if time_ else "FALSE"
+    is_nonneg = f"metric IN ({', '.join(nonneg)})" if nonneg else "FALSE"
+    # The first test passes nearly every sample for every metric, so the metric lists are
+    # only looked at for the rare rest (NaN fails it: DuckDB orders NaN above everything).
+    return (
+        f"CASE WHEN value >= 0 AND value <= {MAX_TIME_MS!r} THEN NULL "
+        f"WHEN isnan(value) THEN 0 WHEN isinf(value) THEN 1 "
+        f"WHEN {is_nonneg} AND value < 0 THEN 2 "
+        f"WHEN abs(value) > CASE WHEN {is_time} THEN {MAX_TIME_MS!r} ELSE {MAX_ABS_VALUE!r} END "
+        f"THEN 3 END"
+    )
+
+
+#: The aggregates of one group, over the plausible values only (``value`` is NULL for the
+#: impossible ones), then the count of each impossible kind.
+_VALUE_AGGS = """count(value) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
+    quantile_cont(value, [{qs}]) FILTER (WHERE {trend}) AS q,
+    count(*) FILTER (WHERE value <> 0) AS nonzero,
+    arg_max(value, time_ns) FILTER (WHERE is_gauge AND value IS NOT NULL) AS last"""
+
+
+_BAD_AGGS = ", ".join(f"count(*) FILTER (WHERE bad = {i})" for i in range(len(BAD_VALUE_KINDS)))
+
+
+def _excluded_warnings(
+    excluded: Mapping[str, Sequence[int]], meta: Mapping[str, dict[str, Any]], warnings: list[str]
+) -> dict[str, dict[str, int]]:
+    """The summary's ``excluded`` entry and one warning per metric with impossible values."""
+    out: dict[str, dict[str, int]] = {}
+    for metric, counts in sorted(excluded.items()):
+        if not any(counts):
+            continue
+        out[metric] = {k: int(n) for k, n in zip(BAD_VALUE_KINDS, counts, strict=True) if n}
+        low, high = _value_limits(meta.get(metric))
+        unit = {"time": " ms", "data": " bytes"}.get((meta.get(metric) or {}).get("contains"), "")
+        what = ", ".join(f"{n} {k}" for k, n in out[metric].items())
+        warnings.append(
+            f"{metric}: {sum(out[metric].values())} impossible value(s) excluded from its "
+            f"statistics ({what}; plausible: {low:g} to {high:g}{unit})"
+        )
+    return out
 
 
 def _declared_subs(

@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover
 from perflib.ingest.aggregate import (
     _NOT_GAUGE,
     _assemble,
-    _sql_lit,
 )
 from perflib.ingest.cache import (
     _account,
@@ -37,21 +36,28 @@ from perflib.ingest.readers import (
     _submetric_filter,
 )
 from perflib.ingest.scan import (
+    _BAD_AGGS,
     _MAX_LINE_BYTES,
+    _NON_NEGATIVE,
     _TREND_QUANTILES,
+    _VALUE_AGGS,
+    BAD_VALUE_KINDS,
     Ingest,
     K6InputError,
     Source,
+    _bad_value_sql,
     _decl_obj,
     _declared_subs,
     _duckdb,
     _duckdb_module,
+    _excluded_warnings,
     _head_metric_lines,
     _is_gzip,
     _parse_metric_lines,
     _prescan,
     _Scan,
     _sql_ident,
+    _sql_lit,
     _sql_str,
     _sub_key,
     _summary_tags,
@@ -114,9 +120,12 @@ def _summary_and_meta(
             if direct is None and len(paths) == 1 and not _is_gzip(paths[0]):
                 direct = _direct_summary(paths[0], tmp)
         if direct is not None:
-            result, lines, warnings, meta = direct
+            result, lines, warnings, meta, excluded = direct
             return _store_summary(
-                {"metrics": result, "lines": lines, "warnings": warnings}, meta, paths, cache
+                {"metrics": result, "lines": lines, "warnings": warnings, "excluded": excluded},
+                meta,
+                paths,
+                cache,
             )
         con = _duckdb(tmp)
         try:
@@ -149,13 +158,16 @@ def _summary_and_meta(
                 )
             meta = ing.metrics
             warnings = list(ing.warnings)
-            result = _summarize(con, ing, meta, warnings)
+            result, excluded = _summarize(con, ing, meta, warnings)
         finally:
             con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _store_summary(
-        {"metrics": result, "lines": ing.lines, "warnings": warnings}, meta, paths, cache
+        {"metrics": result, "lines": ing.lines, "warnings": warnings, "excluded": excluded},
+        meta,
+        paths,
+        cache,
     )
 
 
@@ -247,6 +259,7 @@ def _direct_sql(
     split = 'CASE WHEN s.sub = -2 THEN data.tags."name" END' if fan else "NULL::VARCHAR"
     kinds = {k: i for i, k in enumerate(_DIRECT_KINDS)}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
+    aggs = _VALUE_AGGS.format(qs=qs, trend=f"kind = {kinds['point']} AND is_trend")
     return f"""
 WITH f AS (SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}),
 k AS (
@@ -261,14 +274,14 @@ k AS (
       submetrics := data.submetrics) END AS decl,
     {sub} AS sub, {trend} AS is_trend, {gauge} AS is_gauge
   FROM f {join}
+),
+checked AS (
+  SELECT * REPLACE (CASE WHEN bad IS NULL THEN value END AS value)
+  FROM (SELECT *, {_bad_value_sql(guess)} AS bad FROM k)
 )
-SELECT kind, sub, metric, tag_name,
-  count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
-  quantile_cont(value, [{qs}]) FILTER (WHERE kind = {kinds["point"]} AND is_trend) AS q,
-  count(*) FILTER (WHERE value <> 0) AS nonzero,
-  arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last,
-  min(time_ns), max(time_ns), list(decl) FILTER (WHERE decl IS NOT NULL)
-FROM k
+SELECT kind, sub, metric, tag_name, {aggs},
+  min(time_ns), max(time_ns), list(decl) FILTER (WHERE decl IS NOT NULL), count(*), {_BAD_AGGS}
+FROM checked
 GROUP BY kind, sub, metric, tag_name
 """
 
@@ -349,13 +362,18 @@ def _direct_summary(
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     decls: list[dict[str, Any]] = []
     first = last_ns = None
-    for code, sub, metric, name, *agg, t0, t1, dl in out["rows"]:
+    excluded: dict[str, Sequence[int]] = {}
+    nbad = len(BAD_VALUE_KINDS)
+    for code, sub, metric, name, *rest in out["rows"]:
+        agg, (t0, t1, dl, lines), bad = rest[:7], rest[7:-nbad], rest[-nbad:]
         kind = _DIRECT_KINDS[code]
         if sub == -1:
-            found[kind] = found.get(kind, 0) + agg[0]
+            found[kind] = found.get(kind, 0) + lines
             decls.extend(dl or [])
         if kind != "point":
             continue
+        if sub == -1:
+            excluded[metric] = bad
         if sub >= 0:
             sub_aggs[_sub_key(*subs[sub])] = tuple(agg)
             continue
@@ -371,9 +389,13 @@ def _direct_summary(
         json.dumps({"data": _decl_obj(d)}).encode()
         for d in sorted(decls, key=lambda d: (d["name"] is None, d["name"] or ""))
     )
-    late = {m for m in meta.keys() - guess.keys() if meta[m]["submetrics"]}
+    late = {
+        m
+        for m in meta.keys() - guess.keys()
+        if meta[m]["submetrics"] or meta[m].get("contains") in _NON_NEGATIVE
+    }
     if late or any(meta.get(m) != d for m, d in guess.items()):
-        return None  # the query's sub-metric filters or type flags were not the final ones
+        return None  # the query's sub-metric filters, type flags or value limits were not final
     if any(m.startswith("http_req") and m not in guess for m, _, whole, *_ in rows if whole):
         return None  # an HTTP metric the query did not split per endpoint (declared late)
 
@@ -381,7 +403,8 @@ def _direct_summary(
     _, parsed, skipped = _account(path, found, scan, 0, warnings)
     duration_s = max(last_ns - first, 0) / 1e9 if first is not None else 0.0
     result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
-    return result, {"parsed": parsed, "skipped": skipped}, warnings, meta
+    dropped = _excluded_warnings(excluded, meta, warnings)
+    return result, {"parsed": parsed, "skipped": skipped}, warnings, meta, dropped
 
 
 def _summarize(
@@ -394,10 +417,7 @@ def _summarize(
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
     # Percentiles only for trends, the last value only for gauges: each costs a pass.
-    aggs = f"""count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
-               quantile_cont(value, [{qs}]) FILTER (WHERE is_trend) AS q,
-               count(*) FILTER (WHERE value <> 0) AS nonzero,
-               arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last"""
+    aggs = _VALUE_AGGS.format(qs=qs, trend="is_trend")
 
     def none_of(*kinds: str) -> str:
         """``metric`` is not declared as one of ``kinds`` (undeclared, or another type)."""
@@ -409,12 +429,21 @@ def _summarize(
     # (undeclared, or of a type k6 does not have); whatever is not a trend, rate or counter
     # may be a gauge.
     flags = f"{none_of('rate', 'counter', 'gauge')} AS is_trend, {none_of(*_NOT_GAUGE)} AS is_gauge"
+    # Impossible values (NaN, ±inf, negative durations…) become NULL, counted per kind.
+    checked = (
+        "SELECT * REPLACE (CASE WHEN bad IS NULL THEN value END AS value) "
+        f"FROM (SELECT *, {_bad_value_sql(meta)} AS bad FROM pts)"
+    )
+    con.execute(f"CREATE TEMP VIEW checked AS {checked}")
     # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
-    rows = con.execute(f"""
-        SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}
-        FROM (SELECT *, {flags} FROM pts)
+    got_rows = con.execute(f"""
+        SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}, {_BAD_AGGS}
+        FROM (SELECT *, {flags} FROM checked)
         GROUP BY GROUPING SETS ((metric), (metric, tag_name))
     """).fetchall()
+    nbad = len(BAD_VALUE_KINDS)
+    rows = [r[:-nbad] for r in got_rows]
+    excluded = {r[0]: r[-nbad:] for r in got_rows if r[2]}
     seen = sorted({r[0] for r in rows})
     subs = _declared_subs(seen, meta)
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -433,11 +462,12 @@ def _summarize(
                 SELECT sub, {aggs} FROM (
                     SELECT unnest(list_filter([{which}], lambda x: x IS NOT NULL)) AS sub,
                            {flags}, time_ns, value
-                    FROM pts WHERE metric IN ({parents}))
+                    FROM checked WHERE metric IN ({parents}))
                 GROUP BY sub""").fetchall()
         }
         sub_aggs = {_sub_key(*s): got[i] for i, s in enumerate(subs) if i in got}
-    return _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+    result = _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+    return result, _excluded_warnings(excluded, meta, warnings)
 
 
 def _run_duration_s(ing: Ingest) -> float:

@@ -23,6 +23,7 @@ from perflib.sizing.capacity import (
 from perflib.sizing.compare import (
     PresetComparison,
     compare_presets,
+    setup_differences,
 )
 from perflib.sizing.evidence import (
     RunEvidence,
@@ -169,6 +170,7 @@ __all__ = [
     "rule_p95",
     "rule_p95_upstream",
     "second_opinion",
+    "setup_differences",
     "vpa_bucket_end_mb",
     "vpa_confidence",
     "vpa_percentile_mb",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from perflib.cost import (
 )
 from perflib.rundir import jsonable
 from perflib.sizing.evidence import (
+    RunEvidence,
     _as_evidence,
 )
 from perflib.sizing.guide import (
@@ -93,6 +94,7 @@ def compare_presets(
     warnings: list[str] = []
     if len({r.preset for r in ev}) < 2:
         warnings.append("all runs use the same preset: this compares repeats, not sizes")
+    warnings += setup_differences(ev)
     ps = resolve_price_set(price_set)
     ordered = sorted(ev, key=lambda r: (r.preset.memory_mb, r.preset.cpus, r.label), reverse=True)
     base = ordered[0]
@@ -140,4 +142,45 @@ def compare_presets(
         latency_check=latency,
         latency=lat,
     )
+    warnings = rec.warnings + warnings  # partial-run caveats first
     return PresetComparison(table, base.label, lat, rec, ps.name, region, warnings)
+
+
+#: Manifest settings that must match for two runs' figures to be comparable.
+_SETUP_KEYS: tuple[tuple[str, str], ...] = (
+    ("time scale", "time_scale"),
+    ("upstream profile", "upstreams"),
+    ("k6 version", "versions.k6"),
+    ("load-profile stages", "stages"),
+)
+
+
+def _manifest_value(run: RunEvidence, dotted: str) -> Any:
+    value: Any = run.run.manifest if run.run is not None else {}
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if dotted == "stages" and value:  # the shape, not incidental keys
+        return tuple((s.get("start_s"), s.get("duration_s"), s.get("target")) for s in value)
+    return value
+
+
+def setup_differences(runs: Sequence[RunEvidence]) -> list[str]:
+    """One warning per manifest setting that differs between runs (time scale, upstream
+    profile, k6 version, stages): a difference in latency or memory may come from it, not
+    from the preset."""
+    out = []
+    for what, key in _SETUP_KEYS:
+        values = {r.label: _manifest_value(r, key) for r in runs if r.run is not None}
+        if len({json.dumps(v, default=str, sort_keys=True) for v in values.values()}) > 1:
+            shown = (
+                "differ"
+                if key == "stages"
+                else ", ".join(
+                    f"{label}: {v if v is not None else 'unknown'}" for label, v in values.items()
+                )
+            )
+            out.append(
+                f"the runs differ in {what} ({shown}): differences in the figures may come "
+                "from that, not from the preset"
+            )
+    return out

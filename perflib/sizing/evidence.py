@@ -15,9 +15,10 @@ import pandas as pd
 
 from perflib.analysis import RunAnalysis, analyze_run
 from perflib.analysis.slo import SloFile
+from perflib.errors import RunDirError
 from perflib.fly.events import event_count, oom_count
 from perflib.fly.presets import Preset, PricingError, parse_preset
-from perflib.rundir import RunDir, read_events, read_samples, utc_timestamp
+from perflib.rundir import Completeness, RunDir, read_events, read_samples, utc_timestamp
 from perflib.sizing.guide import (
     Limits,
     SizingError,
@@ -50,8 +51,14 @@ class RunEvidence:
     duration_s: float | None = None
     run: RunDir | None = None
     exit_status: str | None = None
+    completeness: Completeness | None = None  # partial runs are flagged wherever they are used
+    notes: list[str] = field(default_factory=list)  # bad cells read as unknown, cut-off lines
     analysis: RunAnalysis | None = field(default=None, repr=False)
     limits: Limits = field(default_factory=Limits.from_slos, repr=False)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.completeness and self.completeness.partial)
 
     # ---- memory / cpu statistics
     @property
@@ -185,6 +192,8 @@ def evidence_from_analysis(a: RunAnalysis) -> RunEvidence:
         duration_s=duration,
         run=run,
         exit_status=(m.get("exit") or {}).get("status"),
+        completeness=a.completeness,
+        notes=list(a.input_notes),
         analysis=a,
         limits=Limits.from_slos(a.slos),
     )
@@ -230,6 +239,8 @@ def evidence_from_samples(
             df = read_samples(sp)
         except pd.errors.EmptyDataError as exc:
             raise SizingError(f"{sp}: empty samples file") from exc
+        except RunDirError:
+            raise
         except ValueError as exc:
             raise SizingError(str(exc)) from exc
     _check_samples(df, origin)
@@ -248,10 +259,12 @@ def evidence_from_samples(
             p = parse_preset(preset)
         except PricingError as exc:
             raise SizingError(str(exc)) from exc
+    notes = list(df.attrs.get("notes", [])) + list(ev.attrs.get("notes", []))
     return RunEvidence(
         label=label or origin,
         samples=df.sort_values("time").reset_index(drop=True),
         events=ev,
+        notes=notes,
         preset=p,
         profile=profile,
         time_scale=time_scale,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from perflib.analysis.slo import SloError, SloFile, default_slos
+from perflib.errors import PerflibError
 
 # ----------------------------------------------------------------- the guide's numbers
 BUFFER = 1.3  #: Optimization Checklist: "Add 30% buffer for safety margin"
@@ -52,7 +53,7 @@ G = "Guide"  # citation prefix
 MIB = 1024 * 1024
 
 
-class SizingError(ValueError):
+class SizingError(PerflibError, ValueError):
     """Bad input to the recommender (missing/empty samples, unknown preset...)."""
 
 

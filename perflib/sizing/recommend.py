@@ -91,6 +91,21 @@ class Recommendation:
     egress: dict[str, Any] | None = None
     guide_option_1: dict[str, Any] | None = None
     latency_attribution: list[LatencyAttribution] = field(default_factory=list)
+    partial_runs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # partial-run caveats first
+
+    @property
+    def partial(self) -> bool:
+        """True when any run behind it did not run its whole profile."""
+        return bool(self.partial_runs)
+
+    @property
+    def headline(self) -> str:
+        """What a person reads first; it says when the evidence is a partial run."""
+        what = f"{self.recommended_preset} × {self.instances}"
+        if self.partial:
+            what += f" — FROM A PARTIAL RUN ({', '.join(self.partial_runs)}): re-run to confirm"
+        return what
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +132,10 @@ class Recommendation:
             "egress": self.egress,
             "guide_option_1": self.guide_option_1,
             "latency_attribution": [a.to_dict() for a in self.latency_attribution],
+            "partial": self.partial,
+            "partial_runs": list(self.partial_runs),
+            "headline": self.headline,
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -346,12 +365,25 @@ def recommend(
             caps.append(cap)
             reasons.append(_capacity_reason(cap, latency_attribution(r)))
     opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
+    partial = [r for r in ev if r.partial]
+    if partial:  # "safe per the load tests" only holds for the part of them that ran
+        opt1["verdict"] += f" (from a partial run: {', '.join(r.label for r in partial)})"
     reasons.append(
         f"{G}, Scaling Options, Option 1 (512 MB): {opt1['verdict']} — "
         + "; ".join(f"{c['criterion']}: {c['status']}" for c in opt1["criteria"])
     )
     history_h = sum(r.history_s for r in ev) / 3600
     confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
+    caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
+    if partial:
+        confidence = "low"
+        reasons.insert(
+            0,
+            "Partial evidence: "
+            + ", ".join(r.label for r in partial)
+            + " did not run the whole load profile, so its peaks and latencies may be too low "
+            "(confidence set to low)",
+        )
     steps = [
         f"Deploy {pick.name if pick else cur.name} (fly.toml [[vm]] size + memory; a `fly scale` "
         "change is reset by the next deploy) and monitor for 24 h (Optimization Checklist)",
@@ -413,4 +445,6 @@ def recommend(
         egress=egress,
         guide_option_1=opt1,
         latency_attribution=attributions,
+        partial_runs=[r.label for r in partial],
+        warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
     )

@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from perflib import ingest as k6
 from perflib.analysis import RunAnalysis, analyze_run
 from perflib.fly.events import event_count, oom_count
-from perflib.rundir import RunDir, jsonable, utc_timestamp
+from perflib.rundir import RunDir, jsonable, utc_timestamp, validate_run
 from perflib.sizing import SizingError, evidence_from_analysis, recommend
 from perflib.stats import percentile
 from perflib.tooling import REPO_ROOT
@@ -666,6 +666,8 @@ def cli_store(args: argparse.Namespace) -> int:
                     f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
                 )
                 return 2
+            for p in args.run_dirs:  # a malformed file: one line naming it (the CLI), exit 2
+                validate_run(p)
             status = 0
             for p in args.run_dirs:
                 try:
