@@ -906,6 +906,17 @@ def test_plot_preset_comparison(tmp_path: Path) -> None:
     assert labels == ["shared-cpu-1x\n512mb", "shared-cpu-1x\n768mb", "shared-cpu-1x\n1024mb"]
     heights = [round(p.get_height(), 2) for p in ax.patches]
     assert heights == [P26["512"], P26["768"], P26["1024"]]
+    # one unit per axes, no twin axes: $ on one panel, MB on the other, side by side
+    assert [a.get_ylabel() for a in fig.axes] == ["$ per 30 days", "memory (MB = MiB)"]
+    boxes = [a.get_position().bounds for a in fig.axes]
+    assert len(set(boxes)) == len(boxes)
+    mem = fig.axes[1]
+    limits = [round(p.get_height()) for p in mem.patches]
+    assert limits == [512, 768, 1024]
+    peaks = mem.collections[0].get_offsets()[:, 1]
+    assert peaks[0] == pytest.approx(
+        comp.table.set_index("preset").loc["shared-cpu-1x:512mb", "peak_memory_mb"]
+    )
     fig.savefig(tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 0
 
