@@ -117,6 +117,14 @@ def _add_summarize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
     p.add_argument("--json", action="store_true", help="print JSON (shape fixed in DESIGN.md)")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
+    p.add_argument(
+        "--stats",
+        metavar="STATS",
+        default=None,
+        help="trend statistics, k6's --summary-trend-stats syntax, e.g. "
+        "'avg,min,med,max,p(90),p(99.9),count' (default: the run's own summaryTrendStats, "
+        "else count,avg,min,med,max,p(90),p(95),p(99))",
+    )
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

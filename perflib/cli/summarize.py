@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from perflib.errors import PerflibError
+from perflib.ingest.scan import TREND_STATS
 from perflib.ingest.summary import (
     _summary_and_meta,
 )
+from perflib.ingest.trendstats import parse_trend_stats, run_trend_stats
 
 # --------------------------------------------------------------------------- CLI
 
@@ -77,13 +79,22 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
     sys.stdout.write("\n".join(out) + "\n")
 
 
+def _trend_stats(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--stats``, else the stats the run was recorded with, else :data:`TREND_STATS`."""
+    if getattr(args, "stats", None) is not None:
+        return parse_trend_stats(args.stats)
+    return run_trend_stats(args.path) or TREND_STATS
+
+
 def cli_summarize(args: argparse.Namespace) -> int:
-    """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
+    """``perflib summarize PATH [--json] [--no-cache] [--stats STATS]``: 0 ok (warnings on
+    stderr), 2 bad input (a bad path or a bad ``--stats``)."""
     # numpy's import starts one OpenBLAS thread per core (about 0.06 CPU-s here); summarize does
     # no linear algebra. Set only in this process, and only when the user has not chosen.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
-        summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
+        stats = _trend_stats(args)
+        summary, meta = _summary_and_meta(args.path, not getattr(args, "no_cache", False), stats)
     except PerflibError:
         raise  # K6InputError, RunDirError: the CLI prints one line, exit 2
     except FileNotFoundError as exc:
