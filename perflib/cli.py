@@ -7,9 +7,12 @@ FastAPI or papermill imports it never uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+
+from perflib.errors import PerflibError, interrupt_exit_code, signal_of, stop_signals
 
 # verb -> "module:function"; each function takes the parsed Namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
@@ -282,13 +285,39 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
+def error_line(verb: str, exc: PerflibError) -> str:
+    """``perflib <verb>: error: <what> (<file>)``: the one error style of every verb.
+
+    Only the first line of the message goes on the error line; further lines (a log tail, a
+    list of problems) follow it, indented, so the first line stays greppable.
+    """
+    first, _, rest = str(exc).partition("\n")
+    line = f"perflib {verb}: error: {first}"
+    if exc.path is not None and str(exc.path) not in first:
+        line += f" ({exc.path})"
+    if rest.strip():
+        line += "\n" + "\n".join("  " + r for r in rest.splitlines())
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run the verb, and turn errors and stop signals into one line and an exit code.
+
+    SIGTERM and SIGHUP stop every verb as Ctrl-C does (see :mod:`perflib.errors`): exit code
+    130 (INT), 143 (TERM) or 129 (HUP).
+    """
     args = build_parser().parse_args(argv)
+    verb = args.command
     try:
-        return int(_resolve(HANDLERS[args.command])(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        with stop_signals():
+            return int(_resolve(HANDLERS[verb])(args) or 0)
+    except PerflibError as exc:
+        print(error_line(verb, exc), file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"perflib {verb}: interrupted ({signal_of(exc).name})", file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

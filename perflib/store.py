@@ -28,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from perflib.errors import PerflibError
 from perflib.rundir import RunDir
 from perflib.tooling import REPO_ROOT
 
@@ -60,8 +61,10 @@ class StoreSettings(BaseSettings):
         return self.database_url or f"sqlite:///{DEFAULT_DB_PATH}"
 
 
-class StoreError(RuntimeError):
+class StoreError(PerflibError, RuntimeError):
     """The store cannot be opened or a run cannot be indexed (message says which and why)."""
+
+    exit_code = 1
 
 
 metadata = sa.MetaData()
