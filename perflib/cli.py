@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,12 @@ HANDLERS: dict[str, str] = {
     "samples": "perflib.samplers_remote:cli_samples",
     "store": "perflib.store:cli_store",
 }
+
+
+def _time_scale_default() -> str | float:
+    """``--time-scale``'s default: ``$PERFLIB_TIME_SCALE`` (argparse converts and checks a
+    string default as if typed), so a script or the docs test can shorten every run."""
+    return os.environ.get("PERFLIB_TIME_SCALE") or 1.0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -92,8 +99,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--time-scale",
         type=float,
-        default=1.0,
-        help="multiply every stage duration (e.g. 0.1 for a short run)",
+        default=_time_scale_default(),
+        help="multiply every stage duration (e.g. 0.1 for a short run; "
+        "default $PERFLIB_TIME_SCALE, else 1)",
     )
     p.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
     p.add_argument("--lead-id", default=None, help="use one lead id for every iteration")
@@ -189,7 +197,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
 
     j = sub.add_parser("report-job", help="the main job: smoke + load at 1 GB and 512 MB + report")
-    j.add_argument("--time-scale", type=float, default=1.0)
+    j.add_argument(
+        "--time-scale",
+        type=float,
+        default=_time_scale_default(),
+        help="multiply every stage duration (default $PERFLIB_TIME_SCALE, else 1)",
+    )
     j.add_argument("--out", default=None)
     j.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
 
