@@ -245,16 +245,38 @@ def size_runs(
 ) -> tuple[Any, Any]:
     """``(comparison, recommendation)`` for the load runs of a report, the same in every
     notebook: a preset comparison when the runs cover two or more presets, else just the
-    recommendation; ``(None, None)`` without load runs."""
+    recommendation; ``(None, None)`` without a load run that has memory samples (see
+    :func:`no_sizing_reason` for what to say then)."""
     from perflib import sizing
 
-    load = [r for r in runs if r.profile == "load"]
+    load = [r for r in runs if r.profile == "load" and _has_memory_samples(r)]
     if len({r.preset for r in load}) >= 2:
         comparison = sizing.compare_presets(load, region=region, price_set=price_set)
         return comparison, comparison.recommendation
     if load:
         return None, sizing.recommend(load, region=region, price_set=price_set)
     return None, None
+
+
+def _has_memory_samples(run: RunDir) -> bool:
+    """Whether sizing can use the run (the sizing module's own check decides)."""
+    from perflib import sizing
+
+    try:
+        sizing.evidence_from_run(run)
+    except sizing.SizingError:
+        return False
+    return True
+
+
+def no_sizing_reason(runs: Sequence[RunDir]) -> str:
+    """Why :func:`size_runs` gave no sizing, in words a report can print."""
+    if not any(r.profile == "load" for r in runs):
+        return "no load run among the run directories"
+    return (
+        "the load runs have no memory samples (a run against --base-url samples the app "
+        "only with --fly-app or --prometheus)"
+    )
 
 
 def record_runs(

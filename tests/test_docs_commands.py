@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,15 +235,6 @@ def checkout(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def deployed_app(tmp_path_factory):
-    """The 'deployed app' of the docs: a local stack (the docs' BASE_URL)."""
-    stack = LocalStack(workdir=tmp_path_factory.mktemp("app"))
-    stack.start()
-    yield stack.base_url
-    stack.stop()
-
-
 #: what the docs test sets, and nothing else (docs/docs-test.md lists the same)
 def stand_ins(checkout: Path, base_url: str, port: int) -> dict[str, str]:
     return {
@@ -252,7 +244,7 @@ def stand_ins(checkout: Path, base_url: str, port: int) -> dict[str, str]:
         "SERVE_PORT": str(port),  # `make serve`: a free port, not 8081
         "BASE_URL": base_url,  # the deployed app of the examples: a local stack
         "PERFLIB_HOME": str(checkout),  # where a crontab finds the checkout
-        "PERFLIB_DATABASE_URL": f"sqlite:///{checkout / 'store.db'}",
+        "PERFLIB_DATABASE_URL": f"sqlite:///{checkout / 'store.db'}",  # one per page, in fact
     }
 
 
@@ -311,29 +303,76 @@ def _serve(cmd: Command, checkout: Path, env: dict[str, str], port: int) -> None
             proc.wait()
 
 
+def _run_one(cmd: Command, checkout: Path, base_url: str, db: str) -> str | None:
+    """Run one command as written; None when it did what the doc says, else why not."""
+    port = free_port()
+    env = _env(checkout, cmd, stand_ins(checkout, base_url, port) | {"PERFLIB_DATABASE_URL": db})
+    EXECUTED.append(cmd)
+    if cmd.kind == "server":
+        try:
+            _serve(cmd, checkout, env, port)
+        except AssertionError as exc:
+            return str(exc)
+        return None
+    try:
+        proc = subprocess.run(
+            ["bash", "-c", cmd.text],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`{cmd.text}` still running after {COMMAND_TIMEOUT} s"
+    if proc.returncode == cmd.expect:
+        return None
+    return (
+        f"`{cmd.text}` exited {proc.returncode}, the doc says {cmd.expect}\n"
+        f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, checkout: Path, tmp_path_factory) -> dict[str, str | None]:
+    """Every selected command's outcome. Each page's commands run in order (a page may
+    build on its earlier commands); two pages at a time, each with its own results store
+    and its own 'deployed app' (a local stack: the docs' BASE_URL), so the test takes
+    minutes, not the sum of every page, and one page's load does not slow another's app."""
+    wanted = {
+        item.callspec.params["cmd"].where
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_documented_command_runs_as_written"
+    }
+    pages: dict[str, list[Command]] = {}
+    for cmd in RUNNABLE:
+        if cmd.kind != "invalid" and cmd.where in wanted:
+            pages.setdefault(cmd.where.split(":")[0], []).append(cmd)
+
+    def run_page(name: str, cmds: list[Command]) -> dict[str, str | None]:
+        slug = name.replace("/", "-")
+        db = f"sqlite:///{checkout / ('store-' + slug + '.db')}"
+        app = LocalStack(workdir=tmp_path_factory.mktemp(f"app-{slug}"))
+        app.start()
+        try:
+            return {c.where: _run_one(c, checkout, app.base_url, db) for c in cmds}
+        finally:
+            app.stop()
+
+    results: dict[str, str | None] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in pool.map(lambda kv: run_page(*kv), pages.items()):
+            results |= done
+    return results
+
+
 @pytest.mark.parametrize("cmd", RUNNABLE, ids=str)
-def test_documented_command_runs_as_written(cmd: Command, checkout: Path, deployed_app) -> None:
+def test_documented_command_runs_as_written(cmd: Command, outcomes) -> None:
     if cmd.kind == "invalid":
         pytest.fail(f"{cmd.where}: {cmd.reason}: {cmd.text!r} (fix it, or mark it: "
                     "docs/docs-test.md)")  # fmt: skip
-    port = free_port()
-    env = _env(checkout, cmd, stand_ins(checkout, deployed_app, port))
-    EXECUTED.append(cmd)
-    if cmd.kind == "server":
-        _serve(cmd, checkout, env, port)
-        return
-    proc = subprocess.run(
-        ["bash", "-c", cmd.text],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-    )
-    assert proc.returncode == cmd.expect, (
-        f"{cmd.where}: `{cmd.text}` exited {proc.returncode}, the doc says {cmd.expect}\n"
-        f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-    )
+    problem = outcomes[cmd.where]
+    assert problem is None, f"{cmd.where}: {problem}"
 
 
 def test_extraction_follows_the_documented_rules(tmp_path: Path) -> None:
