@@ -32,7 +32,7 @@ import yaml
 from perflib.stack import LocalStack, free_port
 from perflib.tooling import REPO_ROOT
 
-pytestmark = [pytest.mark.k6, pytest.mark.slow]
+pytestmark = [pytest.mark.k6, pytest.mark.slow, pytest.mark.timeout(1800)]  # all pages run in setup
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
