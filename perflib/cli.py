@@ -126,7 +126,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_summarize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summarize", help="k6's summary statistics from raw k6 output")
     p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
-    p.add_argument("--json", action="store_true", help="print JSON (shape fixed in DESIGN.md)")
+    p.add_argument("--json", action="store_true", help="print JSON (shape in docs/contracts.md)")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
 
 

@@ -48,7 +48,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04-right-sizing-cost",
     "05-capacity-trends",
 )
-#: Presets ``make report`` compares (DESIGN.md: the 512 MB vs 1 GB question).
+#: Presets ``make report`` compares (the guide's 512 MB vs 1 GB question, docs/guide.md).
 JOB_PRESETS: tuple[str, ...] = ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb")
 
 log = logging.getLogger(__name__)

@@ -224,3 +224,34 @@ def test_a_base_url_that_does_not_answer_is_one_error_line(tmp_path: Path) -> No
     assert proc.stdout.strip() == str(out)
     m = RunDir.open(out).manifest
     assert m["exit"]["status"] == "error" and m["exit"]["code"] == EXIT_UNREACHABLE
+
+
+def test_a_signal_during_the_notebooks_stops_their_workers_and_kernels(tmp_path: Path) -> None:
+    """`perflib report` (and report-job's report step) under SIGTERM: no notebook worker or
+    kernel outlives it, and nothing waits for the running notebooks to finish."""
+    proc = subprocess.Popen(
+        [*PERFLIB, "report", "--out", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, tree = time.monotonic() + 180, []
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree = _tree(proc.pid)
+            # two spawned workers, each with a kernel below it
+            if len(tree) >= 4 and any(p.children() for p in psutil.Process(proc.pid).children()):
+                break
+            time.sleep(0.2)
+        assert len(tree) >= 4, "no notebook kernels seen"
+        time.sleep(1)
+        tree = _tree(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert err.strip().splitlines()[-1] == "perflib report: interrupted (SIGTERM)"
+        assert not [p for p in tree if not _gone(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
