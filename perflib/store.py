@@ -688,28 +688,22 @@ def cli_store(args: argparse.Namespace) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         store = Store(args.database_url, upgrade=args.action != "upgrade")
-    except StoreError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+    except StoreError as exc:  # the CLI prints the one error line
+        raise PerflibError(str(exc), exit_code=2) from None
     with store:
         if args.action == "upgrade":
             try:
                 rev = store.upgrade()
             except StoreError as exc:
-                err.print(f"[red]error:[/] {exc}")
-                return 2
+                raise PerflibError(str(exc), exit_code=2) from None
             console.print(f"results store at {store.safe_url}: schema revision {rev}")
             return 0
         if args.action == "index":
             if not args.run_dirs:
-                err.print("[red]error:[/] `perflib store index` needs at least one RUN_DIR")
-                return 2
+                raise PerflibError("`perflib store index` needs at least one RUN_DIR")
             missing = [p for p in args.run_dirs if not (Path(p) / "manifest.json").is_file()]
             if missing:
-                err.print(
-                    f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
-                )
-                return 2
+                raise PerflibError("not a run directory (no manifest.json)", ", ".join(missing))
             status = 0
             for p in args.run_dirs:
                 try:
