@@ -105,14 +105,25 @@ def test_serve_refuses_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"]
+    ("sig", "prometheus"),
+    [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
+    ids=["ctrl-c", "sigterm-with-prometheus", "sighup"],
 )
-def test_perflib_serve_runs_until_stopped(sig: signal.Signals) -> None:
-    """Every stop signal stops the whole tree and exits 128 + signal; the service's log
-    lines show in the terminal, prefixed, while service.log keeps them."""
+def test_perflib_serve_runs_until_stopped(sig: signal.Signals, prometheus: bool) -> None:
+    """Every stop signal stops the whole tree (a local Prometheus too) and exits
+    128 + signal; the service's log lines show in the terminal, prefixed, while
+    service.log keeps them."""
+    if prometheus:
+        from perflib.prometheus import PrometheusBinaryNotFound, find_prometheus
+
+        try:
+            find_prometheus()
+        except PrometheusBinaryNotFound as exc:
+            pytest.skip(f"no Prometheus server: {exc}")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perflib", "serve", "--port", str(port)],
+        [sys.executable, "-m", "perflib", "serve", "--port", str(port)]
+        + (["--prometheus"] if prometheus else []),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,7 +146,9 @@ def test_perflib_serve_runs_until_stopped(sig: signal.Signals) -> None:
         lead = "nonexistent-lead-for-serve-test"
         httpx.get(f"http://127.0.0.1:{port}/api/v1/leads/process", params={"id": lead}, timeout=30)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 4  # service + 3 emulators
+        assert len(children) >= 4 + prometheus  # service + 3 emulators (+ Prometheus)
+        if prometheus:
+            assert "prometheus  http://127.0.0.1:" in out
         log = next(line.split()[2] for line in lines if line.startswith("service log"))
         deadline = time.monotonic() + 10
         while "Step 1:" not in Path(log).read_text() and time.monotonic() < deadline:
