@@ -185,6 +185,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="run directories (default: the recorded sample runs in data/)",
     )
     p.add_argument("--out", default=None, help="report directory (default reports/<timestamp>)")
+    p.add_argument(
+        "--force", action="store_true", help="write into --out even when it is not empty"
+    )
     p.add_argument("--price-set", default=None)
     p.add_argument("--slo", default=None)
     p.add_argument("--timeout", type=int, default=600, help="per-cell execution timeout (s)")
@@ -304,10 +307,10 @@ def error_line(verb: str, exc: PerflibError) -> str:
     Only the first line of the message goes on the error line; further lines (a log tail, a
     list of problems) follow it, indented, so the first line stays greppable.
     """
-    first, _, rest = str(exc).partition("\n")
+    first, _, rest = exc.message.partition("\n")
     line = f"perflib {verb}: error: {first}"
-    if exc.path is not None and str(exc.path) not in first:
-        line += f" ({exc.path})"
+    if exc.where is not None and exc.where not in first:
+        line += f" ({exc.where})"
     if rest.strip():
         line += "\n" + "\n".join("  " + r for r in rest.splitlines())
     return line

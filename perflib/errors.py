@@ -3,7 +3,8 @@
 Domain modules raise :class:`PerflibError` (or a subclass) for anything a user can fix: a bad
 file, a bad value, a target that does not answer. The CLI layer (:mod:`perflib.cli`) is the
 one place that turns it into the line ``perflib <verb>: error: <what> (<file>)`` and the
-exit code; domain modules never print errors themselves.
+exit code; domain modules never print errors themselves. When a file is to blame the error
+carries its ``path`` (and ``line``): ``perflib <verb>: error: <what> (<file>[:<line>])``.
 
 SIGTERM and SIGHUP (CI time-outs, ``docker stop``, systemd, a closed terminal) stop a
 command exactly as Ctrl-C does: :func:`stop_signals` makes each raise :class:`Interrupted`,
@@ -24,21 +25,45 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signa
 
 
 class PerflibError(Exception):
-    """A failure a user can fix; ``path`` names the file or directory it concerns."""
+    """A user-facing error: bad input or an unusable target, not a bug.
 
-    exit_code: int = 2  # the usual code for bad input; subclasses and callers may override
+    ``str()`` is the message with its ``(file[:line])``; ``exit_code`` is what the CLI
+    returns (2, bad input, unless a subclass or the raiser says otherwise).
+    """
+
+    exit_code: int = 2
 
     def __init__(
-        self, message: str, path: str | Path | None = None, *, exit_code: int | None = None
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        exit_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.path = path
+        self.path = None if path is None else str(path)
+        self.line = line
         if exit_code is not None:
             self.exit_code = exit_code
 
+    @property
+    def where(self) -> str | None:
+        """``file`` or ``file:line``, or None when no file is to blame."""
+        if self.path is None:
+            return None
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
     def __str__(self) -> str:
-        return self.message
+        return f"{self.message} ({self.where})" if self.where else self.message
+
+
+class RunDirError(PerflibError, ValueError):
+    """A run directory's file is missing or malformed (manifest, samples.csv, events.jsonl).
+
+    A ValueError too, so callers that caught the readers' ValueError keep working.
+    """
 
 
 class Interrupted(KeyboardInterrupt):

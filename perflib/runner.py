@@ -82,7 +82,7 @@ class RunError(PerflibError):
     """A run that could not start; carries the exit code that says why."""
 
     def __init__(self, message: str, exit_code: int, path: str | Path | None = None) -> None:
-        super().__init__(message, path, exit_code=exit_code)
+        super().__init__(message, path=path, exit_code=exit_code)
 
 
 # --- helpers -------------------------------------------------------------------------------

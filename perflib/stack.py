@@ -473,7 +473,7 @@ def _serve(args: Any, port: int, vm: Any) -> int:
                 raise StackError(
                     f"the service exited with code {svc.returncode}; last log lines:\n"
                     f"{log_tail(stack.service_log)}",
-                    stack.service_log,
+                    path=stack.service_log,
                 )
             time.sleep(0.5)
     except KeyboardInterrupt as exc:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perflib.errors import PerflibError
-from perflib.rundir import RunDir
+from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
@@ -703,7 +703,11 @@ def cli_store(args: argparse.Namespace) -> int:
                 raise PerflibError("`perflib store index` needs at least one RUN_DIR")
             missing = [p for p in args.run_dirs if not (Path(p) / "manifest.json").is_file()]
             if missing:
-                raise PerflibError("not a run directory (no manifest.json)", ", ".join(missing))
+                raise PerflibError(
+                    "not a run directory (no manifest.json)", path=", ".join(missing)
+                )
+            for p in args.run_dirs:  # a malformed file: one line naming it (the CLI), exit 2
+                validate_run(p)
             status = 0
             for p in args.run_dirs:
                 try:
