@@ -722,6 +722,7 @@ def _teardown(
 
 
 def _interrupt_code(state: dict[str, Any]) -> int:
+    """128 + the recorded signal (130, 143, 129)."""
     return interrupt_exit_code(Interrupted(signal.Signals[state["signal"]]))
 
 
