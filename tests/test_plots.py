@@ -138,7 +138,7 @@ def test_log_axes_carry_tick_labels_on_a_narrow_spread() -> None:
     cmp = an.compare_runs(_analysis_stub(req), _analysis_stub(b), n_resamples=100)
     figs.append(plots.plot_comparison(cmp))
     found = [item for fig in figs for item in _log_tick_labels(fig)]
-    assert len(found) == 5  # 2 endpoints × (histogram, ECDF) + the comparison's ECDF
+    assert len(found) == 6  # 2 endpoints × (histogram, ECDF) + the comparison's 2 ECDFs
     for where, shown in found:
         assert len(shown) >= 2, f"{where}: tick labels {shown}"
         assert all(float(t.replace(",", "")) > 0 for t in shown)
@@ -180,7 +180,9 @@ def test_distribution_chart(run: an.RunAnalysis) -> None:
     fig = plots.plot_latency_distribution(a.requests)
     _labelled(fig)
     assert len(fig.axes) == 4  # 2 endpoints × (histogram, ECDF)
-    texts = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    texts = [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
     p95 = percentile(a.requests.loc[a.requests["name"] == "/health", "duration_ms"], 95)
     assert f"p95 = {p95:,.1f} ms" in texts
     _render(fig)
@@ -267,12 +269,21 @@ def test_comparison_chart(run: an.RunAnalysis) -> None:
     cmp = an.compare_runs(a, b, n_resamples=200, labels=("1 GB", "512 MB"))
     fig = plots.plot_comparison(cmp)
     _labelled(fig)
-    assert "Δp95 = 512 MB − 1 GB (% of 1 GB)" in fig.axes[1].get_xlabel()
+    *ecdfs, delta = fig.axes
+    # one ECDF panel per endpoint, none pooled over /health and enrichment
+    assert [ax.get_title() for ax in ecdfs] == ["ECDF: /api/v1/leads/process", "ECDF: /health"]
+    for ax, name in zip(ecdfs, ("/api/v1/leads/process", "/health"), strict=True):
+        line = ax.get_lines()[0]
+        np.testing.assert_allclose(line.get_xdata(), np.sort(cmp.samples_a[name]))
+        assert line.get_label() == f"1 GB (n={cmp.samples_a[name].size:,})"
+    assert "Δp95 = 512 MB − 1 GB (% of 1 GB)" in delta.get_xlabel()
     row = cmp.latency.set_index("name").loc[an.ALL]
-    dot = fig.axes[1].containers[-1][0]  # the (all) row's errorbar marker, plotted last
+    dot = delta.containers[-1][0]  # the (all) row's errorbar marker, plotted last
     assert dot.get_xdata()[0] == pytest.approx(100 * row["delta_ms"] / row["p95_a"])
-    assert len(fig.axes[1].get_yticklabels()) == len(cmp.latency)
+    assert len(delta.get_yticklabels()) == len(cmp.latency)
     _render(fig)
+    one = plots.plot_comparison(cmp, endpoint=an.ALL)
+    assert one.axes[0].get_title() == "ECDF: all endpoints"
 
 
 def test_plot_run_gives_every_chart(run: an.RunAnalysis) -> None:

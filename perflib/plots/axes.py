@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal
 
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+import numpy as np
+from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator, NullFormatter
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -47,17 +48,32 @@ def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> list[float]:
     return ticks[::step]
 
 
+class RoundLogLocator(Locator):
+    """:func:`log_ticks` of the axis' view, computed at draw time (so later autoscaling,
+    a shared axis or a zoom never leaves stale ticks)."""
+
+    def __call__(self) -> list[float]:
+        assert self.axis is not None
+        lo, hi = sorted(self.axis.get_view_interval())
+        return self.tick_values(lo, hi)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        lo, hi = sorted((vmin, vmax))
+        return log_ticks(lo, hi)
+
+
 def label_log_axis(ax: Axes, which: Literal["x", "y"] = "x") -> None:
-    """Put labelled round ticks on a log-scaled axis of ``ax`` (call after plotting)."""
+    """Put labelled round ticks on a log-scaled axis of ``ax``."""
     axis = ax.xaxis if which == "x" else ax.yaxis
-    lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
-    axis.set_major_locator(FixedLocator(log_ticks(lo, hi)))
+    axis.set_major_locator(RoundLogLocator())
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
-def y_from_zero(ax: Axes, *, min_span: float = 0.0) -> None:
-    """Start the y axis at zero (and span at least ``min_span``), so a small change looks
-    small: the height of a line is then its share of the whole value."""
-    _lo, hi = ax.get_ylim()
-    ax.set_ylim(0, max(hi, min_span) if hi > 0 else (min_span or 1.0))
+def y_from_zero(ax: Axes, *, min_span: float = 0.0, headroom: float = 0.08) -> None:
+    """Start the y axis at zero, with ``headroom`` above the highest value (and a span of at
+    least ``min_span``), so a small change looks small: a line's height is then its share
+    of the whole value, and no point sits on the frame."""
+    top = float(ax.dataLim.y1) if ax.has_data() and np.isfinite(ax.dataLim.y1) else 0.0
+    top = max(top * (1 + headroom), min_span)
+    ax.set_ylim(0, top if top > 0 else 1.0)

@@ -191,7 +191,7 @@ def plot_throughput(
     ax.set_title(title or "Throughput and errors per time bucket")
     axe.set_ylabel("error rate (%)")
     axe.set_xlabel("time since k6 start (s)")
-    axe.set_ylim(bottom=0)
+    y_from_zero(axe, min_span=1.0)  # at least 0–1 %: a 0.02 % blip is not a wall of red
     return fig
 
 
@@ -233,31 +233,33 @@ def plot_latency_distribution(
         hist, ecdf = axes[i, 0], axes[i, 1]
         if v.size:
             lo, hi = max(v.min(), 1e-3), max(v.max(), 1e-3 * 1.01)
-            edges = np.geomspace(lo, hi * 1.0001, bins) if hi > lo else bins
-            hist.hist(v, bins=edges, color="#1a73e8", alpha=0.8, label=f"{name} (n={v.size:,})")
+            # no more bins than the data can fill (a smoke run has 4 requests per endpoint)
+            nbins = int(min(bins, max(5, np.ceil(2 * np.sqrt(v.size)))))
+            edges = np.geomspace(lo, hi * 1.0001, nbins + 1) if hi > lo else nbins
+            hist.hist(v, bins=edges, color="#1a73e8", alpha=0.8)
             hist.set_xscale("log")
             xs = np.sort(v)
             ecdf.step(
                 xs, np.arange(1, xs.size + 1) / xs.size, where="post", color="#1a73e8", label="ECDF"
             )
             ecdf.set_xscale("log")
+            ecdf.set_ylim(0, 1.02)
             for p, c in ((50, "#188038"), (95, "#e37400"), (99, "#d93025")):
                 q = percentile(v, p)
                 for ax in (hist, ecdf):
                     ax.axvline(q, color=c, ls="--", lw=1, label=f"p{p} = {q:,.1f} ms")
             for ax in (hist, ecdf):
                 label_log_axis(ax, "x")
+            # one legend, where an ECDF never draws: below and right of its curve
+            ecdf.legend(fontsize=8, loc="lower right")
         else:
             _no_data(hist, "requests")
-        hist.set_title(f"{name}: histogram")
+        hist.set_title(f"{name}: histogram (n={v.size:,})")
         ecdf.set_title(f"{name}: ECDF")
         hist.set_xlabel("http_req_duration (ms, log scale)")
         ecdf.set_xlabel("http_req_duration (ms, log scale)")
         hist.set_ylabel("requests")
         ecdf.set_ylabel("fraction of requests ≤ x")
-        for ax in (hist, ecdf):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8, loc="best")
     fig.suptitle(title or "Latency distribution per endpoint")
     return fig
 
@@ -397,6 +399,20 @@ def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Fig
             ax.barh(y + (k - 1) * 0.27, per[col], height=0.27, color=colour, label=col)
         ax.set_xscale("log")
         label_log_axis(ax, "x")
+        # a 0 ms percentile has no bar on a log axis: say so instead of leaving a gap
+        for yi, (_, r) in zip(y, per.iterrows(), strict=True):
+            zero = [c for c in ("p50", "p95", "p99") if not r[c] > 0]
+            if zero:
+                ax.annotate(
+                    f"{'/'.join(zero)} = 0 ms",
+                    (0, yi),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color="#5f6368",
+                )
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         axs.barh(
@@ -425,40 +441,53 @@ def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Fig
     ax.set_title("Per-step latency")
     axs.set_xlabel("share in the requests at or above the p95 of total time (%)")
     axs.set_ylabel("service step")
-    axs.set_title("What makes the slowest requests slow")
+    axs.set_title("What makes the slowest requests slow (red: the dominant step)")
     fig.suptitle(title or attribution.advice, fontsize=10)
     return fig
 
 
-def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None = None) -> Figure:
-    """Two runs/groups: overlaid ECDFs of one endpoint and the Δp95 with its CI per endpoint."""
-    fig, axes = _figure(1, 2, size=(12, 4.5))
-    ax, axd = axes[0, 0], axes[0, 1]
+def plot_comparison(
+    cmp: Comparison, *, endpoint: str | None = None, title: str | None = None
+) -> Figure:
+    """Two runs/groups: overlaid ECDFs, one panel per endpoint (or just ``endpoint``; never
+    pooled over endpoints of different speed by default), and the Δp95 with its CI per
+    endpoint beside them."""
+    if endpoint is not None:
+        names = [endpoint]
+    else:
+        names = sorted((set(cmp.samples_a) | set(cmp.samples_b)) - {ALL}) or [ALL]
+    rows = len(names)
+    fig = Figure(figsize=(12, max(4.5, 1.2 + 3.0 * rows)), layout="constrained")
+    grid = fig.add_gridspec(rows, 2)
+    ecdfs = [fig.add_subplot(grid[i, 0]) for i in range(rows)]
+    axd = fig.add_subplot(grid[:, 1])
     a_label, b_label = cmp.labels
     pc = f"p{cmp.percentile:g}"
-    for data, label, colour in (
-        (cmp.samples_a.get(endpoint), a_label, "#1a73e8"),
-        (cmp.samples_b.get(endpoint), b_label, "#e37400"),
-    ):
-        if data is not None and data.size:
-            xs = np.sort(data)
-            ax.step(
-                xs,
-                np.arange(1, xs.size + 1) / xs.size,
-                where="post",
-                color=colour,
-                label=f"{label} (n={xs.size:,})",
-            )
-    if ax.get_legend_handles_labels()[0]:
-        ax.axhline(cmp.percentile / 100, color="#5f6368", ls=":", lw=1, label=pc)
-        ax.set_xscale("log")
-        label_log_axis(ax, "x")
-        ax.legend(loc="lower right", fontsize=8)
-    else:
-        _no_data(ax, "requests")
-    ax.set_xlabel("http_req_duration (ms, log scale)")
-    ax.set_ylabel("fraction of requests ≤ x")
-    ax.set_title(f"ECDF ({'all endpoints' if endpoint == ALL else endpoint})")
+    for ax, name in zip(ecdfs, names, strict=True):
+        for data, label, colour in (
+            (cmp.samples_a.get(name), a_label, "#1a73e8"),
+            (cmp.samples_b.get(name), b_label, "#e37400"),
+        ):
+            if data is not None and data.size:
+                xs = np.sort(data)
+                ax.step(
+                    xs,
+                    np.arange(1, xs.size + 1) / xs.size,
+                    where="post",
+                    color=colour,
+                    label=f"{label} (n={xs.size:,})",
+                )
+        if ax.get_legend_handles_labels()[0]:
+            ax.axhline(cmp.percentile / 100, color="#5f6368", ls=":", lw=1, label=pc)
+            ax.set_xscale("log")
+            label_log_axis(ax, "x")
+            ax.set_ylim(0, 1.02)
+            ax.legend(loc="lower right", fontsize=8)
+        else:
+            _no_data(ax, "requests")
+        ax.set_xlabel("http_req_duration (ms, log scale)")
+        ax.set_ylabel("fraction of requests ≤ x")
+        ax.set_title(f"ECDF: {'all endpoints' if name == ALL else name}", fontsize=10)
     lat = cmp.latency
     if len(lat):
         # relative to the baseline, so endpoints of very different speed share one axis
@@ -486,7 +515,7 @@ def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None =
         axd.axvline(0, color="black", lw=1)
         axd.set_yticks(y, list(lat["name"]))
         axd.invert_yaxis()
-        axd.legend(loc="best", fontsize=8)
+        axd.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     else:
         _no_data(axd, "common endpoints")
     axd.set_xlabel(f"Δ{pc} = {b_label} − {a_label} (% of {a_label}), {cmp.confidence:.0%} CI")
@@ -526,7 +555,8 @@ def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
             bad["started_at"], bad["p95_ms"], s=160, facecolors="none", edgecolors="#d93025", lw=2
         )
     if len(trend):
-        ax1.legend(fontsize=8)
+        # beside the plot, never over the latest run (the point a reader looks for)
+        ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         _no_data(ax1, "runs")
         _no_data(ax2, "runs")

@@ -50,7 +50,8 @@ def plot_preset_comparison(comparison: PresetComparison, *, title: str | None = 
     """Two panels sharing the presets, one unit each: $/30 d per preset (left) and memory
     (right: limit, measured peak and p95, the required size, the peak's share of the limit
     and the OOM kills). Never twin axes: a "171 MB" marker beside a $ axis reads as "$1".
-    The recommended preset is outlined (and added as a hatched bar when no run used it)."""
+    The recommended preset is outlined; a size the rules suggest but no run used is added
+    as a hatched bar marked "not run", never titled as the recommendation."""
     import numpy as np
     from matplotlib.patches import Patch
 
@@ -80,25 +81,24 @@ def plot_preset_comparison(comparison: PresetComparison, *, title: str | None = 
     ax.set_ylabel("$ per 30 days")
     ax.set_ylim(0, max(costs) * 1.18)
     ax.set_title(f"Monthly cost ({comparison.region}, prices {comparison.price_set})", fontsize=10)
-    ax.legend(
-        [Patch(color=COST_COLOR), Patch(facecolor=REC_COLOR, edgecolor=REC_COLOR)]
-        + (
-            [Patch(facecolor=COST_COLOR, hatch="//", alpha=0.6)]
-            if any(r.get("not_run") for r in rows)
-            else []
-        ),
-        ["tested preset", "recommended"]
-        + (["not run (worth testing next)"] if any(r.get("not_run") for r in rows) else []),
-        loc="upper left",
-        fontsize=8,
-    )
+    untested = any(r.get("not_run") for r in rows)
+    handles = [Patch(color=COST_COLOR)]
+    texts = ["tested preset"]
+    if untested:  # the sizing rules' size, never run: a candidate, not the recommendation
+        handles.append(Patch(facecolor=REC_COLOR, edgecolor=REC_COLOR, hatch="//", alpha=0.6))
+        texts.append("sizing rules' size, not run (worth testing next)")
+    else:
+        handles.append(Patch(facecolor=REC_COLOR, edgecolor=REC_COLOR))
+        texts.append("recommended")
+    ax.legend(handles, texts, loc="upper left", fontsize=8)
 
     lim = [float(r["memory_limit_mb"]) for r in rows]
     peak = [np.nan if r.get("peak_memory_mb") is None else r["peak_memory_mb"] for r in rows]
     p95 = [np.nan if r.get("p95_memory_mb") is None else r["p95_memory_mb"] for r in rows]
     axm.bar(x, lim, width=0.55, color="none", edgecolor=LIMIT_COLOR, lw=1.5, label="memory limit")
-    axm.scatter(x, peak, marker="v", s=60, color=PEAK_COLOR, label="peak memory", zorder=4)
-    axm.scatter(x, p95, marker="o", s=40, color=P95_COLOR, label="p95 memory", zorder=4)
+    # side by side: a peak of 130 MB and a p95 of 125 MB would hide one another
+    axm.scatter(x - 0.1, peak, marker="v", s=60, color=PEAK_COLOR, label="peak memory", zorder=4)
+    axm.scatter(x + 0.1, p95, marker="o", s=40, color=P95_COLOR, label="p95 memory", zorder=4)
     if rec.required_memory_mb == rec.required_memory_mb:  # not NaN
         axm.axhline(
             rec.required_memory_mb,
@@ -129,8 +129,10 @@ def plot_preset_comparison(comparison: PresetComparison, *, title: str | None = 
     axm.set_ylim(0, max(lim) * 1.22)
     axm.set_title("Memory limit and measured use", fontsize=10)
     axm.legend(loc="upper left", fontsize=8)
-    fig.suptitle(
-        title or f"Cost and memory headroom per preset — recommended: {rec.recommended_preset}",
-        fontsize=11,
+    headline = (
+        f"{rec.recommended_preset} suggested by the sizing rules, not run yet"
+        if untested
+        else f"recommended: {rec.recommended_preset}"
     )
+    fig.suptitle(title or f"Cost and memory headroom per preset — {headline}", fontsize=11)
     return fig
