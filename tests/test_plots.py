@@ -277,6 +277,7 @@ def test_comparison_chart(run: an.RunAnalysis) -> None:
         np.testing.assert_allclose(line.get_xdata(), np.sort(cmp.samples_a[name]))
         assert line.get_label() == f"1 GB (n={cmp.samples_a[name].size:,})"
     assert "Δp95 = 512 MB − 1 GB (% of 1 GB)" in delta.get_xlabel()
+    assert "95% confidence interval" in delta.get_xlabel()
     row = cmp.latency.set_index("name").loc[an.ALL]
     dot = delta.containers[-1][0]  # the (all) row's errorbar marker, plotted last
     assert dot.get_xdata()[0] == pytest.approx(100 * row["delta_ms"] / row["p95_a"])

@@ -250,8 +250,7 @@ def plot_latency_distribution(
                     ax.axvline(q, color=c, ls="--", lw=1, label=f"p{p} = {q:,.1f} ms")
             for ax in (hist, ecdf):
                 label_log_axis(ax, "x")
-            # one legend, where an ECDF never draws: below and right of its curve
-            ecdf.legend(fontsize=8, loc="lower right")
+            ecdf.legend(fontsize=8, loc="best")  # one legend, where the curve leaves room
         else:
             _no_data(hist, "requests")
         hist.set_title(f"{name}: histogram (n={v.size:,})")
@@ -482,7 +481,7 @@ def plot_comparison(
             ax.set_xscale("log")
             label_log_axis(ax, "x")
             ax.set_ylim(0, 1.02)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
         else:
             _no_data(ax, "requests")
         ax.set_xlabel("http_req_duration (ms, log scale)")
@@ -518,7 +517,9 @@ def plot_comparison(
         axd.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     else:
         _no_data(axd, "common endpoints")
-    axd.set_xlabel(f"Δ{pc} = {b_label} − {a_label} (% of {a_label}), {cmp.confidence:.0%} CI")
+    axd.set_xlabel(
+        f"Δ{pc} = {b_label} − {a_label} (% of {a_label}),\n{cmp.confidence:.0%} confidence interval"
+    )
     axd.set_ylabel("endpoint")
     axd.set_title(f"Δ{pc} per endpoint (resampling {cmp.unit})")
     fig.suptitle(title or f"{b_label} vs {a_label}")
@@ -557,6 +558,12 @@ def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
     if len(trend):
         # beside the plot, never over the latest run (the point a reader looks for)
         ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        # dates and times, the date said once (runs of one afternoon share it)
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax2.xaxis.set_major_locator(locator)
+        ax2.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     else:
         _no_data(ax1, "runs")
         _no_data(ax2, "runs")
