@@ -173,6 +173,23 @@ def test_throughput_chart(run: an.RunAnalysis) -> None:
     ok = an.throughput(make_requests(500, seed=4), origin=T0)
     quiet = plots.plot_throughput(ok)
     assert "no failed requests" in [t.get_text() for t in quiet.axes[1].texts]
+    assert quiet.axes[1].get_ylim() == (0.0, 1.0)  # 0–1 %, not a magnified 0–0.05
+
+
+def test_stage_names_stand_upright_when_their_stage_is_narrow() -> None:
+    stages = pd.DataFrame(
+        {
+            "stage": ["ramp-2/s", "hold-2/s for a long while", "ramp-40/s"],
+            "start_s": [0.0, 2.0, 98.0],
+            "end_s": [2.0, 98.0, 100.0],
+        }
+    )
+    lot = pd.DataFrame(columns=["t_s", "name", "p50", "p95", "p99"])
+    fig = plots.plot_latency_over_time(lot, stages=stages)
+    texts = {t.get_text(): t.get_rotation() for t in fig.axes[0].texts}
+    assert texts["ramp-2/s"] == 90 and texts["ramp-40/s"] == 90
+    assert texts["hold-2/s for a long while"] == 0
+    _render(fig)
 
 
 def test_distribution_chart(run: an.RunAnalysis) -> None:

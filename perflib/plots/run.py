@@ -62,6 +62,7 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
     """Shade each load-profile stage and name it at the foot of the axes."""
     if stages is None or len(stages) == 0:
         return
+    span = max(float(stages["end_s"].max() - stages["start_s"].min()), 1e-9)
     for i, st in enumerate(stages.itertuples()):
         ax.axvspan(
             st.start_s,
@@ -71,7 +72,9 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
             zorder=0,
             lw=0,
         )
-        # names at the foot of the plot area, clear of the title and the legend
+        # names at the foot of the plot area, clear of the title and the legend; upright
+        # when the stage is too narrow for its name (a stress profile's short ramps)
+        narrow = (st.end_s - st.start_s) / span < 0.0075 * len(str(st.stage)) + 0.01
         ax.text(
             (st.start_s + st.end_s) / 2,
             0.01,
@@ -79,7 +82,8 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
             transform=ax.get_xaxis_transform(),
             ha="center",
             va="bottom",
-            fontsize=8,
+            rotation=90 if narrow else 0,
+            fontsize=7 if narrow else 8,
             color="#5f6368",
         )
 
@@ -154,7 +158,7 @@ def plot_throughput(
 ) -> Figure:
     """Requests per second per endpoint (from :func:`perflib.analysis.throughput`) and the
     error rate of all requests, with the VUs and stages."""
-    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True, height_ratios=(2, 1))
     ax, axe = axes[0, 0], axes[1, 0]
     _shade_stages(ax, stages)
     if len(tp):
@@ -563,7 +567,9 @@ def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
 
         locator = AutoDateLocator()
         ax2.xaxis.set_major_locator(locator)
-        ax2.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        fmt = ConciseDateFormatter(locator)
+        fmt.formats[5] = "%H:%M:%S"  # seconds ticks as times, not a bare "30"
+        ax2.xaxis.set_major_formatter(fmt)
     else:
         _no_data(ax1, "runs")
         _no_data(ax2, "runs")
