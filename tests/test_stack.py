@@ -16,8 +16,9 @@ import psutil
 import pytest
 
 from perflib.cli import main as cli_main
+from perflib.cli.serve import cli_serve
 from perflib.errors import PerflibError
-from perflib.run.stack import LocalStack, StackError, cli_serve, free_port, port_in_use
+from perflib.run.stack import LocalStack, StackError, free_port, port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,11 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from perflib.errors import PerflibError
-from perflib.ingest.scan import TREND_STATS
-from perflib.ingest.summary import (
-    _summary_and_meta,
-)
-from perflib.ingest.trendstats import parse_trend_stats, run_trend_stats
 
 # --------------------------------------------------------------------------- CLI
 
@@ -80,7 +75,10 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
 
 
 def _trend_stats(args: argparse.Namespace) -> tuple[str, ...]:
-    """``--stats``, else the stats the run was recorded with, else :data:`TREND_STATS`."""
+    """``--stats``, else the stats the run was recorded with, else ``TREND_STATS``."""
+    from perflib.ingest.scan import TREND_STATS
+    from perflib.ingest.trendstats import parse_trend_stats, run_trend_stats
+
     if getattr(args, "stats", None) is not None:
         return parse_trend_stats(args.stats)
     return run_trend_stats(args.path) or TREND_STATS
@@ -91,6 +89,8 @@ def cli_summarize(args: argparse.Namespace) -> int:
     stderr), 2 bad input (a bad path or a bad ``--stats``)."""
     # numpy's import starts one OpenBLAS thread per core (about 0.06 CPU-s here); summarize does
     # no linear algebra. Set only in this process, and only when the user has not chosen.
+    from perflib.ingest.summary import _summary_and_meta
+
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         stats = _trend_stats(args)
@@ -116,3 +116,18 @@ def cli_summarize(args: argparse.Namespace) -> int:
     else:
         _render(summary, meta)
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summarize", help="k6's summary statistics from raw k6 output")
+    p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
+    p.add_argument("--json", action="store_true", help="print JSON (shape in docs/contracts.md)")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
+    p.add_argument(
+        "--stats",
+        metavar="STATS",
+        default=None,
+        help="trend statistics, k6's --summary-trend-stats syntax, e.g. "
+        "'avg,min,med,max,p(90),p(99.9),count' (default: the run's own summaryTrendStats, "
+        "else count,avg,min,med,max,p(90),p(95),p(99))",
+    )

@@ -16,12 +16,10 @@ cell) or a run failed; 2 bad input (no such run directory, unknown kernel, secre
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -642,6 +640,22 @@ def _executor(jobs: int) -> Executor:
     return _ProcessPool(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
+def _stop_descendants(timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, every process below this one (found through the process tree)."""
+    import psutil
+
+    with deferred_stop():
+        procs = psutil.Process().children(recursive=True)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+
 def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> bool:
     """Index the report's runs in the configured store; True when the store is usable."""
     try:
@@ -662,120 +676,6 @@ def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> b
 # ---------------------------------------------------------------------------------- CLI
 
 
-def cli_report(args: argparse.Namespace) -> int:
-    """``perflib report [RUN_DIR...] [--out DIR]``."""
-    from rich.console import Console
-
-    console = Console(stderr=True, soft_wrap=True)
-    try:
-        result = build_report(
-            args.run_dirs or None,
-            Path(args.out) if args.out else None,
-            slo_file=getattr(args, "slo", None),
-            price_set=getattr(args, "price_set", None),
-            timeout=getattr(args, "timeout", 600),
-            show_code=getattr(args, "show_code", False),
-            jobs=getattr(args, "jobs", None),
-            console=console,
-            force=bool(getattr(args, "force", False)),
-        )
-    except secrets.SecretParameterError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    # ReportInputError / RunDirError (PerflibError): the CLI prints the one line, exit 2
-    return _finish(result, console)
-
-
-def _finish(result: ReportResult, console: Any) -> int:
-    failed = [n for n in result.notebooks if not n.ok]
-    for n in failed:
-        console.print(f"[red]notebook {n.name} failed[/]: {n.error} (see {n.output})")
-    if result.html:
-        print(result.html)  # stdout: the one thing scripts need
-    console.print(f"report directory: {result.out_dir}")
-    return 1 if failed else 0
-
-
-def cli_report_job(args: argparse.Namespace) -> int:
-    """``make report``: local stack, smoke, load at 1 GB and 512 MB, then the report.
-
-    Each run starts its own local stack inside :func:`perflib.run.runner.run_profile` (so each
-    service process lives under the VM being emulated); runs land in ``<out>/runs``. A run
-    stopped by Ctrl-C, SIGTERM or SIGHUP ends the job with that run's exit code (130, 143,
-    129) and no report; a signal during the notebooks stops their workers and kernels too.
-    """
-    from rich.console import Console
-
-    from perflib.run import runner
-
-    console = Console(stderr=True, soft_wrap=True)
-    if args.time_scale <= 0:
-        raise PerflibError(f"--time-scale must be positive, got {args.time_scale}")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = (Path(args.out) if args.out else REPORTS_DIR / stamp).absolute()
-    runs_dir = out_dir / "runs"
-    plan = [("smoke", JOB_PRESETS[0])] + [("load", p) for p in JOB_PRESETS]
-    run_paths: list[Path] = []
-    status = 0
-    for i, (profile, preset) in enumerate(plan, 1):
-        console.rule(f"[{i}/{len(plan)}] {profile} @ {preset} (time scale {args.time_scale})")
-        target = runs_dir / f"{i:02d}-{profile}-{preset.split(':')[-1]}"
-        res = runner.run_profile(  # RunError (cannot start) reaches the CLI's error line
-            profile,
-            vm=preset,
-            time_scale=args.time_scale,
-            upstreams=args.upstreams,
-            out=target,
-            console=console,
-        )
-        console.print(f"run directory: {res.run_dir} (exit: {res.status})")
-        if res.status == "interrupted":
-            console.print(f"[red]{profile} @ {preset} {res.message}[/]; no report", highlight=False)
-            return res.exit_code
-        if res.status == "error" or not (res.run_dir / "manifest.json").exists():
-            console.print(f"[red]{profile} @ {preset} failed:[/] {res.message}", highlight=False)
-            status = 1
-            continue
-        # thresholds_failed / oom_killed are findings the report is there to show
-        run_paths.append(res.run_dir)
-    if not run_paths:
-        raise PerflibError("no run completed; nothing to report", path=runs_dir, exit_code=1)
-    console.rule("report")
-    # the job's own directory: it holds the runs it just recorded; bad input reaches the CLI's
-    # error line; a signal stops the notebook workers and kernels (see _Stoppable)
-    result = build_report(run_paths, out_dir, console=console, force=True)
-    code = _finish(result, console)
-    if result.html:
-        console.print(f"[bold green]report:[/] {result.html}")
-    return max(code, status)
-
-
-def _stop_descendants(timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, every process below this one (found through the process tree)."""
-    import psutil
-
-    with deferred_stop():
-        procs = psutil.Process().children(recursive=True)
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=5)
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - dev convenience
-    from perflib.cli import main as cli_main
-
-    return cli_main(["report", *(argv or sys.argv[1:])])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 __all__ = [
     "NOTEBOOKS",
     "NotebookResult",
@@ -783,8 +683,6 @@ __all__ = [
     "ReportResult",
     "build_report",
     "checks_table",
-    "cli_report",
-    "cli_report_job",
     "execute_notebook",
     "go_no_go",
     "load_runs",

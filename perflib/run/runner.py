@@ -39,7 +39,7 @@ from rich.text import Text
 
 import perflib
 from perflib.errors import Interrupted, PerflibError, deferred_stop, interrupt_exit_code, signal_of
-from perflib.fly.presets import Preset, PresetError, parse_preset
+from perflib.fly.presets import Preset, parse_preset
 from perflib.ingest.scan import K6_TREND_STATS_ARG
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.run.vm import EmulationSettings, VmEmulator
@@ -807,52 +807,3 @@ def _finish(
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
             console.print(f"[{style}]{status}[/{style}]: {message}", highlight=False)
     return RunResult(run.path, exit_code, status, message, codes, run.manifest)
-
-
-def cli_run(args: argparse.Namespace) -> int:
-    """``perflib run``: prints the run directory last on stdout; returns the exit code.
-
-    A run that failed still prints its directory (stdout), then raises :class:`RunError`
-    naming the manifest, so the CLI prints the one error line and exits with the run's code.
-    """
-    console = Console(stderr=True, soft_wrap=True)
-    settings = EmulationSettings(
-        memory=not args.no_memory_limit,
-        cpu_pin=not args.no_cpu_pin,
-        cpu_quota=not args.no_cpu_quota,
-        memory_metric=getattr(args, "memory_metric", "rss"),
-        quota_method=getattr(args, "quota_method", "auto"),
-    )
-    if args.guest_overhead_mb is not None:
-        if args.guest_overhead_mb < 0:
-            raise RunError("--guest-overhead-mb must be >= 0", EXIT_USAGE)
-        settings.guest_overhead_mb = args.guest_overhead_mb
-    try:
-        if args.vm:
-            preset = parse_preset(args.vm, strict=False)
-            if not preset.fly_valid:
-                console.print(
-                    f"[yellow]warning[/yellow]: {preset.name} is not a size Fly "
-                    "offers; emulating it anyway",
-                    highlight=False,
-                )
-    except PresetError as exc:
-        raise RunError(f"--vm {args.vm}: {exc}", EXIT_USAGE) from None
-    result = run_profile(
-        args.profile,
-        base_url=args.base_url,
-        vm=args.vm,
-        emulation=settings,
-        time_scale=args.time_scale,
-        out=args.out,
-        segments=args.segments,
-        lead_id=args.lead_id,
-        upstreams=args.upstreams,
-        sample_interval=args.sample_interval,
-        samplers=samplers_for(args),
-        console=console,
-    )
-    print(result.run_dir, flush=True)
-    if result.status == "error":
-        raise RunError(result.message, result.exit_code, result.run_dir / "manifest.json")
-    return result.exit_code
