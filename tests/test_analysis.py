@@ -482,7 +482,6 @@ def test_step_attribution_empty() -> None:
 def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     base = make_requests(3000, seed=10)
     shifted = make_requests(3000, seed=11, scale=1.4)
-    same = make_requests(3000, seed=12)
     ra = _analysis_stub(base)
     cmp = an.compare_runs(ra, _analysis_stub(shifted), n_resamples=500, seed=1)
     row = cmp.latency.set_index("name").loc["/api/v1/leads/process"]
@@ -494,7 +493,9 @@ def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     assert cmp.unit == "requests" and cmp.changed
     assert "p95 slower (Δ +" in row["verdict"]
 
-    rb = _analysis_stub(same)
+    # equal distributions with enough requests: the 90 % CI lies inside ±10 % → unchanged
+    ra = _analysis_stub(make_requests(20000, seed=10))
+    rb = _analysis_stub(make_requests(20000, seed=12))
     ra.memory = an.memory_summary(make_samples(np.full(10, 300.0)), {})
     rb.memory = an.memory_summary(make_samples(np.r_[np.full(9, 300.0), 350.0]), {})
     cmp0 = an.compare_runs(ra, rb, n_resamples=500, seed=1)
@@ -503,6 +504,20 @@ def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     assert (cmp0.latency["change"] == "unchanged").all()
     assert not cmp0.changed
     assert cmp0.latency["verdict"].str.startswith("p95 unchanged").all()
+    for r in cmp0.latency.itertuples():  # the word follows from the printed interval
+        assert -r.margin_ms < r.ci_low and r.ci_high < r.margin_ms
+        assert r.margin_ms == pytest.approx(0.10 * r.p95_a) and r.ci_level == pytest.approx(0.90)
+
+
+def test_compare_runs_too_few_requests_is_inconclusive() -> None:
+    small_a = _analysis_stub(make_requests(40, seed=20))
+    small_b = _analysis_stub(make_requests(40, seed=21))
+    cmp = an.compare_runs(small_a, small_b, n_resamples=500, seed=1)
+    row = cmp.latency.set_index("name").loc[an.ALL]
+    assert row["change"] == "inconclusive" and not cmp.changed
+    assert row["more_to_decide"] > 0
+    assert f"~{row['more_to_decide']:,} more requests per side" in row["verdict"]
+    assert row["equivalence"]["verdict"] == "inconclusive"
 
 
 def test_compare_groups_resample_runs() -> None:

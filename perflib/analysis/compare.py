@@ -1,4 +1,5 @@
-"""Is run B's latency different from run A's? Bootstrap CI + Mann-Whitney, per endpoint."""
+"""Is run B's latency different from run A's? Bootstrap CI judged by equivalence testing
+(TOST against a margin from the SLO file) + Mann-Whitney as a second opinion, per endpoint."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ from perflib.analysis.run import (
     RunAnalysis,
     _read_text,
 )
+from perflib.analysis.slo import default_slos
 from perflib.rundir import RunDir
 from perflib.stats import (
     bootstrap_diff_ci,
+    equivalence,
     fisher_exact_p,
     mann_whitney_p,
 )
@@ -42,12 +45,15 @@ from perflib.stats import (
 class Comparison:
     """Two runs (or groups of runs) side by side; ``b`` is judged against baseline ``a``."""
 
-    latency: pd.DataFrame  # per endpoint: n, pXX a/b, delta, CI, ratio, Mann–Whitney p, verdict
+    #: per endpoint: n, pXX a/b, delta, the (1 − 2α) CI, ratio, Mann–Whitney p, ``change``
+    #: (unchanged / slower / faster / inconclusive, by TOST), ``margin_ms``, ``ci_level``,
+    #: ``more_to_decide`` and ``equivalence`` (:meth:`perflib.stats.Equivalence.to_dict`)
+    latency: pd.DataFrame
     memory: pd.DataFrame  # per side: runs, peak (max, mean), idle, load medians
     errors: pd.DataFrame  # per side: requests, failed, error %; Fisher exact p
     percentile: float
-    confidence: float
-    factor: float
+    confidence: float  # the CI level shown: 1 − 2α of the equivalence test
+    factor: float  # 1 + the equivalence margin (1.10 = ±10 % of the baseline's percentile)
     unit: str  # "requests" or "runs": what was resampled
     labels: tuple[str, str]
     samples_a: dict[str, np.ndarray] = field(default_factory=dict)  # endpoint → durations (plots)
@@ -121,14 +127,14 @@ def compare_runs(
     *,
     percentile: float = 95.0,
     n_resamples: int = 2000,
-    confidence: float = 0.95,
-    factor: float = 1.10,
+    confidence: float | None = None,
+    factor: float | None = None,
     seed: int = 0,
     method: str | None = None,
     labels: tuple[str, str] = ("A", "B"),
     endpoints: Sequence[str] | None = None,
 ) -> Comparison:
-    """Is B's latency different from A's? Bootstrap CI on Δp95 + Mann–Whitney U, per endpoint.
+    """Is B's latency different from A's? Equivalence test on Δp95, per endpoint.
 
     ``a``/``b``: a run directory (path, RunDir or RunAnalysis) or a list of them (a group).
     With one run on either side the *requests* are resampled (percentile bootstrap of
@@ -138,10 +144,19 @@ def compare_runs(
     unit: each run's p95 is one observation, Δ is the difference of their means (BCa
     bootstrap) and Mann–Whitney compares run-level p95s (asv ``_stats.is_different``).
 
-    A change is reported only when the CI excludes 0 **and** |Δ| ≥ (factor − 1) × baseline
-    p95 (asv ``--factor``, default 10 %); otherwise "unchanged". The Mann–Whitney p is shown
-    as a second, distribution-wide opinion.
+    The verdict is two one-sided tests (:func:`perflib.stats.equivalence`, Schuirmann 1987)
+    with the margin ±(factor − 1) × A's p95: "unchanged" when the (1 − 2α) CI lies inside
+    the margin, "slower"/"faster" when it lies wholly beyond it, else "inconclusive" with how
+    many more requests (runs) per side would decide. ``factor`` defaults to 1 +
+    ``equivalence_margin_pct`` / 100 and ``confidence`` to 1 − 2 × ``equivalence_alpha`` of
+    the SLO file (a different ``confidence`` sets α = (1 − confidence) / 2). The
+    Mann–Whitney p is kept as a second, distribution-wide opinion (a column, not the verdict).
     """
+    st = default_slos().settings
+    if factor is None:
+        factor = 1.0 + st.equivalence_margin_pct / 100.0
+    if confidence is None:
+        confidence = 1.0 - 2.0 * st.equivalence_alpha
     side_a, side_b = _load_side(a), _load_side(b)
     by_runs = len(side_a) >= 2 and len(side_b) >= 2
     boot = {
@@ -168,11 +183,23 @@ def compare_runs(
         pa, pb, lo, hi, p_mw = est
         rows.append(
             _latency_row(
-                ep, da, db, pa, pb, lo, hi, p_mw, pc=pc, confidence=confidence, factor=factor
-            )
+                ep,
+                da,
+                db,
+                pa,
+                pb,
+                lo,
+                hi,
+                p_mw,
+                pc=pc,
+                confidence=confidence,
+                factor=factor,
+                unit="runs" if by_runs else "requests",
+            )  # fmt: skip
         )
     lat_cols = ["name", "n_a", "n_b", "runs_a", "runs_b", f"{pc}_a", f"{pc}_b", "delta_ms",
-                "ci_low", "ci_high", "ratio", "mannwhitney_p", "significant", "change", "verdict"]  # fmt: skip
+                "ci_low", "ci_high", "ci_level", "margin_ms", "ratio", "mannwhitney_p",
+                "significant", "change", "more_to_decide", "verdict", "equivalence"]  # fmt: skip
     memory, errors = _side_tables(labels, side_a, side_b)
     return Comparison(
         latency=pd.DataFrame(rows, columns=lat_cols),
@@ -250,17 +277,28 @@ def _latency_row(
     pc: str,
     confidence: float,
     factor: float,
+    unit: str,
 ) -> dict[str, Any]:
-    """One endpoint's row: the change is "slower"/"faster" only when the CI excludes 0 and
-    |Δ| reaches the practical threshold (asv ``--factor``); the verdict says why."""
+    """One endpoint's row: the change is the equivalence test's verdict
+    (:func:`perflib.stats.equivalence`) and the verdict sentence prints the figures it
+    follows from — the CI, its level and the margin."""
     delta = pb - pa
+    margin = (factor - 1.0) * abs(pa)
+    n_side = min(sum(v.size for v in da), sum(v.size for v in db))
+    if unit == "runs":
+        n_side = min(len(da), len(db))
+    eq = equivalence(delta, lo, hi, margin, alpha=(1.0 - confidence) / 2.0, n=n_side)
     significant = not math.isnan(lo) and (lo > 0 or hi < 0)
-    practical = abs(delta) >= (factor - 1.0) * abs(pa)
-    change = ("slower" if delta > 0 else "faster") if (significant and practical) else "unchanged"
     ci = f"{confidence:.0%} CI [{lo:+,.0f}, {hi:+,.0f}] ms" if not math.isnan(lo) else "no CI"
-    note = ""
-    if change == "unchanged" and significant:
-        note = f", within the {factor - 1:.0%} practical threshold"
+    edge = f"margin ±{margin:,.0f} ms = {factor - 1:.0%} of A's {pc}"
+    if eq.verdict == "unchanged":
+        why = f"CI inside the {edge}"
+    elif eq.verdict in ("slower", "faster"):
+        why = f"CI wholly beyond the {edge}"
+    else:
+        why = f"CI crosses the {edge}"
+        if eq.more_to_decide is not None:
+            why += f"; ~{eq.more_to_decide:,} more {unit} per side would decide (CI ∝ 1/√n)"
     return {
         "name": ep,
         "n_a": int(sum(v.size for v in da)),
@@ -272,11 +310,15 @@ def _latency_row(
         "delta_ms": delta,
         "ci_low": lo,
         "ci_high": hi,
+        "ci_level": confidence,
+        "margin_ms": margin,
         "ratio": pb / pa if pa else math.nan,
         "mannwhitney_p": p_mw,
         "significant": significant,
-        "change": change,
-        "verdict": f"{pc} {change} (Δ {delta:+,.0f} ms, {ci}, p = {p_mw:.2g}{note})",
+        "change": eq.verdict,
+        "more_to_decide": eq.more_to_decide,
+        "verdict": f"{pc} {eq.verdict} (Δ {delta:+,.0f} ms, {ci}; {why})",
+        "equivalence": eq.to_dict(),
     }
 
 

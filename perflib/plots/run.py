@@ -440,9 +440,7 @@ def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None =
         hi = 100.0 * lat["ci_high"].to_numpy(dtype="float64") / base
         y = np.arange(len(lat))
         band = 100.0 * (cmp.factor - 1.0)
-        axd.axvspan(
-            -band, band, color="#e8eaed", zorder=0, label=f"practical threshold ±{band:g} %"
-        )
+        axd.axvspan(-band, band, color="#e8eaed", zorder=0, label=f"equivalence margin ±{band:g} %")
         for i, change in enumerate(lat["change"]):
             colour = {"slower": "#d93025", "faster": "#188038"}.get(change, "#5f6368")
             err = np.nan_to_num(np.abs([[rel[i] - lo[i]], [hi[i] - rel[i]]]))
