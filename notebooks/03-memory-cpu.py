@@ -100,16 +100,16 @@ pd.concat(events, ignore_index=True) if events else Markdown(
 # %% [markdown]
 # ## Leak estimate
 #
-# The memory slope during steady load by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval; a leak is suspected only when the whole interval lies above the SLO file's threshold. Short runs give wide intervals: a soak run is the real test.
+# The memory slope by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval, over a stage whose load is flat (`hold …`) and at least the SLO file's `leak_min_window_s` long: under a ramp memory follows the load, so the guide's load profile (which ramps throughout) cannot test for a leak and says so. A leak is suspected only when the whole interval lies above the SLO file's threshold; the soak profile (`perflib run soak`) is the real test.
 
 # %%
 pd.DataFrame(
     [
         {
             "run": rp.run_label(a.run),
+            "verdict": a.memory.leak_verdict,
             "slope (MB/min)": a.memory.leak.slope_mb_per_min if a.memory.leak else None,
-            "suspected": a.memory.leak.suspected if a.memory.leak else None,
-            "evidence": a.memory.leak.evidence if a.memory.leak else "too few steady samples",
+            "evidence": a.memory.leak_note,
         }
         for a in analyses
     ]

@@ -178,6 +178,8 @@ class RunAnalysis:
                 "dropped_iterations": self.saturation.dropped_iterations,
                 "evidence": self.saturation.evidence,
             },
+            "leak_verdict": self.memory.leak_verdict,
+            "leak_note": self.memory.leak_note,
             "leak": None
             if leak is None
             else {
@@ -287,7 +289,6 @@ def analyze_run(
         thresholds_mb=st.memory_thresholds_mb,
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
-        leak_stages=st.leak_stages,
         leak_min_mb_per_min=st.leak_min_mb_per_min,
         leak_min_window_s=st.leak_min_window_s,
         sustained_threshold_mb=_threshold(slo_file, "memory_sustained"),

@@ -98,8 +98,8 @@ def rule_oom(runs: Sequence[RunEvidence]) -> tuple[float, RuleResult]:
 
 def latency_slower(result: Mapping[str, Any]) -> tuple[bool, str]:
     """Did a ``compare_runs`` digest find p95 latency worse? Uses the all-requests row when
-    present (the guide's "p95 latency"), else any endpoint; "slower" needs the CI to exclude
-    0 and |Δ| ≥ 10 % (analysis.compare_runs)."""
+    present (the guide's "p95 latency"), else any endpoint; "slower" is the equivalence
+    test's verdict: the whole 90 % CI beyond +margin (analysis.compare_runs)."""
     rows = result.get("latency") or []
     overall = [r for r in rows if r.get("name") == "(all)"] or rows
     slower = [r for r in overall if r.get("change") == "slower"]
