@@ -94,7 +94,7 @@ def test_latency_over_time_chart(run: an.RunAnalysis) -> None:
     allrows = a.latency_over_time[a.latency_over_time["name"] == an.ALL]
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), allrows["p95"])
     # stages shaded and named
-    assert {t.get_text() for t in ax.texts} >= {"ramp-up", "steady", "ramp-down"}
+    assert {t.get_text() for t in ax.texts} >= {"ramp 0→10 VUs", "hold 10 VUs", "ramp 10→0 VUs"}
     _render(fig)
 
 
