@@ -5,6 +5,7 @@ run's raw files)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -216,23 +217,11 @@ def _threshold(slos: SloFile, kind: Literal["memory_sustained", "cpu_sustained"]
         return default_slos().sustained_threshold(kind)
 
 
-def analyze_run(
-    run_dir: str | Path | RunDir,
-    *,
-    slos: SloFile | str | Path | None = None,
-    bucket: str | None = None,
-) -> RunAnalysis:
-    """Analyse one run directory: every frame and summary above plus the SLO verdicts.
-
-    Parts of the run that are missing (no k6 output after an early OOM, no samples.csv) give
-    empty frames and ``no data`` verdicts with a warning, never an exception; a path that is
-    not a run directory raises FileNotFoundError.
-    """
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-    slo_file = slos if isinstance(slos, SloFile) else load_slos(slos)
-    st = slo_file.settings
-    width = bucket or st.bucket
-    warnings: list[str] = []
+def _read_k6(
+    run: RunDir, warnings: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The run's requests, VU/drop points and k6's own figures, read once through
+    :mod:`perflib.ingest`; what ingest had to skip or exclude goes to ``warnings``."""
     requests, points = _empty_requests(), pd.DataFrame(columns=["time", "metric", "value"])
     k6_metrics: dict[str, dict[str, Any]] = {}
     if run.summary_path.exists():
@@ -240,35 +229,34 @@ def analyze_run(
             k6_metrics = k6.read_summary_export(run.summary_path)
         except k6.K6InputError as exc:
             warnings.append(f"{exc}: k6's own figures taken from the NDJSON instead")
-    if run.k6_outputs:
-        ing = k6.ingest(run.path)  # parses once into the Parquet cache the readers use
-        try:
-            warnings.extend(ing.warnings)  # skipped/truncated lines, never silent
-            if not k6_metrics:
-                k6_metrics = dict(k6.summarize(ing).get("metrics", {}))
-        finally:
-            ing.cleanup()
-        requests = k6.read_requests(run.path)
-        excluded = int(requests.attrs.get("excluded_values", 0))
-        if excluded:  # as summarize: left out of every statistic, and said
-            warnings.append(
-                f"k6 output: {excluded} impossible timing value(s) (NaN, infinite, negative or "
-                "above a week) read as unknown and left out of the latency figures"
-            )
-        points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
-    else:
+    if not run.k6_outputs:
         warnings.append("no k6 output in the run directory: latency and error figures missing")
-    start, end = k6_window(run.manifest, requests)
-    # the manifest with the k6 window filled in from the requests when the runner lacked it
-    manifest = dict(run.manifest)
-    if start is not None and not manifest.get("k6_started_at"):
-        manifest["k6_started_at"] = start.isoformat()
-        warnings.append("manifest has no k6_started_at: k6 window taken from the requests")
-    if end is not None and not manifest.get("k6_ended_at"):
-        manifest["k6_ended_at"] = end.isoformat()
-    duration = (end - start).total_seconds() if start is not None and end is not None else None
-    # A malformed samples.csv / events.jsonl raises RunDirError (file and line); isolated bad
-    # cells and a cut-off last line are read around, and said here.
+        return requests, points, k6_metrics
+    ing = k6.ingest(run.path)  # parses once into the Parquet cache the readers use
+    try:
+        warnings.extend(ing.warnings)  # skipped/truncated lines, never silent
+        if not k6_metrics:
+            k6_metrics = dict(k6.summarize(ing).get("metrics", {}))
+    finally:
+        ing.cleanup()
+    requests = k6.read_requests(run.path)
+    excluded = int(requests.attrs.get("excluded_values", 0))
+    if excluded:  # as summarize: left out of every statistic, and said
+        warnings.append(
+            f"k6 output: {excluded} impossible timing value(s) (NaN, infinite, negative or "
+            "above a week) read as unknown and left out of the latency figures"
+        )
+    points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
+    return requests, points, k6_metrics
+
+
+def _read_resources(
+    run: RunDir, warnings: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """samples.csv and events.jsonl, and the notes on what reading them had to read around.
+
+    A malformed file raises RunDirError (file and line); isolated bad cells and a cut-off last
+    line are read around, and said in ``warnings``."""
     samples = run.samples() if run.samples_path.exists() else None
     if samples is None:
         warnings.append("no samples.csv: memory and CPU figures missing")
@@ -277,11 +265,14 @@ def analyze_run(
     raw_events = run.events()
     input_notes = list(samples.attrs.get("notes", [])) + list(raw_events.attrs.get("notes", []))
     warnings.extend(input_notes)
-    done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
-    if done.caveat:
-        warnings.insert(0, done.caveat)
-    log_text = _read_text(run.service_log_path)
-    events = resource_events(raw_events, {"service.log": log_text}, origin=start)
+    return samples, raw_events, input_notes
+
+
+def _resources(
+    samples: pd.DataFrame, manifest: Mapping[str, Any], events: pd.DataFrame, slo_file: SloFile
+) -> tuple[MemorySummary, CpuSummary]:
+    """Memory and CPU summaries with the SLO file's knobs and thresholds."""
+    st = slo_file.settings
     memory = memory_summary(
         samples,
         manifest,
@@ -301,6 +292,43 @@ def analyze_run(
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
     )
+    return memory, cpu
+
+
+def analyze_run(
+    run_dir: str | Path | RunDir,
+    *,
+    slos: SloFile | str | Path | None = None,
+    bucket: str | None = None,
+) -> RunAnalysis:
+    """Analyse one run directory: every frame and summary above plus the SLO verdicts.
+
+    Parts of the run that are missing (no k6 output after an early OOM, no samples.csv) give
+    empty frames and ``no data`` verdicts with a warning, never an exception; a path that is
+    not a run directory raises FileNotFoundError.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
+    slo_file = slos if isinstance(slos, SloFile) else load_slos(slos)
+    st = slo_file.settings
+    width = bucket or st.bucket
+    warnings: list[str] = []
+    requests, points, k6_metrics = _read_k6(run, warnings)
+    start, end = k6_window(run.manifest, requests)
+    # the manifest with the k6 window filled in from the requests when the runner lacked it
+    manifest = dict(run.manifest)
+    if start is not None and not manifest.get("k6_started_at"):
+        manifest["k6_started_at"] = start.isoformat()
+        warnings.append("manifest has no k6_started_at: k6 window taken from the requests")
+    if end is not None and not manifest.get("k6_ended_at"):
+        manifest["k6_ended_at"] = end.isoformat()
+    duration = (end - start).total_seconds() if start is not None and end is not None else None
+    samples, raw_events, input_notes = _read_resources(run, warnings)
+    done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
+    if done.caveat:
+        warnings.insert(0, done.caveat)
+    log_text = _read_text(run.service_log_path)
+    events = resource_events(raw_events, {"service.log": log_text}, origin=start)
+    memory, cpu = _resources(samples, manifest, events, slo_file)
     steps = parse_step_log(log_text)
     analysis = RunAnalysis(
         run=run,

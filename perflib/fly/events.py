@@ -134,7 +134,7 @@ def parse_log_lines(lines: Iterable[str], *, source: str = "logs") -> LogParse:
             continue
         result.lines += 1
         message, when, instance, region = split_log_line(raw)
-        kind, detail = _classify(message)
+        kind, detail = classify_log_message(message)
         if kind is None:
             continue
         detail.update(
@@ -155,7 +155,9 @@ def parse_log_lines(lines: Iterable[str], *, source: str = "logs") -> LogParse:
     return result
 
 
-def _classify(message: str) -> tuple[str | None, dict[str, Any]]:
+def classify_log_message(message: str) -> tuple[str | None, dict[str, Any]]:
+    """One log message (without its timestamp) → (event type, detail), or (None, {}): the
+    one classifier of OOM, exit and restart lines (:func:`parse_log_lines` uses it)."""
     m = _KERNEL_OOM.search(message)
     if m:
         detail: dict[str, Any] = {

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from perflib.cost import (
+    PriceSet,
     machine_price,
     monthly_cost,
     resolve_price_set,
@@ -23,6 +24,7 @@ from perflib.sizing.capacity import (
     capacity,
 )
 from perflib.sizing.evidence import (
+    RunEvidence,
     _as_evidence,
     evidence_from_samples,
 )
@@ -162,25 +164,91 @@ def recommend(
     ``runs``: run directories (paths / RunDir) or RunEvidence; or ``samples`` (+ ``events``).
     ``current``: the preset the app runs on now (default: the runs' preset if they agree,
     else the guide's shared-cpu-1x:1024mb)."""
+    ev, ps, region, cur = _inputs(runs, samples, events, current, region, instances, price_set)
+    reasons: list[str] = []
+    rules: list[RuleResult] = []
+    mem = _memory_rules(ev, rules, reasons, latency_check, latency)
+    scale = _scale_up_rules(ev, mem, cur, rules, reasons)
+    n_inst = max(instances, HA_INSTANCES) if ha else instances
+    pick = _cheapest(lambda p: _allowed(p, mem, scale), region, ps.name)
+    cur_cost = monthly_cost(cur, 1, region, price_set=ps.name)
+    rec_cost, savings = _pick_reasons(
+        pick, cur, cur_cost, instances, n_inst, ha, region, ps, reasons
+    )
+    pool = _pool_from_runs(mem.sizing_runs, current_pool)
+    pool_note = _pool_reason(pool, current_pool, mem.peak, pick, reasons)
+    egress = egress_estimate(mem.sizing_runs, region, monthly_requests)
+    if egress and monthly_requests and rec_cost is not None:
+        rec_cost = round(rec_cost + egress["monthly_usd"], 2)
+        savings = round(cur_cost * instances + egress["monthly_usd"] - rec_cost, 2)
+        reasons.append(
+            f"Egress: {egress['bytes_per_request']:.0f} B/request (k6 data_received) × "
+            f"{monthly_requests:,.0f} requests/30 d = {egress['monthly_gb']:.2f} GB → "
+            f"${egress['monthly_usd']:.2f} at ${egress['usd_per_gb']}/GB ({region})"
+        )
+    cpu_kind = "performance" if scale.perf_needed else "shared"
+    so = second_opinion(
+        ev, cpu_kind=cpu_kind if scale.perf_needed else None, instances=n_inst,
+        region=region, price_set=ps.name,
+    )  # fmt: skip
+    caps = _capacities(ev, region, ps.name, pick, reasons)
+    opt1 = guide_option_1(
+        mem.load_peak, ev, mem.lat_verdicts, mem.oom_mb, cur, instances, region, ps.name
+    )
+    partial = [r for r in ev if r.partial]
+    confidence = _confidence(ev, partial, opt1, reasons)
+    caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
+    return Recommendation(
+        recommended_preset=pick.name if pick else None,
+        memory_mb=pick.memory_mb if pick else None,
+        monthly_cost_usd=rec_cost,
+        current_preset=cur.name,
+        current_monthly_cost_usd=round(cur_cost * instances, 2),
+        monthly_savings_usd=savings,
+        reasons=reasons,
+        instances=n_inst,
+        region=region,
+        price_set=ps.name,
+        required_memory_mb=mem.required,
+        peak_memory_mb=mem.peak,
+        cpu_kind=cpu_kind,
+        rules=rules,
+        second_opinion=so,
+        pool=pool,
+        capacity=caps,
+        confidence=confidence,
+        next_steps=_next_steps(ev, pick, cur, pool, pool_note, scale.upstream_bound),
+        runs=[r.label for r in ev],
+        egress=egress,
+        guide_option_1=opt1,
+        latency_attribution=scale.attributions,
+        partial_runs=[r.label for r in partial],
+        warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
+    )
+
+
+def _inputs(
+    runs: Iterable[Any] | None,
+    samples: str | Path | pd.DataFrame | None,
+    events: str | Path | pd.DataFrame | None,
+    current: str | None,
+    region: str,
+    instances: int,
+    price_set: str | None,
+) -> tuple[list[RunEvidence], PriceSet, str, Preset]:
+    """The evidence, price set, region and current preset, each checked (SizingError)."""
     ev = _as_evidence(runs) if runs else []
     if samples is not None:
         ev.append(evidence_from_samples(samples, events))
     if not ev:
         raise SizingError("no evidence: pass run directories or a samples file")
+    if instances < 1:
+        raise SizingError(f"instances must be >= 1, got {instances}")
+    run_presets = {r.preset for r in ev if r.preset is not None}
     try:
         ps = resolve_price_set(price_set)
         region = region.strip().lower()
         machine_price(DEFAULT_CURRENT, region, ps.name)  # validates the region
-    except PricingError as exc:
-        raise SizingError(str(exc)) from exc
-    if instances < 1:
-        raise SizingError(f"instances must be >= 1, got {instances}")
-    reasons: list[str] = []
-    rules: list[RuleResult] = []
-
-    # current preset
-    run_presets = {r.preset for r in ev if r.preset is not None}
-    try:
         if current:
             cur = parse_preset(current)
         elif len(run_presets) == 1:
@@ -189,10 +257,36 @@ def recommend(
             cur = parse_preset(DEFAULT_CURRENT)
     except PricingError as exc:
         raise SizingError(str(exc)) from exc
+    return ev, ps, region, cur
 
+
+@dataclass
+class _MemoryRules:
+    """What the memory rules decided: the sizing runs and their peaks, the buffered memory,
+    the sizes ruled out (strictly more memory than ``min_exclusive_mb``)."""
+
+    sizing_runs: list[RunEvidence]
+    n_sizing: int  # sizing runs before the OOM-killed ones were set aside
+    peak: float
+    load_peak: float
+    required: float
+    small_ruled_out: bool
+    oom_mb: float
+    min_exclusive_mb: float
+    lat_verdicts: dict[str, tuple[bool, str]]
+
+
+def _memory_rules(
+    ev: list[RunEvidence],
+    rules: list[RuleResult],
+    reasons: list[str],
+    latency_check: bool,
+    latency: Mapping[str, Mapping[str, Any]] | None,
+) -> _MemoryRules:
+    """The buffer, 512 MB, OOM and "p95 latency unchanged" rules."""
     # peaks: stress runs are for capacity, not for sizing (they push past the SLOs on purpose)
     sizing_runs = [r for r in ev if (r.profile or "") != "stress"] or ev
-    sizing_pool = sizing_runs
+    n_sizing = len(sizing_runs)
     # an OOM-killed run's peak is censored at its limit (it would have used more): the OOM
     # rule speaks for it; the buffer applies to the runs that completed
     completed = [r for r in sizing_runs if not r.oom_count]
@@ -207,17 +301,11 @@ def recommend(
     load_runs = [r for r in sizing_runs if (r.profile or "") == "load"] or sizing_runs
     load_peak = max(r.peak_mb for r in load_runs)
     required, why = rule_buffer(peak)
-    reasons.append(why)
-    rules.append(RuleResult("buffer", True, why))
-
     r512 = rule_512(load_peak, sizing_runs[0].limits)
-    rules.append(r512)
-    reasons.append(r512.reason)
-
     oom_mb, r_oom = rule_oom(ev)
-    rules.append(r_oom)
-    reasons.append(r_oom.reason)
-
+    for rule in (RuleResult("buffer", True, why), r512, r_oom):
+        rules.append(rule)
+        reasons.append(rule.reason)
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
     lat_verdicts: dict[str, tuple[bool, str]] = {}
     if latency_check:
@@ -225,10 +313,32 @@ def recommend(
         rules.extend(lat_rules)
         reasons.extend(x.reason for x in lat_rules)
         min_exclusive_mb = max(min_exclusive_mb, slow_mb)
-    not_larger_than: list[Preset] = []  # p95 > 3 s at these: the pick must be larger
-    perf_needed = False
-    attributions: list[LatencyAttribution] = []
-    upstream_bound: list[LatencyAttribution] = []
+    return _MemoryRules(
+        sizing_runs, n_sizing, peak, load_peak, required, r512.triggered, oom_mb,
+        min_exclusive_mb, lat_verdicts,
+    )  # fmt: skip
+
+
+@dataclass
+class _ScaleUp:
+    """What the guide's scale-up triggers decided."""
+
+    perf_needed: bool = False
+    not_larger_than: list[Preset] = field(default_factory=list)  # the pick must be larger
+    attributions: list[LatencyAttribution] = field(default_factory=list)
+    upstream_bound: list[LatencyAttribution] = field(default_factory=list)
+
+
+def _scale_up_rules(
+    ev: list[RunEvidence],
+    mem: _MemoryRules,
+    cur: Preset,
+    rules: list[RuleResult],
+    reasons: list[str],
+) -> _ScaleUp:
+    """Memory consistently above, p95 above the trigger (unless upstream-bound), CPU
+    consistently above: per run; raises ``mem.min_exclusive_mb`` for the memory trigger."""
+    out = _ScaleUp()
     for r in ev:
         m = rule_memory_sustained(r)
         rules.append(m)
@@ -236,9 +346,9 @@ def recommend(
             reasons.append(m.reason)
             # the guide wrote this for its 1 GB VM: scale up = more than min(limit, 1 GB)
             lim = r.memory_limit_mb or r.peak_mb
-            min_exclusive_mb = max(min_exclusive_mb, min(lim, GUIDE_VM_MB))
+            mem.min_exclusive_mb = max(mem.min_exclusive_mb, min(lim, GUIDE_VM_MB))
         p = rule_p95(r)
-        if p.triggered and (r.profile or "") == "stress" and len(sizing_pool) < len(ev):
+        if p.triggered and (r.profile or "") == "stress" and mem.n_sizing < len(ev):
             p = RuleResult(
                 "p95",
                 False,
@@ -252,120 +362,134 @@ def recommend(
             reasons.append(p.reason)
             att = latency_attribution(r)
             if att is not None:
-                attributions.append(att)
+                out.attributions.append(att)
             up = rule_p95_upstream(r, att)
             rules.append(up)
             reasons.append(up.reason)
-            if up.triggered:
-                upstream_bound.append(att)  # type: ignore[arg-type]
+            if up.triggered and att is not None:
+                out.upstream_bound.append(att)
             else:
-                not_larger_than.append(r.preset or cur)
+                out.not_larger_than.append(r.preset or cur)
         rules.append(c)
         if c.triggered:
             reasons.append(c.reason)
-            perf_needed = True
+            out.perf_needed = True
     quiet = [x for x in rules if x.rule in ("memory_sustained", "p95", "cpu_sustained")]
     if not any(x.triggered for x in quiet):
-        lim = ev[0].limits
-        worst_mem = max(r.longest_above("memory_used_mb", r.limits.memory_mb) for r in ev)
-        worst_cpu = max(r.longest_above("cpu_pct", r.limits.cpu_pct, per_cpu=True) for r in ev)
-        p95s = [r.p95_ms for r in ev if r.p95_ms is not None]
-        reasons.append(
-            f"{G}, VM Sizing Strategy: no scale-up trigger — memory > {lim.memory_mb:.0f} MB "
-            f"for at most {worst_mem:.0f} s, CPU > {lim.cpu_pct:.0f} % for at most "
-            f"{worst_cpu:.0f} s"
-            + (f", p95 at most {max(p95s):.0f} ms ≤ {lim.p95_ms:.0f} ms" if p95s else "")
-        )
+        reasons.append(_no_trigger_reason(ev))
+    return out
 
-    n_inst = instances
-    if ha:
-        n_inst = max(instances, HA_INSTANCES)
 
-    def ok(p: Preset) -> bool:
-        if p.memory_mb < required or p.memory_mb <= min_exclusive_mb:
-            return False
-        if r512.triggered and p.memory_mb <= SMALL_PRESET_MB:
-            return False
-        if perf_needed and p.cpu_kind != "performance":
-            return False
-        return all(p.is_larger_than(q) for q in not_larger_than)
+def _no_trigger_reason(ev: list[RunEvidence]) -> str:
+    lim = ev[0].limits
+    worst_mem = max(r.longest_above("memory_used_mb", r.limits.memory_mb) for r in ev)
+    worst_cpu = max(r.cpu_longest_above(r.limits.cpu_pct) for r in ev)
+    p95s = [r.p95_ms for r in ev if r.p95_ms is not None]
+    return (
+        f"{G}, VM Sizing Strategy: no scale-up trigger — memory > {lim.memory_mb:.0f} MB "
+        f"for at most {worst_mem:.0f} s, CPU > {lim.cpu_pct:.0f} % for at most "
+        f"{worst_cpu:.0f} s"
+        + (f", p95 at most {max(p95s):.0f} ms ≤ {lim.p95_ms:.0f} ms" if p95s else "")
+    )
 
-    pick = _cheapest(ok, region, ps.name)
-    cur_cost = monthly_cost(cur, 1, region, price_set=ps.name)
+
+def _allowed(p: Preset, mem: _MemoryRules, scale: _ScaleUp) -> bool:
+    """Does preset ``p`` satisfy every rule?"""
+    if p.memory_mb < mem.required or p.memory_mb <= mem.min_exclusive_mb:
+        return False
+    if mem.small_ruled_out and p.memory_mb <= SMALL_PRESET_MB:
+        return False
+    if scale.perf_needed and p.cpu_kind != "performance":
+        return False
+    return all(p.is_larger_than(q) for q in scale.not_larger_than)
+
+
+def _pick_reasons(
+    pick: Preset | None,
+    cur: Preset,
+    cur_cost: float,
+    instances: int,
+    n_inst: int,
+    ha: bool,
+    region: str,
+    ps: PriceSet,
+    reasons: list[str],
+) -> tuple[float | None, float | None]:
+    """The pick's cost and the savings against the current preset, with their reasons."""
     if pick is None:
         reasons.append("No Fly preset satisfies every rule: the largest is too small")
-        rec_cost = None
-        savings = None
-    else:
-        rec_cost = monthly_cost(pick, n_inst, region, price_set=ps.name)
-        savings = round(cur_cost * instances - rec_cost, 2)
-        reasons.append(
-            f"Cheapest preset satisfying every rule: {pick.name} at ${machine_price(pick, region, ps.name):.2f}"
-            f"/30 d ({region}, price set {ps.name}{', reported' if ps.status != 'confirmed' else ''})"
-        )
-        if ha:
-            reasons.append(
-                f"{G}, Scaling Options, Option 2 (high availability): {n_inst} instances → "
-                f"{n_inst} × ${machine_price(pick, region, ps.name):.2f} = ${rec_cost:.2f}/30 d "
-                '("Costs: 2x the resources")'
-            )
-        if pick.memory_mb < SMALL_PRESET_MB:
-            reasons.append(
-                f"Caution: {pick.memory_mb} MB is the size users most often report OOM kills "
-                "at while installing or booting Python apps (docs/guide.md#fly-oom-evidence); the load test only "
-                "covers what it exercised"
-            )
-        verb = "saves" if savings >= 0 else "costs"
-        reasons.append(
-            f"Current {cur.name} × {instances} = ${cur_cost * instances:.2f}/30 d → "
-            f"{pick.name} × {n_inst} {verb} ${abs(savings):.2f}/30 d"
-        )
-
-    pool = _pool_from_runs(sizing_runs, current_pool)
-    pool_note: str | None = None
-    if pool:
-        reasons.append(pool.reason)
-        extra_hi = (pool.connections - current_pool) * POOL_MB_PER_CONNECTION[1]
-        need = (peak + extra_hi) * BUFFER
-        if pick is not None and extra_hi > 0 and need > pick.memory_mb:
-            pool_note = (
-                f"{G}, Database Connection Pool Tuning + Optimization Checklist: a pool of "
-                f"{pool.connections} instead of {current_pool} adds up to {extra_hi:.0f} MB that "
-                f"the measured peak does not include: ({peak:.0f} + {extra_hi:.0f}) × {BUFFER} = "
-                f"{need:.0f} MB > {pick.memory_mb} MB of {pick.name} → do not change both at "
-                f"once: re-run the load test with DB_POOL_SIZE={pool.connections} first"
-            )
-            reasons.append(pool_note)
-    egress = egress_estimate(sizing_runs, region, monthly_requests)
-    if egress and monthly_requests and rec_cost is not None:
-        rec_cost = round(rec_cost + egress["monthly_usd"], 2)
-        cur_total = cur_cost * instances + egress["monthly_usd"]
-        savings = round(cur_total - rec_cost, 2)
-        reasons.append(
-            f"Egress: {egress['bytes_per_request']:.0f} B/request (k6 data_received) × "
-            f"{monthly_requests:,.0f} requests/30 d = {egress['monthly_gb']:.2f} GB → "
-            f"${egress['monthly_usd']:.2f} at ${egress['usd_per_gb']}/GB ({region})"
-        )
-
-    so = second_opinion(
-        ev,
-        cpu_kind="performance" if perf_needed else None,
-        instances=n_inst,
-        region=region,
-        price_set=ps.name,
+        return None, None
+    unit = machine_price(pick, region, ps.name)
+    rec_cost = monthly_cost(pick, n_inst, region, price_set=ps.name)
+    savings = round(cur_cost * instances - rec_cost, 2)
+    reasons.append(
+        f"Cheapest preset satisfying every rule: {pick.name} at ${unit:.2f}"
+        f"/30 d ({region}, price set {ps.name}{', reported' if ps.status != 'confirmed' else ''})"
     )
+    if ha:
+        reasons.append(
+            f"{G}, Scaling Options, Option 2 (high availability): {n_inst} instances → "
+            f"{n_inst} × ${unit:.2f} = ${rec_cost:.2f}/30 d "
+            '("Costs: 2x the resources")'
+        )
+    if pick.memory_mb < SMALL_PRESET_MB:
+        reasons.append(
+            f"Caution: {pick.memory_mb} MB is the size users most often report OOM kills "
+            "at while installing or booting Python apps (docs/guide.md#fly-oom-evidence); the "
+            "load test only covers what it exercised"
+        )
+    verb = "saves" if savings >= 0 else "costs"
+    reasons.append(
+        f"Current {cur.name} × {instances} = ${cur_cost * instances:.2f}/30 d → "
+        f"{pick.name} × {n_inst} {verb} ${abs(savings):.2f}/30 d"
+    )
+    return rec_cost, savings
+
+
+def _pool_reason(
+    pool: PoolAdvice | None, current_pool: int, peak: float, pick: Preset | None, reasons: list[str]
+) -> str | None:
+    """The pool advice's reason, and a warning when a bigger pool would not fit the pick."""
+    if not pool:
+        return None
+    reasons.append(pool.reason)
+    extra_hi = (pool.connections - current_pool) * POOL_MB_PER_CONNECTION[1]
+    need = (peak + extra_hi) * BUFFER
+    if pick is None or extra_hi <= 0 or need <= pick.memory_mb:
+        return None
+    note = (
+        f"{G}, Database Connection Pool Tuning + Optimization Checklist: a pool of "
+        f"{pool.connections} instead of {current_pool} adds up to {extra_hi:.0f} MB that "
+        f"the measured peak does not include: ({peak:.0f} + {extra_hi:.0f}) × {BUFFER} = "
+        f"{need:.0f} MB > {pick.memory_mb} MB of {pick.name} → do not change both at "
+        f"once: re-run the load test with DB_POOL_SIZE={pool.connections} first"
+    )
+    reasons.append(note)
+    return note
+
+
+def _capacities(
+    ev: list[RunEvidence], region: str, price_set: str, pick: Preset | None, reasons: list[str]
+) -> list[Capacity]:
+    """Capacity of every stress run (a run it cannot be computed for says why)."""
     caps: list[Capacity] = []
     for r in ev:
         if (r.profile or "") == "stress" and r.run is not None:
             try:
-                cap = capacity(r, region=region, price_set=ps.name, recommended=pick)
+                cap = capacity(r, region=region, price_set=price_set, recommended=pick)
             except SizingError as exc:
                 reasons.append(f"Capacity of {r.label} not computed: {exc}")
                 continue
             caps.append(cap)
             reasons.append(_capacity_reason(cap, latency_attribution(r)))
-    opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
-    partial = [r for r in ev if r.partial]
+    return caps
+
+
+def _confidence(
+    ev: list[RunEvidence], partial: list[RunEvidence], opt1: dict[str, Any], reasons: list[str]
+) -> str:
+    """Confidence from the hours of evidence (low for a partial run, which is said first);
+    adds the guide's Option 1 answer to the reasons."""
     if partial:  # "safe per the load tests" only holds for the part of them that ran
         opt1["verdict"] += f" (from a partial run: {', '.join(r.label for r in partial)})"
     reasons.append(
@@ -374,7 +498,6 @@ def recommend(
     )
     history_h = sum(r.history_s for r in ev) / 3600
     confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
-    caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
     if partial:
         confidence = "low"
         reasons.insert(
@@ -384,24 +507,36 @@ def recommend(
             + " did not run the whole load profile, so its peaks and latencies may be too low "
             "(confidence set to low)",
         )
+    return confidence
+
+
+def _next_steps(
+    ev: list[RunEvidence],
+    pick: Preset | None,
+    cur: Preset,
+    pool: PoolAdvice | None,
+    pool_note: str | None,
+    upstream_bound: list[LatencyAttribution],
+) -> list[str]:
+    """What to do next: deploy and watch, and first what the runs did not settle."""
+    size = pick.name if pick else cur.name
     steps = [
-        f"Deploy {pick.name if pick else cur.name} (fly.toml [[vm]] size + memory; a `fly scale` "
+        f"Deploy {size} (fly.toml [[vm]] size + memory; a `fly scale` "
         "change is reset by the next deploy) and monitor for 24 h (Optimization Checklist)",
         "Check for OOM kills: fly logs | grep -i oom, or the fly_instance_exit_oom metric",
         "Keep the smaller size only if stable for 48 h with p95 latency unchanged "
         "(Right-Sizing Process); otherwise revert to 1 GB",
     ]
-    if pool_note:
+    if pool_note and pool is not None:
         steps.append(
-            f"Raise the DB pool to {pool.connections} only after a load test with "  # type: ignore[union-attr]
-            f"DB_POOL_SIZE={pool.connections} at {pick.name if pick else cur.name} shows the "  # type: ignore[union-attr]
-            "peak × 1.3 still fits"
+            f"Raise the DB pool to {pool.connections} only after a load test with "
+            f"DB_POOL_SIZE={pool.connections} at {size} shows the peak × {BUFFER} still fits"
         )
+    p95_s = ev[0].limits.p95_ms / 1000
     by_step: dict[tuple[Any, ...], list[str]] = {}
     for att in upstream_bound:
-        by_step.setdefault((att.dominant_step, att.what, att.advice, att.upstreams), []).append(
-            att.run
-        )
+        key = (att.dominant_step, att.what, att.advice, att.upstreams)
+        by_step.setdefault(key, []).append(att.run)
     for (step, what, advice, upstreams), labels in by_step.items():
         where = (
             f"; here the upstreams are the lab's '{upstreams}' emulators, so the p95 "
@@ -411,7 +546,7 @@ def recommend(
         )
         steps.insert(
             0,
-            f"p95 > 3 s ({', '.join(labels)}) is upstream-bound — Step {step} ({what}): "
+            f"p95 > {p95_s:g} s ({', '.join(labels)}) is upstream-bound — Step {step} ({what}): "
             f"{advice}; cut it with upstream timeouts, caching or concurrent calls, not a "
             f"bigger VM{where}",
         )
@@ -421,30 +556,4 @@ def recommend(
             f"{pick.name} was not load-tested here: run `perflib run load --vm {pick.name}` "
             f"and `perflib compare` it with the {cur.name} run before deploying",
         )
-    return Recommendation(
-        recommended_preset=pick.name if pick else None,
-        memory_mb=pick.memory_mb if pick else None,
-        monthly_cost_usd=rec_cost,
-        current_preset=cur.name,
-        current_monthly_cost_usd=round(cur_cost * instances, 2),
-        monthly_savings_usd=savings,
-        reasons=reasons,
-        instances=n_inst,
-        region=region,
-        price_set=ps.name,
-        required_memory_mb=required,
-        peak_memory_mb=peak,
-        cpu_kind="performance" if perf_needed else "shared",
-        rules=rules,
-        second_opinion=so,
-        pool=pool,
-        capacity=caps,
-        confidence=confidence,
-        next_steps=steps,
-        runs=[r.label for r in ev],
-        egress=egress,
-        guide_option_1=opt1,
-        latency_attribution=attributions,
-        partial_runs=[r.label for r in partial],
-        warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
-    )
+    return steps
