@@ -171,6 +171,8 @@ class StageLoad:
 
 def describe_load(start: float, target: float, unit: str) -> str:
     """``hold 20 VUs`` for a flat stage, ``ramp 5→10 VUs`` for a changing one."""
+    if unit == "VUs" and target == 1:
+        unit = "VU"
     if start == target:
         return f"hold {target:g} {unit}"
     return f"ramp {start:g}→{target:g} {unit}"

@@ -190,7 +190,7 @@ def test_stage_labels_describe_the_load_of_each_profile() -> None:
     stress = [ld.label for ld in PROFILES["stress"].stage_loads()][:3]
     assert stress == ["ramp 1→2 it/s", "hold 2 it/s", "ramp 2→5 it/s"]
     assert [ld.label for ld in PROFILES["soak"].stage_loads()] == ["hold 10 VUs"]
-    assert [ld.label for ld in PROFILES["smoke"].stage_loads()] == ["hold 1 VUs"]
+    assert [ld.label for ld in PROFILES["smoke"].stage_loads()] == ["hold 1 VU"]
     # a recorded manifest without start_load takes the named profile's start
     m = {"profile": "load", "executor": "ramping-vus", "stages": PROFILES["load"].scaled_stages()}
     assert list(an.stage_table(m)["stage"]) == load

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from perflib import ingest as k6
+from perflib.analysis.cpu import Throttling, throttling_analysis
 from perflib.analysis.latency import (
     ALL,
     Saturation,
@@ -87,6 +88,9 @@ class RunAnalysis:
     #: summary of the NDJSON): what sizing reads for p95, request rate and bytes received.
     k6_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: shared-CPU throttling as a finding (:func:`perflib.analysis.cpu.throttling_analysis`):
+    #: burst balance over time, exhaustion, throttled time, time to exhaust at the mean load
+    throttling: Throttling | None = None
 
     def __repr__(self) -> str:  # the frames' reprs would flood a notebook
         return (
@@ -179,6 +183,7 @@ class RunAnalysis:
                 "dropped_iterations": self.saturation.dropped_iterations,
                 "evidence": self.saturation.evidence,
             },
+            "throttling": self.throttling.to_dict() if self.throttling is not None else None,
             "leak_verdict": self.memory.leak_verdict,
             "leak_note": self.memory.leak_note,
             "leak": None
@@ -355,6 +360,13 @@ def analyze_run(
         completeness=done,
         skipped_cells=int(samples.attrs.get("bad_cells", 0)),
         input_notes=input_notes,
+    )
+    analysis.throttling = throttling_analysis(
+        cpu,
+        manifest,
+        events,
+        min_throttled_s=slo_file.settings.throttled_min_s,
+        max_gap_s=slo_file.settings.max_gap_s,
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)
     return analysis

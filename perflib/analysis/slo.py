@@ -68,6 +68,7 @@ class Settings(BaseModel):
     leak_min_window_s: float = Field(300.0, ge=0)
     equivalence_margin_pct: float = Field(10.0, gt=0)
     equivalence_alpha: float = Field(0.05, gt=0, lt=0.5)
+    throttled_min_s: float = Field(1.0, ge=0)
 
     @field_validator("bucket")
     @classmethod
