@@ -461,7 +461,11 @@ def comparison_summary(res: Any) -> dict[str, Any]:
             out[key] = getattr(res, key, None)
         out["verdicts"] = list(getattr(res, "verdicts", []))
         out["changed"] = bool(getattr(res, "changed", False))
-        for key in ("latency", "errors", "memory"):
+        out["throttling_differs"] = bool(getattr(res, "throttling_differs", False))
+        out["throttling_note"] = str(getattr(res, "throttling_note", ""))
+        out["confounded"] = list(getattr(res, "confounded", []))
+        out["unthrottled_window_s"] = getattr(res, "unthrottled_window_s", None)
+        for key in ("latency", "errors", "memory", "throttling", "unthrottled"):
             tab = getattr(res, key, None)
             if isinstance(tab, pd.DataFrame):
                 out[key] = json.loads(tab.to_json(orient="records", default_handler=str))
