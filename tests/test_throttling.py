@@ -93,3 +93,27 @@ def test_compare_flags_a_throttled_vs_unthrottled_pair() -> None:
     # neither throttled: nothing flagged
     c2 = an.compare_runs(a, _with_throttling(base, np.full(n, 5.0), np.zeros(n)), n_resamples=200)
     assert not c2.throttling_differs and c2.throttling_note == "" and c2.unthrottled is None
+
+
+def test_recommendation_says_when_sustained_load_exceeds_the_shared_baseline() -> None:
+    from perflib.rundir import RunDir
+    from perflib.sizing import recommend
+
+    run = "data/runs/02-load-1024mb"
+    rec = recommend([run])
+    # independent: the mean of cpu_pct over the k6 window of samples.csv
+    rd = RunDir.open(run)
+    s = pd.read_csv(rd.samples_path, parse_dates=["time"])
+    t0 = pd.Timestamp(rd.manifest["k6_started_at"])
+    t1 = pd.Timestamp(rd.manifest["k6_ended_at"])
+    load = s.loc[(s["time"] >= t0) & (s["time"] <= t1), "cpu_pct"].mean()
+    assert load > 6.25  # the recorded run averages above one shared vCPU's baseline
+    sc = rec.shared_cpu
+    assert sc is not None and sc["mean_load_pct"] == pytest.approx(load, abs=0.01)
+    assert sc["time_to_exhaust_fresh_s"] == pytest.approx(5.0 / (load / 100 - 0.0625), rel=1e-3)
+    assert sc["reason"] in rec.reasons
+    assert f"averaged {load:.1f} % CPU under load, above the shared-cpu-1x baseline" in sc["reason"]
+    names = [o["preset"] for o in sc["options"]]
+    assert names[0].startswith("shared-cpu-2x") and names[-1].startswith("performance-1x")
+    assert all(o["monthly_usd"] > 0 for o in sc["options"])
+    assert rec.to_dict()["shared_cpu"] == sc

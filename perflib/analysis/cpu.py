@@ -152,7 +152,7 @@ def _event_onset(events: pd.DataFrame | None) -> float | None:
     return float(t.min()) if len(t) else None
 
 
-def _fmt_s(s: float | None) -> str:
+def fmt_duration(s: float | None) -> str:
     if s is None:
         return "never"
     if s >= 3600:
@@ -263,8 +263,8 @@ def throttling_statement(t: Throttling) -> str:
         if t.exceeds_baseline:
             s += (
                 f": at this load a fresh Machine's {t.initial_balance_s:g} s balance lasts "
-                f"{_fmt_s(t.time_to_exhaust_fresh_s)} and a full {t.max_balance_s:g} s one "
-                f"{_fmt_s(t.time_to_exhaust_full_s)}, then it is throttled whatever its RAM"
+                f"{fmt_duration(t.time_to_exhaust_fresh_s)} and a full {t.max_balance_s:g} s one "
+                f"{fmt_duration(t.time_to_exhaust_full_s)}, then it is throttled whatever its RAM"
             )
         parts.append(s)
     return "; ".join(parts)
