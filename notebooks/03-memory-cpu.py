@@ -118,8 +118,23 @@ pd.DataFrame(
 # %% [markdown]
 # ## CPU and throttling
 #
-# Percent of one vCPU; the lower panel is the share of time the shared-CPU quota throttled the service.
+# Percent of one vCPU, with the preset's guaranteed share (6.25 % per shared vCPU) and the run's mean under load. The lower panel replays Fly's shared-CPU burst balance over the CPU samples (the model the VM emulation enforces) and shades the stretches the quota throttled the service. A mean above the baseline spends the balance: the table gives how long a fresh Machine's (5 s) and a full (500 s) balance last at the measured load.
+
+# %%
+pd.DataFrame(
+    [
+        {"run": rp.run_label(a.run), "finding": a.throttling.statement if a.throttling else None}
+        for a in analyses
+    ]
+)
 
 # %%
 for a in analyses:
-    display(plots.plot_cpu(a.cpu.timeline, stages=a.stages, title=f"CPU — {rp.run_label(a.run)}"))
+    display(
+        plots.plot_cpu(
+            a.cpu.timeline,
+            stages=a.stages,
+            throttling=a.throttling,
+            title=f"CPU — {rp.run_label(a.run)}",
+        )
+    )

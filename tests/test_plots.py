@@ -145,12 +145,39 @@ def test_cpu_chart(run: an.RunAnalysis) -> None:
     a = run
     fig = plots.plot_cpu(a.cpu.timeline, stages=a.stages)
     _labelled(fig)
-    assert fig.axes[1].get_ylabel() == "throttled (% of time)"
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "sustained > 70 % → dedicated CPU" in labels
     _render(fig)
     empty = make_samples(np.array([]))
     _render(plots.plot_cpu(an.cpu_summary(empty, {}).timeline))
+
+
+def test_cpu_chart_shows_the_shared_baseline_and_the_burst_balance() -> None:
+    m = manifest(T0, vm={"preset": "shared-cpu-1x:512mb", "memory_mb": 512})
+    n = 120
+    quiet = make_samples(np.full(n, 200.0), cpu=np.full(n, 8.0), throttled=np.zeros(n))
+    cpu = an.cpu_summary(quiet, m)
+    thr = an.throttling_analysis(cpu, m)
+    fig = plots.plot_cpu(cpu.timeline, throttling=thr)
+    _labelled(fig)
+    top, bottom = fig.axes[0], fig.axes[1]
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "shared baseline 6.25 % (shared-cpu-1x:512mb)" in labels
+    base = [ln for ln in top.get_lines() if ln.get_label().startswith("shared baseline")][0]
+    assert base.get_ydata()[0] == pytest.approx(6.25)
+    # the 50 % / 70 % guide lines are far above an 8 % load: named, not drawn off-scale
+    assert top.get_ylim()[1] < 50 and any("above this scale" in x for x in labels)
+    balance = bottom.get_lines()[0]
+    np.testing.assert_allclose(balance.get_ydata(), thr.balance["balance_s"])
+    assert "no throttling" in [t.get_text() for t in bottom.texts]  # never an empty panel
+    _render(fig)
+    hot = make_samples(np.full(n, 200.0), cpu=np.full(n, 40.0),
+                       throttled=np.r_[np.zeros(60), np.full(60, 80.0)])  # fmt: skip
+    cpu2 = an.cpu_summary(hot, m)
+    fig2 = plots.plot_cpu(cpu2.timeline, throttling=an.throttling_analysis(cpu2, m))
+    legend2 = [t.get_text() for t in fig2.axes[1].get_legend().get_texts()]
+    assert "throttled" in legend2 and not fig2.axes[1].texts
+    _render(fig2)
 
 
 def test_steps_and_comparison_charts(run: an.RunAnalysis) -> None:
