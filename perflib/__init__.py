@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "checks_table": "perflib.report",
     "go_no_go": "perflib.report",
     "size_runs": "perflib.report",
+    "no_sizing_reason": "perflib.report",
     "style_verdicts": "perflib.report",
     # run directories
     "caveats": "perflib.rundir",

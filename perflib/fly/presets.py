@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from perflib.errors import PerflibError
 from perflib.fly.burst import SHARED_BASELINE_PER_CPU
 
 
-class PricingError(ValueError):
+class PricingError(PerflibError, ValueError):
     """Unknown preset, memory size, region or price set (the message says which and why)."""
 
 
