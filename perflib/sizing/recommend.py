@@ -282,7 +282,7 @@ class _MemoryRules:
     small_ruled_out: bool
     oom_mb: float
     min_exclusive_mb: float
-    lat_verdicts: dict[str, tuple[bool, str]]
+    lat_verdicts: dict[str, tuple[bool, str, str]]
 
 
 def _memory_rules(
@@ -316,7 +316,7 @@ def _memory_rules(
         rules.append(rule)
         reasons.append(rule.reason)
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
-    lat_verdicts: dict[str, tuple[bool, str]] = {}
+    lat_verdicts: dict[str, tuple[bool, str, str]] = {}
     if latency_check:
         slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts)
         rules.extend(lat_rules)
