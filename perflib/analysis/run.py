@@ -140,6 +140,14 @@ class RunAnalysis:
             ("time at 100 % CPU", c.time_full_s, "s"),
             ("throttled time", c.throttled_s, "s"),
         ]
+        t = self.throttling
+        if t is not None and t.applies:
+            rows += [
+                ("shared-CPU baseline", t.baseline_pct, "%"),
+                ("burst balance exhausted at", t.exhausted_at_t_s, "s"),
+                ("full burst balance lasts at mean load", t.time_to_exhaust_full_s, "s"),
+            ]
+        rows.append(("memory leak", m.leak_verdict, ""))
         sa = self.step_attribution
         if sa.dominant_step is not None:
             rows.append(("dominant step (tail)", f"Step {sa.dominant_step}", ""))
