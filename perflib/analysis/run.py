@@ -142,11 +142,13 @@ class RunAnalysis:
         ]
         t = self.throttling
         if t is not None and t.applies:
-            rows += [
-                ("shared-CPU baseline", t.baseline_pct, "%"),
-                ("burst balance exhausted at", t.exhausted_at_t_s, "s"),
-                ("full burst balance lasts at mean load", t.time_to_exhaust_full_s, "s"),
-            ]
+            rows.append(("shared-CPU baseline", t.baseline_pct, "%"))
+            if t.exhausted_at_t_s is not None:
+                rows.append(("burst balance exhausted at", t.exhausted_at_t_s, "s"))
+            if t.time_to_exhaust_full_s is not None:  # None: the mean is within the baseline
+                rows.append(
+                    ("full burst balance lasts at mean load", t.time_to_exhaust_full_s, "s")
+                )
         rows.append(("memory leak", m.leak_verdict, ""))
         sa = self.step_attribution
         if sa.dominant_step is not None:
