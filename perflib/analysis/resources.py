@@ -51,7 +51,7 @@ def _timeline(samples: pd.DataFrame, origin: pd.Timestamp | None) -> pd.DataFram
 
 @dataclass
 class LeakEstimate:
-    """Memory slope during steady load: Theil–Sen estimator with its confidence interval.
+    """Memory slope over a flat-load stage: Theil–Sen estimator with its confidence interval.
 
     Theil (1950) / Sen (1968): the median of all pairwise slopes, robust to GC spikes and
     outliers; ``scipy.stats.theilslopes`` gives the CI from Kendall's tau distribution

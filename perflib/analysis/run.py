@@ -203,6 +203,7 @@ class RunAnalysis:
                 "ci_low": leak.ci_low,
                 "ci_high": leak.ci_high,
                 "n": leak.n,
+                "window": leak.window,
                 "method": leak.method,
                 "suspected": leak.suspected,
             },
