@@ -99,7 +99,7 @@ def test_latency_over_time_chart_has_one_panel_per_endpoint(run: an.RunAnalysis)
         np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), rows["p95"])
         assert ax.get_ylim()[0] == 0  # from zero: a small change looks small
         # stages shaded and named
-        assert {t.get_text() for t in ax.texts} >= {"ramp-up", "steady", "ramp-down"}
+        assert {t.get_text() for t in ax.texts} >= {"ramp 0→10 VUs", "hold 10 VUs", "ramp 10→0 VUs"}
     _render(fig)
     one = plots.plot_latency_over_time(a.latency_over_time, endpoint="/health")
     assert [ax.get_title() for ax in one.axes] == ["/health"]
@@ -243,12 +243,39 @@ def test_cpu_chart(run: an.RunAnalysis) -> None:
     a = run
     fig = plots.plot_cpu(a.cpu.timeline, stages=a.stages)
     _labelled(fig)
-    assert fig.axes[1].get_ylabel() == "throttled (% of time)"
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "sustained > 70 % → dedicated CPU" in labels
     _render(fig)
     empty = make_samples(np.array([]))
     _render(plots.plot_cpu(an.cpu_summary(empty, {}).timeline))
+
+
+def test_cpu_chart_shows_the_shared_baseline_and_the_burst_balance() -> None:
+    m = manifest(T0, vm={"preset": "shared-cpu-1x:512mb", "memory_mb": 512})
+    n = 120
+    quiet = make_samples(np.full(n, 200.0), cpu=np.full(n, 8.0), throttled=np.zeros(n))
+    cpu = an.cpu_summary(quiet, m)
+    thr = an.throttling_analysis(cpu, m)
+    fig = plots.plot_cpu(cpu.timeline, throttling=thr)
+    _labelled(fig)
+    top, bottom = fig.axes[0], fig.axes[1]
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "shared baseline 6.25 % (shared-cpu-1x:512mb)" in labels
+    base = [ln for ln in top.get_lines() if ln.get_label().startswith("shared baseline")][0]
+    assert base.get_ydata()[0] == pytest.approx(6.25)
+    # the 50 % / 70 % guide lines are far above an 8 % load: named, not drawn off-scale
+    assert top.get_ylim()[1] < 50 and any("above this scale" in x for x in labels)
+    balance = bottom.get_lines()[0]
+    np.testing.assert_allclose(balance.get_ydata(), thr.balance["balance_s"])
+    assert "no throttling" in [t.get_text() for t in bottom.texts]  # never an empty panel
+    _render(fig)
+    hot = make_samples(np.full(n, 200.0), cpu=np.full(n, 40.0),
+                       throttled=np.r_[np.zeros(60), np.full(60, 80.0)])  # fmt: skip
+    cpu2 = an.cpu_summary(hot, m)
+    fig2 = plots.plot_cpu(cpu2.timeline, throttling=an.throttling_analysis(cpu2, m))
+    legend2 = [t.get_text() for t in fig2.axes[1].get_legend().get_texts()]
+    assert "throttled" in legend2 and not fig2.axes[1].texts
+    _render(fig2)
 
 
 def test_steps_chart_names_every_step_and_hides_no_bar(run: an.RunAnalysis) -> None:
@@ -294,7 +321,7 @@ def test_comparison_chart(run: an.RunAnalysis) -> None:
         np.testing.assert_allclose(line.get_xdata(), np.sort(cmp.samples_a[name]))
         assert line.get_label() == f"1 GB (n={cmp.samples_a[name].size:,})"
     assert "Δp95 = 512 MB − 1 GB (% of 1 GB)" in delta.get_xlabel()
-    assert "95% confidence interval" in delta.get_xlabel()
+    assert f"{cmp.confidence:.0%} confidence interval" in delta.get_xlabel()
     row = cmp.latency.set_index("name").loc[an.ALL]
     dot = delta.containers[-1][0]  # the (all) row's errorbar marker, plotted last
     assert dot.get_xdata()[0] == pytest.approx(100 * row["delta_ms"] / row["p95_a"])

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from perflib import ingest as k6
+from perflib.analysis.cpu import Throttling, throttling_analysis
 from perflib.analysis.latency import (
     ALL,
     Saturation,
@@ -87,6 +88,9 @@ class RunAnalysis:
     #: summary of the NDJSON): what sizing reads for p95, request rate and bytes received.
     k6_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: shared-CPU throttling as a finding (:func:`perflib.analysis.cpu.throttling_analysis`):
+    #: burst balance over time, exhaustion, throttled time, time to exhaust at the mean load
+    throttling: Throttling | None = None
 
     def __repr__(self) -> str:  # the frames' reprs would flood a notebook
         return (
@@ -136,6 +140,16 @@ class RunAnalysis:
             ("time at 100 % CPU", c.time_full_s, "s"),
             ("throttled time", c.throttled_s, "s"),
         ]
+        t = self.throttling
+        if t is not None and t.applies:
+            rows.append(("shared-CPU baseline", t.baseline_pct, "%"))
+            if t.exhausted_at_t_s is not None:
+                rows.append(("burst balance exhausted at", t.exhausted_at_t_s, "s"))
+            if t.time_to_exhaust_full_s is not None:  # None: the mean is within the baseline
+                rows.append(
+                    ("full burst balance lasts at mean load", t.time_to_exhaust_full_s, "s")
+                )
+        rows.append(("memory leak", m.leak_verdict, ""))
         sa = self.step_attribution
         if sa.dominant_step is not None:
             rows.append(("dominant step (tail)", f"Step {sa.dominant_step}", ""))
@@ -179,6 +193,9 @@ class RunAnalysis:
                 "dropped_iterations": self.saturation.dropped_iterations,
                 "evidence": self.saturation.evidence,
             },
+            "throttling": self.throttling.to_dict() if self.throttling is not None else None,
+            "leak_verdict": self.memory.leak_verdict,
+            "leak_note": self.memory.leak_note,
             "leak": None
             if leak is None
             else {
@@ -186,6 +203,7 @@ class RunAnalysis:
                 "ci_low": leak.ci_low,
                 "ci_high": leak.ci_high,
                 "n": leak.n,
+                "window": leak.window,
                 "method": leak.method,
                 "suspected": leak.suspected,
             },
@@ -278,7 +296,6 @@ def _resources(
         thresholds_mb=st.memory_thresholds_mb,
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
-        leak_stages=st.leak_stages,
         leak_min_mb_per_min=st.leak_min_mb_per_min,
         leak_min_window_s=st.leak_min_window_s,
         sustained_threshold_mb=_threshold(slo_file, "memory_sustained"),
@@ -354,6 +371,13 @@ def analyze_run(
         completeness=done,
         skipped_cells=int(samples.attrs.get("bad_cells", 0)),
         input_notes=input_notes,
+    )
+    analysis.throttling = throttling_analysis(
+        cpu,
+        manifest,
+        events,
+        min_throttled_s=slo_file.settings.throttled_min_s,
+        max_gap_s=slo_file.settings.max_gap_s,
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)
     return analysis

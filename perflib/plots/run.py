@@ -20,6 +20,7 @@ if not os.environ.get("DISPLAY") and "MPLBACKEND" not in os.environ:
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from perflib.analysis import ALL, GUIDE_MEMORY_THRESHOLDS_MB
 from perflib.analysis.slo import default_slos
@@ -28,7 +29,7 @@ from perflib.plots.axes import label_log_axis, y_from_zero
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from perflib.analysis import Comparison, RunAnalysis, StepAttribution
+    from perflib.analysis import Comparison, RunAnalysis, StepAttribution, Throttling
 
 _STAGE_COLOURS = ("#e8f0fe", "#fef7e0", "#fce8e6", "#e6f4ea", "#f3e8fd")
 
@@ -327,51 +328,56 @@ def plot_cpu(
     average_target_pct: float = 50.0,
     stages: pd.DataFrame | None = None,
     title: str | None = None,
+    throttling: Throttling | None = None,
 ) -> Figure:
-    """CPU (% of one vCPU) and throttled share over time, with the guide's 50 % average
-    target and the 70 % dedicated-CPU line. ``timeline``: :attr:`CpuSummary.timeline`."""
+    """CPU (% of one vCPU) over time with the preset's guaranteed share (6.25 % per shared
+    vCPU) and the guide's 50 % average / 70 % dedicated-CPU lines (drawn when the scale
+    reaches them, else named in the legend); below, the burst balance replayed over the run
+    (:attr:`RunAnalysis.throttling`) with the throttled stretches shaded — or "no throttling".
+    ``timeline``: :attr:`CpuSummary.timeline`."""
     fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
-    ax, axt = axes[0, 0], axes[1, 0]
+    ax, axb = axes[0, 0], axes[1, 0]
     _shade_stages(ax, stages)
-    if len(timeline) and timeline["cpu_pct"].notna().any():
-        ax.plot(timeline["t_s"], timeline["cpu_pct"], color="#1a73e8", lw=1.2, label="CPU")
+    cpu = timeline["cpu_pct"] if "cpu_pct" in timeline else pd.Series(dtype="float64")
+    has_cpu = bool(len(timeline) and cpu.notna().any())
+    if has_cpu:
+        ax.plot(timeline["t_s"], cpu, color="#1a73e8", lw=1.2, label="CPU")
     else:
         _no_data(ax, "CPU samples")
-    ax.axhline(
-        average_target_pct,
-        color="#f9ab00",
-        ls="--",
-        lw=1,
-        label=f"average target {average_target_pct:g} %",
-    )
-    ax.axhline(
-        threshold_pct,
-        color="#d93025",
-        ls="--",
-        lw=1,
-        label=f"sustained > {threshold_pct:g} % → dedicated CPU",
-    )
-    ax.axhline(100, color="black", lw=1, label="one full vCPU")
-    ax.set_ylabel("CPU (% of one vCPU)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "CPU and throttling over time")
-    thr = timeline["cpu_throttled_pct"] if "cpu_throttled_pct" in timeline else pd.Series()
-    if len(thr) and thr.notna().any():
-        axt.fill_between(
-            timeline["t_s"],
-            thr.fillna(0),
-            step="post",
-            color="#d93025",
-            alpha=0.5,
-            label="throttled",
+    base = throttling.baseline_pct if throttling is not None else None
+    if throttling is not None and throttling.applies and base is not None:
+        ax.axhline(
+            base, color="#188038", lw=1.5, label=f"shared baseline {base:g} % ({throttling.preset})"
         )
-        axt.legend(loc="upper left", fontsize=8)
-    else:
-        _no_data(axt, "throttling data")
-    axt.set_ylabel("throttled (% of time)")
-    axt.set_xlabel("time since k6 start (s)")
-    axt.set_ylim(bottom=0)
+    if throttling is not None and throttling.mean_load_pct is not None:
+        ax.axhline(
+            throttling.mean_load_pct,
+            color="#1a73e8",
+            ls=":",
+            lw=1,
+            label=f"mean under load {throttling.mean_load_pct:.1f} %",
+        )
+    top = max(float(cpu.max()) if has_cpu else 0.0, base or 0.0, 10.0) * 1.25
+    guides = [
+        (average_target_pct, "#f9ab00", f"average target {average_target_pct:g} %"),
+        (threshold_pct, "#d93025", f"sustained > {threshold_pct:g} % → dedicated CPU"),
+    ]
+    off = []
+    for level, colour, label in guides:
+        if level <= top:
+            ax.axhline(level, color=colour, ls="--", lw=1, label=label)
+        else:
+            off.append(f"{level:g} %")
+    ax.set_ylim(0, top)
+    ax.set_ylabel("CPU (% of one vCPU)")
+    handles, labels = ax.get_legend_handles_labels()
+    if off:  # the guide's lines far above the load: said, not drawn off-scale
+        handles.append(Line2D([], [], color="none"))
+        labels.append(f"guide lines at {' and '.join(off)}: above this scale")
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title or "CPU and shared-CPU burst balance over time")
+    _plot_balance(axb, timeline, throttling)
+    axb.set_xlabel("time since k6 start (s)")
     return fig
 
 
@@ -381,6 +387,50 @@ def _step_label(step: int, what: object) -> str:
     if len(text) > 34:
         text = text[:33].rstrip() + "…"
     return f"Step {step}: {text}" if text else f"Step {step}"
+
+
+def _plot_balance(ax: Axes, timeline: pd.DataFrame, t: Throttling | None) -> None:
+    """The burst balance (CPU-seconds) with throttled stretches shaded; says "no
+    throttling" when there was none, never an empty panel."""
+    thr = (
+        timeline["cpu_throttled_pct"]
+        if "cpu_throttled_pct" in timeline
+        else pd.Series(dtype="float64")
+    )
+    if t is not None and t.applies and len(t.balance):
+        ax.plot(t.balance["t_s"], t.balance["balance_s"], color="#188038", lw=1.2,
+                label=f"burst balance (replayed from the CPU samples, {t.initial_balance_s:g} s "
+                "at the first)")  # fmt: skip
+        ax.set_ylabel("burst balance (CPU-s)")
+        ax.set_ylim(bottom=0)
+        if t.exhausted_at_t_s is not None:
+            ax.axvline(t.exhausted_at_t_s, color="#d93025", ls=":", lw=1,
+                       label=f"balance exhausted, t = {t.exhausted_at_t_s:.0f} s")  # fmt: skip
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel("throttled stretches")
+    shaded = False
+    if len(thr) and thr.notna().any():
+        on = (thr.fillna(0) > 0).to_numpy()
+        ts = timeline["t_s"].to_numpy(dtype="float64")
+        for i in np.flatnonzero(on):
+            nxt = ts[i + 1] if i + 1 < len(ts) else ts[i] + 1.0
+            ax.axvspan(ts[i], nxt, color="#d93025", alpha=0.3, lw=0,
+                       label=None if shaded else "throttled")  # fmt: skip
+            shaded = True
+    if not shaded:
+        if t is not None and not t.applies:
+            msg = f"no throttling ({t.cpu_kind} CPU: no burst balance)"
+        elif len(thr) and thr.notna().any():
+            msg = "no throttling"
+        elif t is not None and t.applies:
+            msg = "no throttling measured (balance replayed from CPU)"
+        else:
+            msg = "no throttling data"
+        ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center",
+                color="#5f6368", fontsize=11)  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8)
 
 
 def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Figure:
@@ -500,9 +550,7 @@ def plot_comparison(
         hi = 100.0 * lat["ci_high"].to_numpy(dtype="float64") / base
         y = np.arange(len(lat))
         band = 100.0 * (cmp.factor - 1.0)
-        axd.axvspan(
-            -band, band, color="#e8eaed", zorder=0, label=f"practical threshold ±{band:g} %"
-        )
+        axd.axvspan(-band, band, color="#e8eaed", zorder=0, label=f"equivalence margin ±{band:g} %")
         for i, change in enumerate(lat["change"]):
             colour = {"slower": "#d93025", "faster": "#188038"}.get(change, "#5f6368")
             err = np.nan_to_num(np.abs([[rel[i] - lo[i]], [hi[i] - rel[i]]]))
@@ -540,7 +588,7 @@ def plot_run(analysis: RunAnalysis) -> dict[str, Figure]:
         "memory": plot_memory(
             a.memory.timeline, limit_mb=a.memory.limit_mb, events=a.memory.events, stages=a.stages
         ),
-        "cpu": plot_cpu(a.cpu.timeline, stages=a.stages),
+        "cpu": plot_cpu(a.cpu.timeline, stages=a.stages, throttling=a.throttling),
         "steps": plot_steps(a.step_attribution),
     }
 

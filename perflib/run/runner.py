@@ -313,6 +313,7 @@ def run_profile(
         "script": _relative(prof.script),
         "executor": prof.executor,
         "stages": prof.scaled_stages(time_scale),
+        "start_load": prof.start,  # VUs / rate before the first stage (stage labels)
         "time_scale": time_scale,
         "target": {"kind": "local" if local else "url", "base_url": base_url},
         "upstreams": upstreams if local else None,

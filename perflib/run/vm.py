@@ -36,6 +36,13 @@ from typing import Any, Literal, Protocol
 
 import psutil
 
+from perflib.fly.burst import (
+    CFS_PERIOD_US,
+    INITIAL_BALANCE_S,
+    MAX_BALANCE_S,
+    SHARED_QUOTA_US_PER_CPU,
+    BurstBalance,
+)
 from perflib.fly.presets import Preset, PresetError, parse_preset
 from perflib.rundir import EventLog, utcnow
 
@@ -50,11 +57,9 @@ MIB = 1024 * 1024
 #: of an idle Machine minus the app's RSS).
 GUEST_OVERHEAD_MB = 40.0
 
-#: Shared-CPU quota (docs/guide.md#fly-shared-cpu, fly.io/docs/machines/cpu-performance): 5 ms per 80 ms period per vCPU.
-CFS_PERIOD_US = 80_000
-SHARED_QUOTA_US_PER_CPU = 5_000
-INITIAL_BALANCE_S = 5.0
-MAX_BALANCE_S = 500.0
+# The shared-CPU quota and burst balance (CFS_PERIOD_US, SHARED_QUOTA_US_PER_CPU,
+# INITIAL_BALANCE_S, MAX_BALANCE_S, BurstBalance) live in perflib.fly.burst: the analysis
+# replays the same model over a run's samples.
 #: Fly's default restart policy (fly-go MachineRestart: on-failure, max_retries 10).
 MAX_RESTARTS = 10
 
@@ -78,38 +83,6 @@ class EmulationSettings:
     resume_balance_s: float = 0.2
     #: cores to pin to; None = the last ``cpus`` cores this process may use
     cpu_cores: tuple[int, ...] | None = None
-
-
-class BurstBalance:
-    """Fly's shared-CPU burst balance, in CPU-seconds above the baseline (docs/guide.md#fly-shared-cpu).
-
-    Accrues ``baseline × dt`` and spends what the VM used; a balance of B lets a 1x VM run
-    at 100 % for B / (1 − 0.0625) s, which is the docs' 500 s → ≈ 533 s example.
-    """
-
-    def __init__(
-        self,
-        baseline_cpus: float,
-        initial_s: float = INITIAL_BALANCE_S,
-        max_s: float = MAX_BALANCE_S,
-    ) -> None:
-        self.baseline_cpus = baseline_cpus
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.balance_s = initial_s
-
-    def update(self, used_cpu_s: float, dt_s: float) -> float:
-        self.balance_s = min(
-            self.max_s, max(0.0, self.balance_s + self.baseline_cpus * dt_s - used_cpu_s)
-        )
-        return self.balance_s
-
-    @property
-    def exhausted(self) -> bool:
-        return self.balance_s <= 0.0
-
-    def reset(self) -> None:
-        self.balance_s = self.initial_s
 
 
 class CpuThrottle(Protocol):
