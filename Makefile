@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPORT_TIME_SCALE ?= 1
 
-.PHONY: setup test lint format serve report bench clean
+.PHONY: setup test lint format serve report bench clean guest-setup
 
 $(STAMP): pyproject.toml perflib/_k6scan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml perflib/_k6scan.c
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# QEMU + busybox + cpio from Debian, the kernel via linux-image-amd64, the initramfs
+# (~/.cache/perflib/guest). Needed by --isolation guest; exit 3 = cannot install here.
+guest-setup:
+	scripts/setup_guest.sh
 
 lint: setup
 	$(BIN)/ruff check .
