@@ -39,7 +39,7 @@ MODULES = (
 EXIT_CANNOT_INSTALL = 3
 EXIT_CANNOT_BUILD = 4
 #: Bump when the initramfs contents change so cached images are rebuilt.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 
 class GuestSetupError(RuntimeError):

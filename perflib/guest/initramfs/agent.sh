@@ -27,6 +27,7 @@ supervise() {
         if [ $n -ge $MAX_RESTARTS ]; then log exhausted $n; break; fi
         n=$((n + 1))
         log restart $n
+        sleep 1
     done
 }
 
