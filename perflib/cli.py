@@ -23,7 +23,21 @@ HANDLERS: dict[str, str] = {
     "report-job": "perflib.report:cli_report_job",
     "samples": "perflib.samplers_remote:cli_samples",
     "store": "perflib.store:cli_store",
+    "calibrate": "perflib.guest.calibrate:cli_calibrate",
 }
+
+
+def _add_app(p: argparse.ArgumentParser) -> None:
+    """Which app the emulated VM runs, and how (process watcher or a real Linux guest)."""
+    p.add_argument(
+        "--isolation",
+        choices=["process", "guest"],
+        default="process",
+        help="process emulation (default, fast) or a real Linux guest in QEMU (memory-exact)",
+    )
+    p.add_argument("--app-cmd", default=None, help="run this shell command instead of the service")
+    p.add_argument("--app-port", type=int, default=None, help="port the --app-cmd app listens on")
+    p.add_argument("--health-path", default=None, help="the app's health check (default /health)")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +63,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also start a local Prometheus server scraping the service's /metrics",
     )
+    _add_app(p)
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +125,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="sample the target through this Prometheus (source 'process')",
     )
+    _add_app(p)
 
 
 def _add_summarize(sub: argparse._SubParsersAction) -> None:
@@ -256,6 +272,19 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="boot Linux guests of each size and measure the room the app gets (data/ table)",
+    )
+    p.add_argument(
+        "--sizes",
+        default="256,512,1024,2048",
+        help="guest sizes in MB, comma-separated (default 256,512,1024,2048)",
+    )
+    p.add_argument("--out", default=None, help="table path (default data/guest_memory.csv)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perflib",
@@ -272,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_report,
         _add_samples,
         _add_store,
+        _add_calibrate,
     ):
         add(sub)
     return parser

@@ -430,7 +430,7 @@ def parse_log_lines(lines: Iterable[str]) -> LogParse:
                 instance = m.group("instance") or m.group("bare")
                 region = m.group("region")
                 message = m.group("message")
-        kind, detail = _classify(message)
+        kind, detail = classify_log_message(message)
         if kind is None:
             continue
         if when is None:
@@ -444,7 +444,12 @@ def parse_log_lines(lines: Iterable[str]) -> LogParse:
     return result
 
 
-def _classify(message: str) -> tuple[str | None, dict[str, Any]]:
+def classify_log_message(message: str) -> tuple[str | None, dict[str, Any]]:
+    """One log message (without timestamp) → (event type, detail), or (None, {}).
+
+    The one parser of Fly's OOM lines: ``fly logs`` and the local Linux guest's console
+    (:mod:`perflib.guest.control`) both go through it.
+    """
     m = _KERNEL_OOM.search(message)
     if m:
         detail: dict[str, Any] = {

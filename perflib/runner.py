@@ -301,6 +301,7 @@ def run_profile(
         "target": {"kind": "local" if local else "url", "base_url": base_url},
         "upstreams": upstreams if local else None,
         "vm": _vm_manifest(preset, None),
+        "isolation": settings.isolation if local else None,
         "versions": {
             "k6": None,
             "perflib": perflib.__version__,
@@ -419,26 +420,36 @@ def _execute(
     if local:
         from perflib.stack import LocalStack  # the service helper's module
 
-        emulator = VmEmulator(
-            preset or parse_preset("shared-cpu-1x:1024mb"),
-            settings,
-            events=events,
-            service_log=run.service_log_path,
-        )
+        guest = settings.isolation == "guest"
+        vm_preset = preset or parse_preset("shared-cpu-1x:1024mb")
+        if guest:
+            from perflib.guest.isolation import GuestVm
+
+            emulator = GuestVm(vm_preset, settings, events=events, run_dir=run.path)
+        else:
+            emulator = VmEmulator(
+                vm_preset, settings, events=events, service_log=run.service_log_path
+            )
         state["emulator"] = emulator
         manifest["vm"] = emulator.manifest()
         workdir = Path(tempfile.mkdtemp(prefix="perflib-stack-"))
         state["workdir"] = workdir
-        stack = LocalStack(
-            upstreams=upstreams,
-            workdir=workdir,
-            service_log=run.service_log_path,
-            service_env=dict(service_env or {}),
-            emulator_env=dict(emulator_env or {}),
-            on_service_start=emulator.attach,
-        )
+        stack_kw: dict[str, Any] = {
+            "upstreams": upstreams,
+            "workdir": workdir,
+            "service_log": run.service_log_path,
+            "service_env": dict(service_env or {}),
+            "emulator_env": dict(emulator_env or {}),
+            "app": settings.app,
+        }
+        if guest:
+            stack = emulator.make_stack(
+                **stack_kw, sample_interval=sample_interval, progress=console.print
+            )
+        else:
+            stack = LocalStack(**stack_kw, on_service_start=emulator.attach)
+            emulator.bind(stack)
         state["stack"] = stack
-        emulator.bind(stack)
         console.print(f"starting the local stack ({emulator.preset.name}) …", highlight=False)
         try:
             stack.start()
@@ -452,14 +463,18 @@ def _execute(
         base_url = stack.base_url
         manifest["target"]["base_url"] = base_url
         emulator.start()
-        active.append(LocalSampler(emulator, interval=sample_interval))  # metric: the VM's
+        if guest:
+            active.append(emulator.sampler(sample_interval))  # from inside the guest
+        else:
+            active.append(LocalSampler(emulator, interval=sample_interval))  # the VM's metric
     assert base_url is not None
-    problem = wait_healthy(base_url, timeout=health_timeout)
+    health_path = settings.app.health_path if settings.app is not None else "/health"
+    problem = wait_healthy(base_url, timeout=health_timeout, path=health_path)
     if problem is not None:
         state.update(
             exit=EXIT_UNREACHABLE,
             status="error",
-            message=f"target {base_url} not reachable: GET /health → {problem}",
+            message=f"target {base_url} not reachable: GET {health_path} → {problem}",
         )
         return
     active.extend(samplers)
@@ -740,15 +755,39 @@ def _finish(
     return RunResult(run.path, exit_code, status, message, codes, run.manifest)
 
 
+def app_spec(args: argparse.Namespace) -> Any:
+    """``--app-cmd/--app-port/--health-path`` → an AppSpec (None: the service, defaults)."""
+    from perflib.stack import AppSpec
+
+    cmd, port = getattr(args, "app_cmd", None), getattr(args, "app_port", None)
+    path = getattr(args, "health_path", None) or "/health"
+    if cmd is None and port is None and path == "/health":
+        return None
+    if cmd is not None and port is None:
+        raise RunError("--app-cmd needs --app-port (the port the app listens on)", EXIT_USAGE)
+    if port is not None and not 0 < port < 65536:
+        raise RunError(f"--app-port must be 1-65535, got {port}", EXIT_USAGE)
+    if not path.startswith("/"):
+        raise RunError(f"--health-path must start with '/', got {path!r}", EXIT_USAGE)
+    return AppSpec(cmd=cmd, port=port, health_path=path)
+
+
 def cli_run(args: argparse.Namespace) -> int:
     """``perflib run``: prints the run directory last on stdout; returns the exit code."""
     console = Console(stderr=True, soft_wrap=True)
+    try:
+        app = app_spec(args)
+    except RunError as exc:
+        console.print(f"[red]error[/red]: {exc}", highlight=False)
+        return exc.exit_code
     settings = EmulationSettings(
         memory=not args.no_memory_limit,
         cpu_pin=not args.no_cpu_pin,
         cpu_quota=not args.no_cpu_quota,
         memory_metric=getattr(args, "memory_metric", "rss"),
         quota_method=getattr(args, "quota_method", "auto"),
+        isolation=getattr(args, "isolation", "process"),
+        app=app,
     )
     if args.guest_overhead_mb is not None:
         if args.guest_overhead_mb < 0:

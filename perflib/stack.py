@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -57,6 +58,24 @@ SERVICE_ENV_VARS = (
 
 class StackError(RuntimeError):
     """A part of the stack did not come up; the message names it and quotes its log."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """The app an emulated VM runs: this project's service unless ``cmd`` names another.
+
+    ``cmd`` is a shell command (``--app-cmd``); it gets ``PORT`` and the upstream URLs in
+    its environment and must listen on ``port`` (``--app-port``) and answer ``health_path``.
+    """
+
+    cmd: str | None = None
+    port: int | None = None
+    health_path: str = "/health"
+
+    def argv(self, python: str, host: str, port: int) -> list[str]:
+        if self.cmd is None:
+            return [python, "-m", "service", "--host", host, "--port", str(port)]
+        return ["/bin/sh", "-c", self.cmd]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -135,12 +154,14 @@ class LocalStack:
         host: str = "127.0.0.1",
         ready_timeout: float = 60.0,
         python: str | None = None,
+        app: AppSpec | None = None,
     ) -> None:
         if upstreams not in ("nominal", "degraded"):
             raise ValueError(f"upstreams must be 'nominal' or 'degraded', not {upstreams!r}")
         self.upstreams = upstreams
         self.host = host
-        self.port = port
+        self.app = app or AppSpec()
+        self.port = port if port is not None else self.app.port
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else None
         self._database_url = database_url
@@ -163,6 +184,10 @@ class LocalStack:
         if self.port is None:
             raise StackError("the stack has no port yet: call start() first")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url + self.app.health_path
 
     @property
     def emulator_urls(self) -> dict[str, str]:
@@ -221,7 +246,7 @@ class LocalStack:
                     self._emulator_log(name),
                 )
             assert self.service is not None
-            self._wait_ready("service", f"{self.base_url}/health", self.service, self.service_log)
+            self._wait_ready("service", self.health_url, self.service, self.service_log)
         except BaseException:
             self.stop()
             raise
@@ -282,7 +307,7 @@ class LocalStack:
         if not self.emulators:
             raise StackError("start() the stack before start_service()")
         proc = self._spawn_service()
-        self._wait_ready("service", f"{self.base_url}/health", proc, self.service_log)
+        self._wait_ready("service", self.health_url, proc, self.service_log)
         return proc
 
     def _spawn_service(self) -> subprocess.Popen:
@@ -290,8 +315,9 @@ class LocalStack:
             self.stop_service()
         log = self.service_log.open("ab")
         self._logs.append(log)  # type: ignore[arg-type]
+        assert self.port is not None
         proc = subprocess.Popen(
-            [self.python, "-m", "service", "--host", self.host, "--port", str(self.port)],
+            self.app.argv(self.python, self.host, self.port),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -78,6 +78,10 @@ class EmulationSettings:
     resume_balance_s: float = 0.2
     #: cores to pin to; None = the last ``cpus`` cores this process may use
     cpu_cores: tuple[int, ...] | None = None
+    #: ``process`` (this watcher) or ``guest`` (a real Linux guest, perflib.guest)
+    isolation: Literal["process", "guest"] = "process"
+    #: the app the VM runs (a perflib.stack.AppSpec); None = this project's service
+    app: Any = None
 
 
 class BurstBalance:
@@ -456,6 +460,7 @@ class VmEmulator:
             "cpus": self.preset.cpus,
             "memory_mb": self.preset.memory_mb,
             "fly_valid": self.preset.fly_valid,
+            "isolation": "process",
             "emulation": {
                 "memory": self.settings.memory,
                 "cpu_pin": self.settings.cpu_pin,

@@ -124,7 +124,9 @@ def kvm_usable(image: GuestImage, workdir: Path, log: Callable[[str], None]) -> 
         probe.stop()
     with contextlib.suppress(OSError):
         cache.write_text(json.dumps({"key": key, "usable": usable}))
-    log(f"KVM {'works' if usable else 'does not boot a guest here'}: using {'kvm' if usable else 'tcg'}")
+    log(
+        f"KVM {'works' if usable else 'does not boot a guest here'}: using {'kvm' if usable else 'tcg'}"
+    )
     return usable
 
 
@@ -286,7 +288,9 @@ class Guest:
             qemu = ""
             with contextlib.suppress(OSError):
                 qemu = (self.workdir / "qemu.log").read_text(errors="replace")[-800:]
-            raise GuestError(f"QEMU exited ({qemu.strip() or 'no output'}); console:\n{self.console_tail()}")
+            raise GuestError(
+                f"QEMU exited ({qemu.strip() or 'no output'}); console:\n{self.console_tail()}"
+            )
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Wait for the agent's ready line; seconds since QEMU started."""
@@ -299,7 +303,9 @@ class Guest:
                     self.ready_after_s = time.time() - self.started_at
                     return self.ready_after_s
             time.sleep(0.25)
-        raise GuestError(f"the guest agent was not ready after {timeout:.0f} s; console:\n{self.console_tail()}")
+        raise GuestError(
+            f"the guest agent was not ready after {timeout:.0f} s; console:\n{self.console_tail()}"
+        )
 
     # --- control channel -----------------------------------------------------------------
     def submit(self, script: str) -> Path:
@@ -317,7 +323,9 @@ class Guest:
         if not rc.exists():
             return None
         out = stem.with_suffix(".out")
-        return int(rc.read_text().strip() or -1), out.read_text(errors="replace") if out.exists() else ""
+        return int(rc.read_text().strip() or -1), out.read_text(
+            errors="replace"
+        ) if out.exists() else ""
 
     def run(self, script: str, timeout: float = 60.0) -> tuple[int, str]:
         """Run a shell script in the guest and wait for it."""

@@ -31,11 +31,28 @@ from pathlib import Path
 PACKAGES = {"qemu-system-x86": "qemu-system-x86_64", "busybox-static": "busybox", "cpio": "cpio"}
 KERNEL_META = "linux-image-amd64"
 #: insmod order matters: each module after those it needs (measured, see docs/guest.md).
-MODULES = (
-    "virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet netfs "
-    "fscache 9pnet_virtio 9p failover net_failover virtio_net overlay virtio_blk crc16 "
-    "mbcache jbd2 crc32c_generic ext4"
-).split()
+MODULES = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "9pnet",
+    "netfs",
+    "fscache",
+    "9pnet_virtio",
+    "9p",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "overlay",
+    "virtio_blk",
+    "crc16",
+    "mbcache",
+    "jbd2",
+    "crc32c_generic",
+    "ext4",
+]
 EXIT_CANNOT_INSTALL = 3
 EXIT_CANNOT_BUILD = 4
 #: Bump when the initramfs contents change so cached images are rebuilt.
@@ -112,8 +129,7 @@ def install_packages(progress: Progress) -> None:
         raise GuestSetupError(f"guest set-up: no apt-get to install {', '.join(missing)}")
     if os.geteuid() != 0:
         raise GuestSetupError(
-            f"guest set-up needs root to install {', '.join(missing)} "
-            "(run `sudo make guest-setup`)"
+            f"guest set-up needs root to install {', '.join(missing)} (run `sudo make guest-setup`)"
         )
     progress(f"installing {', '.join(missing)} from Debian")
     res = _apt(["install", "-y", "--no-install-recommends", *missing], progress)
