@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -50,6 +50,17 @@ MIB = 1024 * 1024
 #: of an idle Machine minus the app's RSS).
 GUEST_OVERHEAD_MB = 40.0
 
+
+def guest_overhead_for(memory_mb: float) -> tuple[float, str]:
+    """(overhead MiB, source) for a size: the calibration table measured on real guests
+    (``perflib calibrate``, :mod:`perflib.guest.calibration`), else the 40 MB guess."""
+    from perflib.guest.calibration import load_table
+
+    table = load_table()
+    if table is None:
+        return GUEST_OVERHEAD_MB, "guess (no calibration table)"
+    return table.overhead_mb(memory_mb), table.label
+
 #: Shared-CPU quota (fly.md §4, machines/cpu-performance): 5 ms per 80 ms period per vCPU.
 CFS_PERIOD_US = 80_000
 SHARED_QUOTA_US_PER_CPU = 5_000
@@ -66,7 +77,8 @@ class EmulationSettings:
     memory: bool = True
     cpu_pin: bool = True
     cpu_quota: bool = True
-    guest_overhead_mb: float = GUEST_OVERHEAD_MB
+    #: None = the calibrated table's figure for the preset (data/guest_memory.csv)
+    guest_overhead_mb: float | None = None
     memory_metric: Literal["rss", "pss"] = "rss"
     #: seconds between memory/CPU checks of the watcher (the OOM reaction time)
     poll_interval: float = 0.1
@@ -387,6 +399,10 @@ class VmEmulator:
     ) -> None:
         self.preset = parse_preset(preset, strict=False)
         self.settings = settings or EmulationSettings()
+        self.overhead_source = "--guest-overhead-mb"
+        if self.settings.guest_overhead_mb is None:  # a copy: settings may serve other sizes
+            overhead, self.overhead_source = guest_overhead_for(self.preset.memory_mb)
+            self.settings = replace(self.settings, guest_overhead_mb=overhead)
         self.events = events
         self.service_log = service_log
         self.restart = restart
@@ -467,6 +483,7 @@ class VmEmulator:
                 "cpu_quota": self.quota_active,
                 "quota_method": self.quota_method,
                 "guest_overhead_mb": self.settings.guest_overhead_mb,
+                "guest_overhead_source": self.overhead_source,
                 "memory_metric": self.settings.memory_metric,
                 "poll_interval_s": self.settings.poll_interval,
                 "cores": list(self.cores) if self.settings.cpu_pin else None,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from perflib.guest.setup import GuestImage, GuestSetupError, cache_dir, ensure_image
+from perflib.guest.setup import GuestImage, cache_dir, ensure_image
 
 #: Address at which the guest reaches a forwarded host loopback port (same port number).
 GUEST_HOST = "10.0.2.100"
@@ -166,10 +166,7 @@ class Guest:
     # --- start ---------------------------------------------------------------------------
     def _prepare(self) -> None:
         if self.image is None:
-            try:
-                self.image = ensure_image(self.say)
-            except GuestSetupError as exc:
-                raise GuestError(str(exc)) from exc
+            self.image = ensure_image(self.say)  # GuestSetupError: cannot set up here
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.ctl.exists():
             shutil.rmtree(self.ctl)

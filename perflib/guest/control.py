@@ -133,9 +133,10 @@ class GuestMonitor:
             "service": Tail(guest.ctl / "service.log"),
         }
         self._prev: GuestSample | None = None
+        self._last_cpu: float | None = None
         self._guest_csv: Any = None
         self._writer: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -203,6 +204,9 @@ class GuestMonitor:
         self._seen(up)
         what, args = parts[1], parts[2:]
         if what == "ready" and args:
+            started = getattr(self.guest, "started_at", None)
+            if started is not None and self._boot_epoch is not None:
+                self.guest.ready_after_s = round(self._boot_epoch + up - started, 2)
             self.state.kernel_version = args[0]
             self.state.vcpus = int(args[1]) if len(args) > 1 and args[1].isdigit() else 1
         elif what == "exit" and args:
@@ -239,6 +243,28 @@ class GuestMonitor:
         }
         self.state.oom_events.append(self._record("oom_killed", detail, up))
 
+    def attach_sink(self, sink: SampleWriter) -> None:
+        """Samples go to ``sink`` from now on, starting with the latest one (the idle state
+        before the load, as the process emulation's first synchronous reading)."""
+        with self._lock:
+            self.sink = sink
+            if self.state.last is not None:
+                self._write(self.state.last, self._last_cpu)
+
+    def _write(self, s: GuestSample, cpu: float | None) -> None:
+        if self.sink is None:
+            return
+        self.sink.write(
+            {
+                "time": self.when(s.uptime),
+                "memory_used_mb": s.used_mb,
+                "memory_limit_mb": float(self.limit) if self.limit else None,
+                "cpu_pct": cpu,
+                "cpu_throttled_pct": None,
+                "source": "guest",
+            }
+        )
+
     def _sample_line(self, line: str) -> None:
         s = GuestSample.parse(line)
         if s is None:
@@ -248,21 +274,11 @@ class GuestMonitor:
         prev, self._prev = self._prev, s
         if prev is not None and s.total > prev.total:
             cpu = 100.0 * self.state.vcpus * (s.busy - prev.busy) / (s.total - prev.total)
-        self.state.last = s
+        self.state.last, self._last_cpu = s, cpu
         self.state.mem_total_mb = s.mem_total_kb / KIB_PER_MIB
         self.state.peak_memory_mb = max(self.state.peak_memory_mb, s.used_mb)
         when = self.when(s.uptime)
-        if self.sink is not None:
-            self.sink.write(
-                {
-                    "time": when,
-                    "memory_used_mb": s.used_mb,
-                    "memory_limit_mb": float(self.limit) if self.limit else None,
-                    "cpu_pct": cpu,
-                    "cpu_throttled_pct": None,
-                    "source": "guest",
-                }
-            )
+        self._write(s, cpu)
         if self._writer is not None:
             self._writer.writerow(
                 [

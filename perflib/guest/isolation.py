@@ -275,8 +275,8 @@ class GuestSampler(Sampler):
 
     def start(self, sink: SampleWriter, events: EventLog) -> None:
         if self.vm.monitor is not None:
-            self.vm.monitor.poll()  # boot-time lines are not part of the run's samples
-            self.vm.monitor.sink = sink
+            self.vm.monitor.poll()  # boot-time samples stay in guest-samples.csv only
+            self.vm.monitor.attach_sink(sink)
 
     def stop(self) -> None:
         if self.vm.monitor is not None:
