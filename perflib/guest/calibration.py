@@ -2,8 +2,8 @@
 
 ``perflib calibrate`` writes the table from real guests (see :mod:`perflib.guest.calibrate`);
 the process emulation (:mod:`perflib.vm`) reads it: its OOM kill point for a preset is the
-table's ``usable_mb`` — the app's RSS (service + a hog beside it) at which the guest kernel
-OOM-killed the hog — so the emulated overhead is ``memory_mb − usable_mb``. Sizes between
+table's ``usable_mb`` — the app's RSS (the service's idle RSS + a hog's beside it) at which
+the guest kernel OOM-killed the hog — so the emulated overhead is ``memory_mb − usable_mb``. Sizes between
 rows are interpolated linearly, sizes beyond the ends extrapolated from the last two rows
 (the kernel's share grows with RAM: ``struct page`` is ~1.6 % of it).
 """
@@ -25,6 +25,7 @@ COLUMNS = (
     "mem_total_mb",
     "idle_used_mb",
     "service_rss_mb",
+    "service_rss_at_kill_mb",
     "used_with_service_mb",
     "hog_kill_rss_mb",
     "usable_mb",
