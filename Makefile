@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPORT_TIME_SCALE ?= 1
+# process (default: the fast process emulation) or guest (real Linux guests, memory-exact)
+ISOLATION ?= process
 
 .PHONY: setup test lint format serve report bench clean guest-setup
 
@@ -42,7 +44,7 @@ serve: setup
 	$(BIN)/perflib serve --port 8081
 
 report: setup
-	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE)
+	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE) --isolation $(ISOLATION)
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -205,6 +205,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--time-scale", type=float, default=1.0)
     j.add_argument("--out", default=None)
     j.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
+    j.add_argument(
+        "--isolation",
+        choices=["process", "guest"],
+        default="process",
+        help="process emulation (default) or real Linux guests (memory-exact, slower)",
+    )
 
 
 def _add_samples(sub: argparse._SubParsersAction) -> None:

@@ -755,31 +755,16 @@ def _finish(
     return RunResult(run.path, exit_code, status, message, codes, run.manifest)
 
 
-def app_spec(args: argparse.Namespace) -> Any:
-    """``--app-cmd/--app-port/--health-path`` → an AppSpec (None: the service, defaults)."""
-    from perflib.stack import AppSpec
-
-    cmd, port = getattr(args, "app_cmd", None), getattr(args, "app_port", None)
-    path = getattr(args, "health_path", None) or "/health"
-    if cmd is None and port is None and path == "/health":
-        return None
-    if cmd is not None and port is None:
-        raise RunError("--app-cmd needs --app-port (the port the app listens on)", EXIT_USAGE)
-    if port is not None and not 0 < port < 65536:
-        raise RunError(f"--app-port must be 1-65535, got {port}", EXIT_USAGE)
-    if not path.startswith("/"):
-        raise RunError(f"--health-path must start with '/', got {path!r}", EXIT_USAGE)
-    return AppSpec(cmd=cmd, port=port, health_path=path)
-
-
 def cli_run(args: argparse.Namespace) -> int:
     """``perflib run``: prints the run directory last on stdout; returns the exit code."""
     console = Console(stderr=True, soft_wrap=True)
+    from perflib.stack import AppSpec
+
     try:
-        app = app_spec(args)
-    except RunError as exc:
+        app = AppSpec.from_args(args)
+    except ValueError as exc:
         console.print(f"[red]error[/red]: {exc}", highlight=False)
-        return exc.exit_code
+        return EXIT_USAGE
     settings = EmulationSettings(
         memory=not args.no_memory_limit,
         cpu_pin=not args.no_cpu_pin,

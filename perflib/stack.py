@@ -72,6 +72,22 @@ class AppSpec:
     port: int | None = None
     health_path: str = "/health"
 
+    @classmethod
+    def from_args(cls, args: Any) -> AppSpec | None:
+        """``--app-cmd/--app-port/--health-path`` → a spec (None: the service, defaults);
+        ValueError names the bad option."""
+        cmd, port = getattr(args, "app_cmd", None), getattr(args, "app_port", None)
+        path = getattr(args, "health_path", None) or "/health"
+        if cmd is None and port is None and path == "/health":
+            return None
+        if cmd is not None and port is None:
+            raise ValueError("--app-cmd needs --app-port (the port the app listens on)")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"--app-port must be 1-65535, got {port}")
+        if not path.startswith("/"):
+            raise ValueError(f"--health-path must start with '/', got {path!r}")
+        return cls(cmd=cmd, port=port, health_path=path)
+
     def argv(self, python: str, host: str, port: int) -> list[str]:
         if self.cmd is None:
             return [python, "-m", "service", "--host", host, "--port", str(port)]
@@ -401,7 +417,20 @@ def cli_serve(args: Any) -> int:
 
     vm = None
     vm_preset = getattr(args, "vm", None)
-    if vm_preset:
+    try:
+        app = AppSpec.from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "isolation", "process") == "guest":
+        from perflib.guest.isolation import GuestVm
+
+        try:
+            vm = GuestVm(vm_preset or "shared-cpu-1x:1024mb")
+        except ValueError as exc:
+            print(f"error: --vm {vm_preset}: {exc}", file=sys.stderr)
+            return 2
+    elif vm_preset:
         try:
             from perflib import vm as vm_module
         except ImportError:
@@ -427,26 +456,32 @@ def cli_serve(args: Any) -> int:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     }
     try:
-        return _serve(args, port, vm)
+        return _serve(args, port, vm, app)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _serve(args: Any, port: int, vm: Any) -> int:
-    stack = LocalStack(
-        port=port,
-        upstreams=args.upstreams,
-        database_url=getattr(args, "database_url", None),
-        on_service_start=(vm.attach if vm is not None else None),
-    )
+def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
+    guest = getattr(vm, "isolation", "process") == "guest"
+    kw: dict[str, Any] = {
+        "port": port,
+        "upstreams": args.upstreams,
+        "database_url": getattr(args, "database_url", None),
+        "app": app,
+    }
+    if guest:
+        stack: LocalStack = vm.make_stack(**kw, progress=lambda m: print(m, file=sys.stderr))
+    else:
+        stack = LocalStack(**kw, on_service_start=(vm.attach if vm is not None else None))
     prom = None
     try:
         print("starting the emulators and the service…", file=sys.stderr, flush=True)
         stack.start()
-        if vm is not None:
+        if vm is not None and not guest:
             vm.service_log = stack.service_log
             vm.bind(stack)
+        if vm is not None:
             vm.start()
         info = stack.describe()
         print(f"service     {info['base_url']}  (health: {info['base_url']}/health)")
@@ -457,6 +492,11 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         print(f"service log {info['service_log']}")
         if vm is not None:
             print(f"vm          {vm.preset.name}")
+        if guest:
+            g = vm.manifest()["guest"]
+            print(f"isolation   Linux guest ({g['accelerator']}, kernel {g['kernel_version']})")
+            if g["accelerator"] != "kvm":
+                print("            CPU and latency under TCG are not representative")
         if getattr(args, "prometheus", False):
             from perflib.prometheus import PrometheusError, start_for_stack
 

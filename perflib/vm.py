@@ -61,6 +61,7 @@ def guest_overhead_for(memory_mb: float) -> tuple[float, str]:
         return GUEST_OVERHEAD_MB, "guess (no calibration table)"
     return table.overhead_mb(memory_mb), table.label
 
+
 #: Shared-CPU quota (fly.md §4, machines/cpu-performance): 5 ms per 80 ms period per vCPU.
 CFS_PERIOD_US = 80_000
 SHARED_QUOTA_US_PER_CPU = 5_000

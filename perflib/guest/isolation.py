@@ -173,7 +173,7 @@ class GuestVm:
         self.monitor = GuestMonitor(
             self.stack.guest,
             events=self.events,
-            run_dir=self.run_dir,
+            run_dir=self.run_dir or self.stack.workdir,  # serve: the stack's own files
             memory_limit_mb=self.preset.memory_mb,
         )
         self.monitor.start()
