@@ -77,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "plot_steps": "perflib.plots",
     "plot_comparison": "perflib.plots",
     "plot_run": "perflib.plots",
+    "plot_trends": "perflib.plots",
     # sizing exports
     "load_prices": "perflib.pricing",
     "monthly_cost": "perflib.pricing",

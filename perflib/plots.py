@@ -467,3 +467,29 @@ def plot_run(analysis: RunAnalysis) -> dict[str, Figure]:
         "cpu": plot_cpu(a.cpu.timeline, stages=a.stages),
         "steps": plot_steps(a.step_attribution),
     }
+
+
+def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """p95 latency and memory peak of every run over time, one line per profile and VM, the
+    runs flagged as regressions circled (``trend`` is
+    :func:`perflib.store.flag_regressions` of :meth:`perflib.store.Store.runs_frame`)."""
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    ax1, ax2 = axes[0, 0], axes[1, 0]
+    for (profile, preset), g in trend.groupby(["profile", "preset"], dropna=False):
+        label = f"{profile} @ {preset}"
+        ax1.plot(g["started_at"], g["p95_ms"], marker="o", label=label)
+        ax2.plot(g["started_at"], g["memory_peak_mb"], marker="o", label=label)
+        bad = g[g["regression"].astype(bool)]
+        ax1.scatter(
+            bad["started_at"], bad["p95_ms"], s=160, facecolors="none", edgecolors="#d93025", lw=2
+        )
+    if len(trend):
+        ax1.legend(fontsize=8)
+    else:
+        _no_data(ax1, "runs")
+        _no_data(ax2, "runs")
+    ax1.set_ylabel("p95 latency (ms)")
+    ax2.set_ylabel("memory peak (MB)")
+    ax2.set_xlabel("run start (UTC)")
+    ax1.set_title(title or "Runs over time (circled: regression)")
+    return fig

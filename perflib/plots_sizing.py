@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from matplotlib.figure import Figure
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
     from perflib.sizing import PresetComparison
 
@@ -26,7 +27,6 @@ def plot_preset_comparison(
     """Bars: $/30 d per preset (left axis). Markers on the right axis: memory limit, measured
     peak and p95, with the peak's share of the limit and the OOM kills written above each bar.
     The recommended preset is outlined (and added as a hatched bar when no run used it)."""
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from perflib.pricing import monthly_cost, parse_preset
@@ -50,10 +50,11 @@ def plot_preset_comparison(
             }
         )
         rows.sort(key=lambda r: r["memory_limit_mb"])
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(7.0, 2.2 * len(rows)), 5.0))
+    if ax is None:  # the object API, as perflib.plots: no pyplot state to close afterwards
+        fig = Figure(figsize=(max(7.0, 2.2 * len(rows)), 5.0))
+        ax = fig.subplots()
     else:
-        fig = ax.figure
+        fig = ax.get_figure(root=True)
     x = np.arange(len(rows))
     costs = [float(r["monthly_cost_usd"]) for r in rows]
     is_rec = [r["preset"] == rec.recommended_preset for r in rows]

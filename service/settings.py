@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("WORK_API", "WORKER_API_KEY"),
     )
 
-    # per-call timeouts (seconds): the upstream clients' own limits (reference §4.2)
+    # per-call timeouts (seconds): our limits (docs/service.md#sources)
     c2s_timeout_s: float = 10.0
     diretrix_timeout_s: float = 10.0
     work_timeout_s: float = 30.0

@@ -1,7 +1,7 @@
 """Database: schema (SQLAlchemy Core tables), engine, migrations and idempotent upserts.
 
 SQLite (aiosqlite, the zero-set-up default) and PostgreSQL (asyncpg) share one schema
-(reference §4.6). Every write is an ``INSERT … ON CONFLICT`` on a natural key, so
+(docs/service.md#sources). Every write is an ``INSERT … ON CONFLICT`` on a natural key, so
 processing the same lead twice updates rows instead of duplicating them; one person is
 written in one transaction, so a failure leaves nothing half-written. ``lead_runs`` carries
 the status and per-step timings of every request, and a partial unique index on

@@ -1,7 +1,7 @@
 """HTTP clients for the three upstreams: C2S CRM, Diretrix and the Work API.
 
 One ``httpx.AsyncClient`` per upstream (its own connection pool and limits), a per-call
-timeout (C2S 10 s, Diretrix 10 s, Work 30 s — reference §4.2; the original had none), capped
+timeout (C2S 10 s, Diretrix 10 s, Work 30 s — ours, docs/service.md#sources; the original had none), capped
 by the request's remaining deadline. Errors become ``UpstreamError`` with a message that is
 safe to return to callers and to log: it never contains a URL, so the Work token (which the
 Work API takes in the query string) cannot leak. One transparent retry on connect errors.
@@ -196,7 +196,8 @@ class Upstreams:
             limit=self.s.diretrix_timeout_s,
             deadline=deadline,
         )
-        if resp.status_code in (400, 404):  # how Diretrix says "not found" (reference §3.1)
+        # 400 and 404 are how Diretrix says "not found" (docs/emulators.md#diretrix).
+        if resp.status_code in (400, 404):
             return None
         if resp.status_code != 200:
             raise self._status_error("Diretrix API", resp)

@@ -1,4 +1,4 @@
-// Load test (performance guide §3): ramp 0→5 VUs over 30 s, 10 VUs for 1 min,
+// Load test (docs/guide.md#k6-profiles-and-thresholds): ramp 0→5 VUs over 30 s, 10 VUs for 1 min,
 // 20 VUs for 1.5 min, 20→0 over 30 s. Thresholds: p95 < 2 s, error rate < 10 %.
 //   k6 run tests/load-test.js
 //   k6 run -e BASE_URL=https://your-app.fly.dev -e LEAD_ID=YOUR_LEAD_ID tests/load-test.js

@@ -1,4 +1,4 @@
-// Smoke test (performance guide §2): minimal load before a deploy.
+// Smoke test (docs/guide.md#k6-profiles-and-thresholds): minimal load before a deploy.
 // Expected: p95 < 3 s, error rate < 5 %, and /health always succeeds.
 //   k6 run tests/smoke-test.js
 //   k6 run -e BASE_URL=https://your-app.fly.dev tests/smoke-test.js

@@ -1,6 +1,6 @@
 """Synthetic run directories for the store/report/notebook tests (not collected by pytest).
 
-They follow the run-directory contract (perflib.rundir + DESIGN.md) with k6's own NDJSON
+They follow the run-directory contract (perflib.rundir + docs/contracts.md#run-directory) with k6's own NDJSON
 line shapes, generated from a seeded RNG so expected figures can be computed independently
 (numpy) in the tests. The recorded sample runs in data/runs are real; these exist so tests
 can make runs with chosen properties (a slower run for regression flagging, a planted

@@ -875,7 +875,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_fly_log_fixture_oom_and_restarts() -> None:
-    """Fly `fly logs` text (tests/fixtures/fly, shapes from fly.md §2): two kills on two
+    """Fly `fly logs` text (tests/fixtures/fly, shapes from github.com/phoenixframework/flame/issues/63): two kills on two
     machines, one restart seen as the guest's reboot line and the runner's line."""
     text = (FIXTURES / "fly" / "fly_logs.txt").read_text(encoding="utf-8")
     frame = an.resource_events(None, {"fly logs": text})

@@ -137,7 +137,7 @@ def test_scenario_semantics(ds: ds_mod.Dataset) -> None:
         assert ds.expected_cpfs(lead) == list(dict.fromkeys(found))
     faults = {p.work_fault for p in ds.people if p.work_fault}
     assert faults == {"not_found", "error"}
-    # Optional fields really are optional sometimes (C2S leads, reference §2).
+    # Optional fields really are optional sometimes (C2S leads, docs/emulators.md#c2s).
     assert any(lead.email is None for lead in ds.leads_for("phone_only"))
     assert any(lead.phone is None for lead in ds.leads_for("email_only"))
 

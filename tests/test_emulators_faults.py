@@ -159,7 +159,7 @@ def test_fixed_retry_after_and_route_scoped_bucket() -> None:
     assert all(engine.decide(C2S_GET, "t").kind == "ok" for _ in range(50))
     nominal = FaultEngine(profile_config("c2s"), seed=1)
     d = nominal.decide(C2S_GET, "t", "rate_limited")
-    assert d.retry_after_s == 60  # the C2S "wait a minute" answer (reference §2)
+    assert d.retry_after_s == 60  # the C2S "wait a minute" answer (docs/emulators.md#c2s)
 
 
 def test_quota_counts_credits_and_reset_restores() -> None:
@@ -177,8 +177,8 @@ def test_quota_counts_credits_and_reset_restores() -> None:
 def test_profiles_carry_reference_figures_and_load_test_headroom() -> None:
     nominal = {u: profile_config(u, "nominal") for u in faults.UPSTREAMS}
     degraded = {u: profile_config(u, "degraded") for u in faults.UPSTREAMS}
-    # nominal = the measured behaviour (reference §3.2: Work "400-700 ms measured"; §3.1:
-    # Diretrix "500-800 ms typical"; §2: message "~1-2 s"); the slow tails live in degraded.
+    # nominal = the measured behaviour (docs/emulators.md#sources: Work "400-700 ms measured";
+    # Diretrix "500-800 ms typical"; C2S message "~1-2 s"); the slow tails live in degraded.
     assert 400 <= nominal["work"].latency_ms.p50 <= 700
     assert 500 <= nominal["diretrix"].latency_ms.p50 <= 800
     msg = nominal["c2s"].routes[C2S_MESSAGE].latency_ms
@@ -187,7 +187,7 @@ def test_profiles_carry_reference_figures_and_load_test_headroom() -> None:
     assert nominal["c2s"].rate_limit.rate_per_s >= 20
     assert nominal["work"].rate_limit.rate_per_s >= 15
     assert nominal["work"].hang_rate == 0
-    # Degraded carries the reference's tight limits and slow Work.
+    # Degraded carries the tight limits and slow Work.
     assert degraded["work"].rate_limit.rate_per_s == 0.5
     assert degraded["work"].latency_ms.p50 >= 3000 and degraded["work"].hang_rate > 0
     for u in faults.UPSTREAMS:
@@ -211,7 +211,7 @@ def _enrichment_chain_ms(profile: str, n: int = 20_000, seed: int = 11) -> np.nd
 
 
 def test_profiles_reproduce_the_reference_end_to_end_expectation() -> None:
-    # Reference §4.7: the < 5 s p95 target is met when the upstreams behave as measured
+    # docs/emulators.md#our-choices: the < 5 s p95 target is met when the upstreams behave as measured
     # (nominal); with Work at 3-10 s (degraded) the p95 is 8-15 s.
     assert np.percentile(_enrichment_chain_ms("nominal"), 95) < 5000
     assert 8000 <= np.percentile(_enrichment_chain_ms("degraded"), 95) <= 15000

@@ -1,5 +1,5 @@
-"""The notebooks: committed stripped, generated from scripts/build_notebooks.py, and executed
-with papermill (in the project's kernel) on non-default parameters — other run directories,
+"""The notebooks: edited as jupytext py:percent pairs (notebooks/NAME.py, linted by ruff),
+committed as stripped .ipynb in sync with their pair, and executed with papermill (in the project's kernel) on non-default parameters — other run directories,
 an edited SLO file, an older price set and a results store given by PERFLIB_DATABASE_URL.
 Their defaults are executed by tests/test_report.py (the report) and by nbval in make test."""
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -50,13 +48,42 @@ def _inspect(path: Path) -> dict:
     return pm.inspect_notebook(str(path))
 
 
-def test_notebooks_match_their_generator() -> None:
-    res = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_notebooks.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr
+def test_notebooks_are_paired_with_py_percent_sources() -> None:
+    """jupytext pairs every notebook in notebooks/ with its py:percent source."""
+    import jupytext.config
+
+    config = jupytext.config.load_jupytext_config(str(REPO_ROOT / "notebooks"))
+    for path in NOTEBOOK_FILES:
+        assert config.default_formats(str(path)) == "ipynb,py:percent", path.name
+    assert sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("*.py")) == sorted(rp.NOTEBOOKS)
+
+
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_committed_notebook_matches_its_py_pair(path: Path) -> None:
+    """The .py is the source; the .ipynb papermill and nbval run must say the same, cell by
+    cell (type, code or text, tags), on the same kernel."""
+    import jupytext
+
+    source = jupytext.read(path.with_suffix(".py"), fmt="py:percent")
+    committed = nbformat.read(path, as_version=4)
+    hint = f"{path.name} is out of sync with {path.stem}.py: run .venv/bin/jupytext --sync notebooks/*.py"
+    assert _cells(source) == _cells(committed), hint
+    assert source.metadata["kernelspec"] == committed.metadata["kernelspec"], hint
+
+
+def test_pair_check_sees_an_edit(tmp_path: Path) -> None:
+    """The comparison above fails when the .py changes and the .ipynb does not."""
+    import jupytext
+
+    path = NOTEBOOK_FILES[0]
+    edited = path.with_suffix(".py").read_text().replace("rp.runs_table(", "rp.runs_table (", 1)
+    assert edited != path.with_suffix(".py").read_text()
+    source = jupytext.reads(edited, fmt="py:percent")
+    assert _cells(source) != _cells(nbformat.read(path, as_version=4))
 
 
 @pytest.fixture(scope="module")

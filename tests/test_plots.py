@@ -178,3 +178,28 @@ def test_plot_run_gives_every_chart(run: an.RunAnalysis) -> None:
     for fig in figs.values():
         _labelled(fig)
         _render(fig)
+
+
+def test_trends_chart_circles_the_regressions() -> None:
+    t0 = pd.Timestamp("2026-11-01T12:00:00Z")
+    trend = pd.DataFrame(
+        {
+            "profile": ["load"] * 4 + ["smoke"] * 2,
+            "preset": ["shared-cpu-1x:1024mb"] * 4 + ["shared-cpu-1x:512mb"] * 2,
+            "started_at": [t0 + pd.Timedelta(days=d) for d in range(6)],
+            "p95_ms": [100.0, 104.0, 140.0, 141.0, 20.0, 21.0],
+            "memory_peak_mb": [300.0, 310.0, 320.0, 330.0, 150.0, 155.0],
+            "regression": [False, False, True, False, False, False],
+        }
+    )
+    fig = plots.plot_trends(trend)
+    _labelled(fig)
+    ax1, ax2 = fig.axes
+    labels = [t.get_text() for t in ax1.get_legend().get_texts()]
+    assert labels == ["load @ shared-cpu-1x:1024mb", "smoke @ shared-cpu-1x:512mb"]
+    np.testing.assert_allclose(ax1.get_lines()[0].get_ydata(), [100.0, 104.0, 140.0, 141.0])
+    np.testing.assert_allclose(ax2.get_lines()[1].get_ydata(), [150.0, 155.0])
+    circled = np.concatenate([c.get_offsets()[:, 1] for c in ax1.collections])
+    assert list(circled) == [140.0]  # the one regression, and only it
+    _render(fig)
+    _render(plots.plot_trends(trend.iloc[0:0]))

@@ -1,8 +1,9 @@
 """Fly price table and cost model, checked against Fly's published figures.
 
-Every expected number below is copied from /work/shared/reference/fly.md §4 (Fly's pricing
-page 2025-08-19, about/cost-management 2025-10-23, the reported 2026-10-01 quotes), not
-from data/fly_pricing.csv.
+Every expected number below is copied from Fly's own publications (the pricing page
+https://fly.io/docs/about/pricing/ as rendered 2025-08-19, https://fly.io/docs/about/cost-management/
+of 2025-10-23, the calculator https://github.com/superfly/flyio-price-calc-ex) or from the
+reported 2026-10-01 quotes (data/fly_price_sets.csv names them), not from data/fly_pricing.csv.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from perflib.pricing import (
     resolve_price_set,
 )
 
-# fly.md §4 "Started Machine prices, iad/ewr" (2025-08-19)
+# Fly's pricing page, started Machine prices in iad/ewr (rendered 2025-08-19)
 PUBLISHED_2025 = {
     "shared-cpu-1x:256mb": 1.94,
     "shared-cpu-1x:512mb": 3.19,
@@ -55,7 +56,7 @@ PUBLISHED_2025 = {
     "performance-16x:32gb": 496.01,
     "performance-16x:128gb": 976.25,
 }
-# fly.md §4 "Price change reported for 2026-10-01": quoted iad prices
+# The price change reported for 2026-10-01: quoted iad prices (third-party notes)
 QUOTED_2026 = {
     "shared-cpu-1x:256mb": 2.19,
     "shared-cpu-2x:512mb": 4.39,
@@ -66,7 +67,7 @@ QUOTED_2026 = {
     "performance-2x:4gb": 66.00,
     "performance-16x:32gb": 528.02,
 }
-# fly.md §4: region multipliers from Fly's calculator
+# region multipliers from Fly's calculator (github.com/superfly/flyio-price-calc-ex)
 MULTIPLIERS = {
     "iad": 1.0,
     "arn": 1.0385,
@@ -94,7 +95,7 @@ def test_quoted_2026_prices(preset: str, usd: float) -> None:
 
 
 def test_regional_published_figures() -> None:
-    # fly.md §4: sjc 256 MB = $2.32; 3 × shared-1x 1 GB in sjc = $20.37 (cost-management)
+    # fly.io/docs/about/cost-management: sjc 256 MB = $2.32; 3 × shared-1x 1 GB in sjc = $20.37
     assert machine_price("shared-cpu-1x:256mb", "sjc", "2025-08-19") == 2.32
     assert monthly_cost("shared-cpu-1x:1gb", 3, "sjc", price_set="2025-08-19") == 20.37
     # ams/arn: 256 MB $2.02, 512 MB $3.32, 1 GB $5.92, 2 GB $11.11, performance-1x $32.19
@@ -109,7 +110,7 @@ def test_regional_published_figures() -> None:
 
 
 def test_per_second_rate_times_30_days() -> None:
-    # fly.md §4: "$0.00000075/s × 2,592,000 s = $1.94"
+    # fly.io/docs/about/pricing: $0.00000075/s; "per month" = 30 days = 2,592,000 s -> $1.94
     assert round(0.00000075 * 2_592_000, 2) == machine_price("shared-cpu-1x", "iad", "2025-08-19")
     assert pricing.SECONDS_PER_MONTH == 2_592_000
 
@@ -195,7 +196,7 @@ def test_regions_multiply_the_formula() -> None:
 
 
 def test_rootfs_of_stopped_machines() -> None:
-    # fly.md §4: 1 GB stopped for 10 days costs $0.05 ($0.15/GB per 30 days)
+    # fly.io/docs/about/pricing: stopped Machines pay rootfs, $0.15/GB per 30 days: 1 GB x 10 d = $0.05
     b = cost_breakdown(
         "shared-cpu-1x:256mb", started_fraction=20 / 30, rootfs_gb=1.0, price_set="2025-08-19"
     )
@@ -205,7 +206,7 @@ def test_rootfs_of_stopped_machines() -> None:
 
 
 def test_egress_by_region_group() -> None:
-    # fly.md §4: NA/EU $0.02/GB, APAC/SA $0.04, Africa/India $0.12
+    # fly.io/docs/about/pricing (bandwidth): NA/EU $0.02/GB, APAC/SA $0.04, Africa/India $0.12
     assert cost_breakdown("shared-cpu-1x", egress_gb=100).egress_usd == 2.00
     assert cost_breakdown("shared-cpu-1x", region="syd", egress_gb=100).egress_usd == 4.00
     assert cost_breakdown("shared-cpu-1x", region="bom", egress_gb=100).egress_usd == 12.00

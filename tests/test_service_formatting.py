@@ -1,6 +1,6 @@
 """Step 4's message and the storage transformations, against hand-computed expectations.
 
-Expected strings are written out by hand from the original's format (reference §1.2 and
+Expected strings are written out by hand from the original's format (docs/service.md#sources:
 the Rust ``format_enriched_message``), not produced by the code under test.
 """
 

@@ -1,7 +1,8 @@
 """The recommender's rules (each with a triggering case and one just below it), the VPA-style
-second opinion against the anchor's worked numbers, pool sizing, capacity and the preset
+second opinion against the worked VPA numbers (docs/guide.md#second-opinion), pool sizing, capacity and the preset
 comparison. Synthetic run directories are written through perflib.rundir, exactly as the
-runner writes them; expected prices come from fly.md §4, not from the price table."""
+runner writes them; expected prices come from Fly's published figures (docs/guide.md#fly-sizes-and-prices), not
+from the price table."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from perflib.sizing import (
 )
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-# fly.md §4, 2026-10-01 set ($6/GB): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)
+# 2026-10-01 price set ($6/GB, data/fly_price_sets.csv): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)
 # We use prices derived by hand from the formula 0.695 + 6 × GB, rounded like Fly:
 P26 = {"512": 3.69, "768": 5.20, "1024": 6.70, "1280": 8.20, "shared-2x:1024": 7.39}
 P25 = {"512": 3.19, "1024": 5.70}  # published 2025-08-19
@@ -303,7 +304,7 @@ def test_cpu_sustained_above_70_needs_performance(tmp_path: Path) -> None:
     )
     r = recommend([hot.path])
     assert r.recommended_preset == "performance-1x:2048mb"
-    assert r.monthly_cost_usd == 33.00  # fly.md: 2026-10-01 quote
+    assert r.monthly_cost_usd == 33.00  # the reported 2026-10-01 quote
     assert r.cpu_kind == "performance"
     assert any("CPU consistently >70%" in x for x in r.reasons)
     assert recommend([short.path]).cpu_kind == "shared"
@@ -411,7 +412,7 @@ def test_pool_without_per_request_output_says_it_counts_everything(tmp_path: Pat
     ("p90", "target"), [(300, 362.6), (380, 454.4), (420, 488.1), (445, 523.4)]
 )
 def test_vpa_target_matches_anchor_table(p90: float, target: float) -> None:
-    # anchors-sizing-stats-notebooks.md §1.1 "Worked numbers for our 512 MB question"
+    # docs/guide.md#second-opinion: the worked VPA numbers (10 MB first bucket, ×1.05, end, ×1.15)
     assert vpa_target_mb(p90) == pytest.approx(target, abs=0.05)
 
 

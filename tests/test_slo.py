@@ -20,7 +20,7 @@ def test_shipped_file_is_valid_and_holds_every_guide_target() -> None:
     raw = tomllib.loads(DEFAULT_SLO_PATH.read_text(encoding="utf-8"))
     assert len(slos.slo) == len(raw["slo"])
     t = {s.id: s for s in slos.slo}
-    # the guide's numbers (performance-guide.md "Target Metrics", "Metrics to Track")
+    # the guide's numbers (docs/guide.md#latency-targets, #error-rate-targets, #memory-targets)
     assert (t["health_p95"].target, t["db_p95"].target, t["enrichment_p95"].target) == (
         50.0,
         100.0,

@@ -98,7 +98,8 @@ def test_bad_presets_say_why(text: str, match: str) -> None:
 
 def test_baseline_is_flys_quota() -> None:
     assert parse_preset("shared-cpu-1x").cpu_capacity == pytest.approx(5 / 80)
-    assert parse_preset("shared-cpu-8x").cpu_capacity == pytest.approx(0.5)  # fly.md §4
+    # 40 ms per 80 ms: fly.io/docs/machines/cpu-performance
+    assert parse_preset("shared-cpu-8x").cpu_capacity == pytest.approx(0.5)
     assert parse_preset("performance-2x").cpu_capacity == 2
 
 

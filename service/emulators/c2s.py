@@ -1,6 +1,6 @@
 """Contact2Sale (C2S) CRM emulator: leads in, enriched messages back.
 
-Paths, auth and shapes follow the reference (§2, §4.3): ``GET /integration/leads/{id}``,
+Paths, auth and shapes follow the public clients (docs/emulators.md#c2s): ``GET /integration/leads/{id}``,
 ``GET /integration/leads`` (paged, ``perpage`` ≤ 50), ``POST
 /integration/leads/{id}/create_message`` (``{"body"}`` → 201). Bearer token in
 ``Authorization`` or ``Authentication`` (both are seen in the wild). Posted messages are kept

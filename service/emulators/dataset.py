@@ -8,7 +8,7 @@ across CPython versions), and only synthetic data is produced: CPFs are random n
 valid mod-11 check digits, names are drawn from common pt-BR name lists.
 
 People and leads are small slotted records built eagerly (~50 ms for 5,000 leads); the big
-Work-format dossiers (reference §3.2) are built on demand from a per-person seed, so memory
+Work-format dossiers (docs/emulators.md#work-api) are built on demand from a per-person seed, so memory
 stays low and any dossier is reproducible on its own.
 
 Run ``python -m service.emulators.dataset --out data/leads.csv`` to write the lead list.
@@ -45,7 +45,8 @@ SCENARIO_MIX: dict[str, float] = {
 }
 SCENARIOS: tuple[str, ...] = tuple(SCENARIO_MIX)
 
-BRT = timezone(timedelta(hours=-3))  # C2S returns timestamps with a -03:00 offset (ref §2)
+# C2S returns timestamps with a -03:00 offset (docs/emulators.md#c2s).
+BRT = timezone(timedelta(hours=-3))
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -107,7 +108,7 @@ QUALITIES = ("OTIMO", "BOM", "POTENCIALMENTE BOM")
 EDUCATION = ("ENSINO MEDIO COMPLETO", "ENSINO SUPERIOR COMPLETO", "POS-GRADUACAO")
 MARITAL = ("SOLTEIRO(A)", "CASADO(A)", "DIVORCIADO(A)", "VIUVO(A)")
 COMPANY_RELATIONS = (("QSA", "SOCIO"), ("QSA", "SOCIO-ADMINISTRADOR"), ("REPRESENTANTELEGAL", ""))
-# Purchasing-power bands; the text shape "De R$ 7018 até R$ 15000" is the Work API's (§3.2).
+# Purchasing-power bands; the text shape "De R$ 7018 até R$ 15000" is the Work API's (docs/emulators.md#work-api).
 POWER_BANDS: tuple[tuple[float, float | None, str, str], ...] = (
     (0, 1320, "1", "MUITO BAIXO"),
     (1320, 3000, "3", "BAIXO"),
@@ -218,7 +219,7 @@ class Dataset:
 
     # -- payloads (built on demand) ------------------------------------------------------
     def lead_payload(self, lead: Lead) -> dict[str, Any]:
-        """The C2S ``GET /integration/leads/{id}`` body (reference §2)."""
+        """The C2S ``GET /integration/leads/{id}`` body (docs/emulators.md#c2s)."""
         return {"data": lead_resource(lead, self.seed)}
 
     def dossier(self, cpf: str) -> dict[str, Any] | None:
@@ -342,7 +343,7 @@ def generate(seed: int = DEFAULT_SEED, n_leads: int = DEFAULT_LEADS) -> Dataset:
         elif scenario == "phone_only":
             a = gen.person()
             _, _, stranger_email, _ = gen.stranger_contacts()
-            # A third of these leads have no email at all (C2S fields are optional, ref §2).
+            # A third of these leads have no email at all (C2S fields are optional, docs/emulators.md#c2s).
             email = stranger_email if rng.random() < 2 / 3 else None
             name, phone, city, phone_person = a.name, a.phone, a.city, a.index
         elif scenario == "email_only":
@@ -388,7 +389,7 @@ def _brl(value: float) -> str:
 
 
 def lead_resource(lead: Lead, seed: int) -> dict[str, Any]:
-    """The JSON:API-ish lead object of reference §2 (fields the pipeline does not read kept)."""
+    """The JSON:API-ish lead object of C2S (docs/emulators.md#c2s) (fields the pipeline does not read kept)."""
     rng = random.Random(seed * SEED_STRIDE + 500_000 + lead.internal_id)
     ddd, city, uf, hoods = CITIES[lead.city]
     price = rng.randrange(200, 3_000) * 1_000.0
@@ -462,7 +463,7 @@ def _risk(score: int) -> str:
 
 
 def work_dossier(person: Person, seed: int) -> dict[str, Any]:
-    """The Work API ``modulo=cpf`` body for ``person`` (shape of reference §3.2)."""
+    """The Work API ``modulo=cpf`` body for ``person`` (shape: docs/emulators.md#work-api)."""
     rng = random.Random(seed * SEED_STRIDE + person.index)
     ddd, city, uf, hoods = CITIES[person.city]
     renda = round(rng.lognormvariate(8.6, 0.7), 2)  # median ≈ R$ 5,400
@@ -617,7 +618,7 @@ def work_dossier(person: Person, seed: int) -> dict[str, Any]:
 
 
 def diretrix_person(person: Person, seed: int) -> dict[str, Any]:
-    """Diretrix ``GET /Consultas/Pessoa/{cpf}`` (field names as reference §3.1, typo kept)."""
+    """Diretrix ``GET /Consultas/Pessoa/{cpf}`` (field names: docs/emulators.md#diretrix, typo kept)."""
     dossier = work_dossier(person, seed)
     born = datetime.strptime(person.birth_date, "%d/%m/%Y").replace(tzinfo=UTC)
     age = (datetime(2025, 11, 14, tzinfo=UTC) - born).days // 365

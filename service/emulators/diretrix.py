@@ -1,6 +1,6 @@
 """Diretrix Consultoria emulator: phone/email → ``[{"nome","cpf"}]`` person lookups.
 
-Paths and shapes follow the reference (§3.1, §4.3): ``GET /Consultas/Pessoa/Telefone/{digits}``
+Paths and shapes follow the public clients (docs/emulators.md#diretrix): ``GET /Consultas/Pessoa/Telefone/{digits}``
 (national number, 10–11 digits, else 400), ``GET /Consultas/Pessoa/Email/{email}``, and
 ``GET /Consultas/Pessoa/{cpf}`` (full record). HTTP Basic auth. "Not found" is answered the
 three ways seen in the wild, chosen by ``not_found_mode``: ``empty`` (200 ``[]``), ``404`` or

@@ -13,9 +13,10 @@ because a lognormal's p-quantile is ``exp(mu + sigma · z_p)`` (NIST/SEMATECH e-
 Statistical Methods §1.3.6.6.9, "Lognormal Distribution"; Wikipedia "Log-normal
 distribution", quantile function).
 
-Figures come from the reference report (`/work/shared/reference/c2s-service-and-upstreams.md`
-§2 C2S latency, §3.1 Diretrix, §3.2 Work API, §4.4 proposed engine, §4.7 expectations); see
-``docs/emulators.md`` for the table and the reasons behind the nominal rate limits.
+Figures and where each comes from: ``docs/emulators.md#sources`` (C2S, Diretrix and Work
+latencies from the original service's public docs; error rates, hangs, quotas, buckets and the
+end-to-end budget are our choices); the same page has the table and the reasons behind the
+nominal rate limits.
 """
 
 from __future__ import annotations
@@ -175,16 +176,17 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "work": (WORK_API,),
 }
 
-# Sources (reference report): C2S GET p50≈300-500/p95≈1.5 s [§2 guess], message send ~1-2 s
-# [§2 doc], lead creation 500-1500 ms with a 3.9 s case [§2 doc]; Diretrix 500-800 ms typical,
-# up to 2 s, 2-5 s for phone+email [§3.1 doc]; Work 400-700 ms measured, 1-2 s, 3-10 s per CPF,
-# >30 s tails [§3.2 doc]; error/hang/rate/quota figures [§4.4]; degraded shape [§4.7].
+# Sources (docs/emulators.md#sources): C2S GET p50≈300-500/p95≈1.5 s [our estimate], message
+# send ~1-2 s, lead creation 500-1500 ms with a 3.9 s case [original's docs]; Diretrix 500-800 ms
+# typical, up to 2 s, 2-5 s for phone+email [original's docs]; Work 400-700 ms measured, 1-2 s,
+# 3-10 s per CPF, >30 s tails [original's docs]; error/hang/rate/quota figures and the degraded
+# shape [ours, docs/emulators.md#our-choices].
 _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    # nominal = the upstreams behaving as measured (§4.7: "the <5 s p95 target is met only
-    # when Work behaves like the 400-700 ms measurements"): Work p50 550/p95 900, Diretrix
+    # nominal = the upstreams behaving as measured (our budget, docs/emulators.md#our-choices: the
+    # <5 s p95 target is met only when Work behaves like the 400-700 ms measurements): Work p50 550/p95 900, Diretrix
     # "500-800 ms typical", C2S message "~1-2 s". The slow tails (Work 3-10 s, >30 s hangs,
     # Diretrix 2-5 s) belong to `degraded`. Chained, nominal gives an enrichment p95 of about
-    # 4.4 s (docs/emulators.md shows the simulation); degraded 8-15 s as §4.7 expects.
+    # 4.4 s (docs/emulators.md shows the simulation); degraded 8-15 s as the budget expects.
     "nominal": {
         "c2s": {
             "latency_ms": {"p50": 400, "p95": 1000, "min": 30, "max": 8000},
@@ -199,13 +201,13 @@ _PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "latency_ms": {"p50": 650, "p95": 1500, "min": 50, "max": 10000},
             "error_rate": 0.02,
             "not_found_mode": "empty",
-            "rate_limit": None,  # unknown upstream (§3.1); enable through PUT or `degraded`
+            "rate_limit": None,  # none known (docs/emulators.md#diretrix); enable through PUT or `degraded`
         },
         "work": {
             "latency_ms": {"p50": 550, "p95": 900, "min": 100, "max": 40000},
             "error_rate": 0.01,
             "hang_rate": 0.0,
-            # The reference's 0.5/s bucket mirrors a client-side courtesy spacing, not a server
+            # A 0.5/s bucket would mirror a client-side courtesy spacing, not a server
             # limit; nominal keeps headroom for ~10 enrichments/s (see docs/emulators.md).
             "rate_limit": {"rate_per_s": 20, "burst": 40},
             "quota": {"credits": 1_000_000, "http_status": 200},

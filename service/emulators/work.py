@@ -1,6 +1,7 @@
 """Work API ("Completa Buscas") emulator: CPF → dossier, phone → CPF.
 
-``GET /api?token=…&modulo=cpf|phone&consulta=…`` as in the reference (§3.2, §4.3). Like the
+``GET /api?token=…&modulo=cpf|phone&consulta=…`` as the original's clients call it
+(docs/emulators.md#work-api). Like the
 real API it reports most errors with HTTP 200 and the error in the body: a bad token gives
 ``{"status":403,…,"reason":"Token vencido ou inválido"}``, an unknown CPF
 ``{"status":404,"erro":"CPF não encontrado"}``; an unknown module is an HTTP 403; exhausted

@@ -1,0 +1,125 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: perflib (.venv)
+#     language: python
+#     name: perflib
+# ---
+
+# %% [markdown]
+# # Memory and CPU
+#
+# How much memory and CPU the service uses under load, against the emulated VM's limit and the guide's thresholds (idle < 150 MB, under load < 500 MB, peak < 700 MB, alert above 800 MB sustained; CPU average < 50 %, sustained > 70 % means dedicated CPU). MB are MiB, as Fly's `memory_mb`.
+
+# %% tags=["parameters"]
+# Parameters: papermill -p NAME VALUE overrides them. Defaults: the recorded sample runs,
+# offline, in seconds. Secrets (FLY_API_TOKEN, database passwords) are never parameters:
+# they come from the environment.
+run_dirs = []  # run directories to report on; an empty list means the sample runs in data/runs
+base_url = None  # live mode: the deployed app to drive; None drives the local stack
+presets = ["shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"]  # VM presets to compare
+time_scale = 0.2  # live mode: multiplies every stage duration of the k6 profiles
+live = False  # True: record fresh runs with k6 first (minutes), then report on them
+runs_dir = None  # live mode: where new run directories go; None means runs/ in the repo
+slo_file = None  # SLO file; None means data/slo.toml, the targets of the guide
+price_set = None  # Fly price set; None means the newest dated set in data/
+region = "iad"  # Fly region the costs are for
+use_store = False  # True: trends come from the results store (PERFLIB_DATABASE_URL)
+
+# %%
+# %matplotlib inline
+import warnings
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from perflib import plots
+from perflib import report as rp
+from perflib.analysis import analyze_run
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+pd.set_option("display.precision", 1)
+pd.set_option("display.max_colwidth", 120)
+
+# %%
+runs = [r for r in rp.load_runs(run_dirs) if r.profile != "smoke"]
+analyses = [analyze_run(r, slos=slo_file) for r in runs]
+rp.runs_table(runs)
+
+# %% [markdown]
+# ## Summary
+
+# %%
+pd.DataFrame(
+    [
+        {
+            "run": rp.run_label(a.run),
+            "idle (MB)": a.memory.idle_mb,
+            "under load (MB)": a.memory.load_mb,
+            "peak (MB)": a.memory.peak_mb,
+            "limit (MB)": a.memory.limit_mb,
+            "OOM kills": a.memory.oom_kills,
+            "restarts": a.memory.restarts,
+            "CPU avg (%)": a.cpu.avg_pct,
+            "CPU p95 (%)": a.cpu.p95_pct,
+            "throttled (s)": a.cpu.throttled_s,
+            "dedicated CPU advised": a.cpu.dedicated_cpu_advised,
+        }
+        for a in analyses
+    ]
+)
+
+# %% [markdown]
+# ## Memory over time
+#
+# The black line is the VM limit; OOM kills and restarts are marked.
+
+# %%
+for a in analyses:
+    display(
+        plots.plot_memory(
+            a.memory.timeline,
+            limit_mb=a.memory.limit_mb,
+            events=a.memory.events,
+            stages=a.stages,
+            title=f"Memory — {rp.run_label(a.run)}",
+        )
+    )
+    if len(a.memory.time_above):
+        display(a.memory.time_above)
+
+# %% [markdown]
+# ## OOM kills and restarts
+
+# %%
+events = [a.memory.events.assign(run=rp.run_label(a.run)) for a in analyses if len(a.memory.events)]
+pd.concat(events, ignore_index=True) if events else Markdown(
+    "_No OOM kill or restart in these runs._"
+)
+
+# %% [markdown]
+# ## Leak estimate
+#
+# The memory slope during steady load by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval; a leak is suspected only when the whole interval lies above the SLO file's threshold. Short runs give wide intervals: a soak run is the real test.
+
+# %%
+pd.DataFrame(
+    [
+        {
+            "run": rp.run_label(a.run),
+            "slope (MB/min)": a.memory.leak.slope_mb_per_min if a.memory.leak else None,
+            "suspected": a.memory.leak.suspected if a.memory.leak else None,
+            "evidence": a.memory.leak.evidence if a.memory.leak else "too few steady samples",
+        }
+        for a in analyses
+    ]
+)
+
+# %% [markdown]
+# ## CPU and throttling
+#
+# Percent of one vCPU; the lower panel is the share of time the shared-CPU quota throttled the service.
+
+# %%
+for a in analyses:
+    display(plots.plot_cpu(a.cpu.timeline, stages=a.stages, title=f"CPU — {rp.run_label(a.run)}"))
