@@ -152,10 +152,6 @@ class GuestMonitor:
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        if self.run_dir is not None:
-            self._guest_csv = (self.run_dir / "guest-samples.csv").open("a", newline="")
-            self._writer = csv.writer(self._guest_csv)
-            self._writer.writerow(GUEST_SAMPLE_COLUMNS)
         self._thread = threading.Thread(target=self._loop, name="guest-monitor", daemon=True)
         self._thread.start()
 
@@ -171,7 +167,7 @@ class GuestMonitor:
         self.poll()  # the last lines
         if self._guest_csv is not None:
             self._guest_csv.close()
-            self._guest_csv = None
+            self._guest_csv = self._writer = None
 
     # --- one pass ------------------------------------------------------------------------
     def poll(self) -> None:
@@ -279,6 +275,10 @@ class GuestMonitor:
         self.state.peak_memory_mb = max(self.state.peak_memory_mb, s.used_mb)
         when = self.when(s.uptime)
         self._write(s, cpu)
+        if self._writer is None and self.run_dir is not None:
+            self._guest_csv = (self.run_dir / "guest-samples.csv").open("a", newline="")
+            self._writer = csv.writer(self._guest_csv)
+            self._writer.writerow(GUEST_SAMPLE_COLUMNS)
         if self._writer is not None:
             self._writer.writerow(
                 [
