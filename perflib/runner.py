@@ -298,7 +298,11 @@ def run_profile(
         "executor": prof.executor,
         "stages": prof.scaled_stages(time_scale),
         "time_scale": time_scale,
-        "target": {"kind": "local" if local else "url", "base_url": base_url},
+        "target": {
+            "kind": "local" if local else "url",
+            "base_url": base_url,
+            "app": vars(settings.app).copy() if local and settings.app is not None else None,
+        },
         "upstreams": upstreams if local else None,
         "vm": _vm_manifest(preset, None),
         "isolation": settings.isolation if local else None,
