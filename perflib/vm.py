@@ -6,7 +6,8 @@ What a Fly Machine imposes on an app, and how this module reproduces it on a lap
   when the guest runs out, the guest kernel's OOM killer SIGKILLs the largest process, Fly's
   init notices the main child died, and the Machine restarts under the ``on-failure`` policy
   (max 10 retries) — see ``reference/fly.md`` §2. Here a watcher polls the memory of the
-  service's process tree (RSS or PSS) plus a guest-OS overhead, kills the largest process
+  service's process tree (RSS or PSS) plus a guest-OS overhead (per size, measured on real
+  Linux guests: :mod:`perflib.guest.calibration`), kills the largest process
   with SIGKILL when the sum exceeds the preset, writes the kernel-style line Fly shows into
   ``service.log``, records ``oom_killed`` and ``restart`` events and restarts the service.
 - **CPU.** One shared vCPU is 5 ms of CPU per 80 ms period (6.25 %), with a burst balance
@@ -41,7 +42,9 @@ from perflib.rundir import EventLog, utcnow
 
 MIB = 1024 * 1024
 
-#: Guest-OS memory a Fly Machine uses besides the app, in MiB. Why ~40 MB: the guest
+#: Fallback when there is no calibration table (``data/guest_memory.csv``, written by
+#: ``perflib calibrate`` from real Linux guests; see docs/guest.md), which gives the measured
+#: overhead per size instead. Guest-OS memory a Fly Machine uses besides the app, in MiB. Why ~40 MB: the guest
 #: kernel's own text/data/slab and the ``struct page`` array (~1.6 % of RAM) take roughly
 #: 20-30 MB on a 256-1024 MB microVM, and Fly's init (a Rust binary, plus hallpass for SSH)
 #: a further ~10 MB RSS. fly.md notes ``fly_instance_memory_mem_total`` sits somewhat below
