@@ -509,7 +509,7 @@ def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
         print("Ctrl-C stops everything.", flush=True)
         while True:
             svc = stack.service
-            if vm is None and svc is not None and svc.poll() is not None:
+            if (vm is None or guest) and svc is not None and svc.poll() is not None:
                 print(
                     f"error: the service exited with code {svc.returncode}; last log lines:\n"
                     f"{log_tail(stack.service_log)}",
