@@ -129,6 +129,12 @@ class GuestStack(LocalStack):
             self.on_service_start(self.guest.proc)
         return self.guest.proc
 
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        env, _ = self.guest_environment()
+        info["database_url"] = f"{env.get('DATABASE_URL')} (inside the guest)"
+        return info
+
     def stop_service(self, timeout: float = 10) -> int | None:
         if self.guest is None:
             return None
