@@ -226,7 +226,7 @@ class Guest:
             "-accel",
             TCG_ACCEL if accel == "tcg" else "kvm",
             "-cpu",
-            "max" if accel == "tcg" else "host",
+            os.environ.get("PERFLIB_GUEST_CPU") or ("max" if accel == "tcg" else "host"),
             "-smp",
             str(spec.cpus),
             "-m",
