@@ -3,6 +3,9 @@
 Each figure has a baseline measured in the same run, on the same machine and core:
 - RSS and ``/health``: a bare pure-ASGI app under the same uvicorn/uvloop/httptools stack
   (the floor any Python service pays), so the ratio is our framework + DB + metrics cost;
+- the server's hostile-client limits (service/server.py): the same bare app under plain
+  uvicorn (before) and under the guarded protocol the service runs with (after), side by
+  side — throughput and idle RSS — so the guard's own cost is visible;
 - enrichment: the same upstream calls (C2S GET, Diretrix phone ‖ email, Work per CPF,
   C2S POST) made directly with the service's clients, no API, database or pipeline around
   them — the floor set by the emulated upstreams' latency.
@@ -188,6 +191,41 @@ def _enrichment_floor(urls: dict[str, str], leads: list[str]) -> float:
     return float(np.percentile(asyncio.run(main()), 95, method="linear"))
 
 
+GUARDED_RUNNER = """
+import sys, uvicorn
+from bare_app import app
+from service.server import uvicorn_config
+uvicorn.run(**uvicorn_config(app, max_header_bytes=16384, header_timeout_s=10.0,
+            max_connections=1000, keepalive_timeout_s=5.0),
+            port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def _bare(work: Path, core: set[int], guarded: bool) -> tuple[float, float, float]:
+    """(idle RSS MiB, /health p95 ms, req/s) of the bare app, plain or guarded server."""
+    port = free_port()
+    if guarded:
+        cmd = [sys.executable, "guarded_runner.py", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=f"{work}{os.pathsep}{REPO_ROOT}")
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        os.sched_setaffinity(proc.pid, core)
+        _wait_http(f"http://127.0.0.1:{port}/", proc)
+        time.sleep(1)
+        rss = _rss_mib(proc.pid)
+        _, others = _cores()
+        p95, rps = _health_load(f"http://127.0.0.1:{port}/health", work, others)
+        return rss, p95, rps
+    finally:
+        terminate(proc, 5)
+
+
 def _ratio(value: float, baseline: float) -> float | None:
     return value / baseline if baseline else None
 
@@ -197,22 +235,11 @@ def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         work = Path(tmp)
-        # --- baseline: a bare ASGI app on the same server stack and core ------------------
+        # --- baselines: a bare ASGI app on the same core, plain uvicorn and guarded --------
         (work / "bare_app.py").write_text(BARE_APP)
-        port = free_port()
-        bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port),
-             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            os.sched_setaffinity(bare.pid, svc_core)
-            _wait_http(f"http://127.0.0.1:{port}/", bare)
-            time.sleep(1)
-            bare_rss = _rss_mib(bare.pid)
-            bare_p95, bare_rps = _health_load(f"http://127.0.0.1:{port}/health", work, load_cores)
-        finally:
-            terminate(bare, 5)
+        (work / "guarded_runner.py").write_text(GUARDED_RUNNER)
+        bare_rss, bare_p95, bare_rps = _bare(work, svc_core, guarded=False)
+        g_rss, _, g_rps = _bare(work, svc_core, guarded=True)
 
         # --- the service, pinned to the same core ------------------------------------------
         stack = LocalStack(
@@ -228,6 +255,17 @@ def run() -> list[dict[str, Any]]:
             e_p95, e_n, _ = _enrichment_load(stack.base_url, leads, work, load_cores)
             floor = _enrichment_floor(stack.emulator_urls, _leads(1000, 1000))
 
+    rows.append(
+        {"name": "bare app idle RSS: guarded server (after) vs plain uvicorn (before)",
+         "value": g_rss, "unit": "MiB", "target": "ratio ~1", "baseline": bare_rss,
+         "ratio": _ratio(g_rss, bare_rss)}
+    )  # fmt: skip
+    rows.append(
+        {"name": f"bare app /health throughput, {HEALTH_VUS} clients: guarded server (after) "
+                 "vs plain uvicorn (before)",
+         "value": g_rps, "unit": "req/s", "target": ">= 1500", "baseline": bare_rps,
+         "ratio": _ratio(g_rps, bare_rps)}
+    )  # fmt: skip
     rows.append(
         {"name": "idle RSS of the service process", "value": rss, "unit": "MiB",
          "target": "<= 90 (guide: < 150)", "baseline": bare_rss, "ratio": _ratio(rss, bare_rss)}

@@ -35,6 +35,7 @@ from IPython.display import Markdown, display
 
 from perflib import report as rp
 from perflib.analysis import analyze_run
+from perflib.rundir import caveats
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pd.set_option("display.precision", 1)
@@ -43,6 +44,14 @@ pd.set_option("display.max_colwidth", 120)
 # %%
 runs = rp.load_runs(run_dirs)
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
+partial = caveats(runs)  # interrupted, killed or short runs: said before any figure
+if partial:
+    display(
+        Markdown(
+            "**Partial runs: some figures below do not cover the whole load profile.**\n\n"
+            + "\n".join(f"- {c}" for c in partial)
+        )
+    )
 rp.runs_table(runs)
 
 # %% [markdown]
@@ -77,7 +86,14 @@ if rec is not None:
     display(
         Markdown(
             f"**Recommended: `{rec.recommended_preset}`** at {cost} per month "
-            f"(confidence {rec.confidence}).\n\n" + "\n".join(f"- {r}" for r in rec.reasons)
+            f"(confidence {rec.confidence})"
+            + (
+                f" — **from a partial run** ({', '.join(rec.partial_runs)}): re-run to confirm"
+                if rec.partial
+                else ""
+            )
+            + ".\n\n"
+            + "\n".join(f"- {r}" for r in rec.reasons)
         )
     )
 else:

@@ -70,8 +70,10 @@ if rec is not None:
         else f", ${-d:,.2f} per month more than {rec.current_preset}"
     )
     cost = f"${rec.monthly_cost_usd:,.2f}" if rec.monthly_cost_usd is not None else "n/a"
+    partial = f" — FROM A PARTIAL RUN ({', '.join(rec.partial_runs)})" if rec.partial else ""
     lines = [
-        f"### Recommended: `{rec.recommended_preset}` — {cost} per month{saving}",
+        f"### Recommended: `{rec.recommended_preset}` — {cost} per month{saving}{partial}",
+        *[f"**Warning:** {w}" for w in rec.warnings],  # partial-run caveats first
         f"Confidence: **{rec.confidence}** (price set {rec.price_set}, region {rec.region})",
         "",
     ]

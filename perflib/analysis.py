@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from perflib.rundir import SAMPLE_COLUMNS, RunDir
-from perflib.slo import SEVERITY, Slo, SloError, SloFile, judge, load_slos, percentile_of, worst
+from perflib.errors import PerflibError
+from perflib.rundir import SAMPLE_COLUMNS, Completeness, RunDir, completeness
+from perflib.slo import SEVERITY, Slo, SloFile, judge, load_slos, percentile_of, worst
 
 if TYPE_CHECKING:
     import argparse
@@ -180,8 +181,9 @@ def _stats(values: np.ndarray, percentiles: Sequence[float]) -> dict[str, float]
     out: dict[str, float] = {"count": int(values.size)}
     for p in percentiles:
         out[_pcol(p)] = percentile(values, p)
-    out["mean"] = float(values.mean()) if values.size else math.nan
-    out["max"] = float(values.max()) if values.size else math.nan
+    known = values[~np.isnan(values)]  # an unknown duration is not a 0 or a NaN mean
+    out["mean"] = float(known.mean()) if known.size else math.nan
+    out["max"] = float(known.max()) if known.size else math.nan
     return out
 
 
@@ -1326,6 +1328,8 @@ class RunAnalysis:
     step_attribution: StepAttribution
     verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
+    completeness: Completeness | None = None  # interrupted / share of the profile that ran
+    skipped_cells: int = 0  # samples.csv cells read as unknown (counted, in the warnings)
 
     def __repr__(self) -> str:  # the frames' reprs would flood a notebook
         return (
@@ -1396,10 +1400,16 @@ class RunAnalysis:
             return v
 
         leak = self.memory.leak
+        done = self.completeness.to_dict() if self.completeness else {}
         return {
             "run_dir": str(self.run.path),
             "profile": self.profile,
             "preset": self.run.preset,
+            "interrupted": bool(done.get("interrupted", False)),
+            "partial": bool(done.get("partial", False)),
+            "profile_share": done.get("profile_share"),
+            "completeness": done,
+            "skipped_cells": self.skipped_cells,
             "worst_verdict": self.worst_verdict,
             "figures": [
                 {k: clean(v) for k, v in r.items()} for r in self.key_figures().to_dict("records")
@@ -1469,6 +1479,12 @@ def analyze_run(
         finally:
             ing.cleanup()
         requests = k6.read_requests(run.path)
+        excluded = int(requests.attrs.get("excluded_values", 0))
+        if excluded:  # as summarize: left out of every statistic, and said
+            warnings.append(
+                f"k6 output: {excluded} impossible timing value(s) (NaN, infinite, negative or "
+                "above a week) read as unknown and left out of the latency figures"
+            )
         points = k6.read_points(run.path, metrics=["vus", "vus_max", "dropped_iterations"])
     else:
         warnings.append("no k6 output in the run directory: latency and error figures missing")
@@ -1481,20 +1497,23 @@ def analyze_run(
     if end is not None and not manifest.get("k6_ended_at"):
         manifest["k6_ended_at"] = end.isoformat()
     duration = (end - start).total_seconds() if start is not None and end is not None else None
-    try:
-        samples = run.samples() if run.samples_path.exists() else None
-    except ValueError as exc:
-        warnings.append(str(exc))
-        samples = None
+    # A malformed samples.csv / events.jsonl raises RunDirError (file and line); isolated bad
+    # cells and a cut-off last line are read around, and said here.
+    samples = run.samples() if run.samples_path.exists() else None
     if samples is None:
         warnings.append("no samples.csv: memory and CPU figures missing")
         samples = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
         samples["time"] = pd.to_datetime(samples["time"], utc=True)
+    raw_events = run.events()
+    warnings.extend(samples.attrs.get("notes", []) + raw_events.attrs.get("notes", []))
+    done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
+    if done.caveat:
+        warnings.insert(0, done.caveat)
     rep = representative(run.manifest)
     if rep["note"]:
         warnings.append(rep["note"])
     log_text = _read_text(run.service_log_path)
-    events = resource_events(run.events(), {"service.log": log_text}, origin=start)
+    events = resource_events(raw_events, {"service.log": log_text}, origin=start)
     memory = memory_summary(
         samples,
         manifest,
@@ -1535,6 +1554,8 @@ def analyze_run(
         steps=steps,
         step_attribution=step_attribution(steps),
         warnings=warnings,
+        completeness=done,
+        skipped_cells=int(samples.attrs.get("bad_cells", 0)),
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)
     return analysis
@@ -2094,9 +2115,8 @@ def cli_analyze(args: argparse.Namespace) -> int:
     try:
         slos = load_slos(getattr(args, "slo", None))
         analysis = analyze_run(args.run_dir, slos=slos)
-    except SloError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        return 2
+    except PerflibError:
+        raise  # SloError, RunDirError, K6InputError: the CLI prints one line, exit 2
     except FileNotFoundError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
@@ -2111,6 +2131,10 @@ def cli_analyze(args: argparse.Namespace) -> int:
         return code
     out = Console() if Console().is_terminal else Console(width=160)
     head = f"[bold]{analysis.run.name}[/]  profile={analysis.profile}  preset={analysis.run.preset}"
+    done = analysis.completeness
+    if done is not None and done.partial:
+        share = "unknown" if done.share is None else f"{done.share:.0%}"
+        head += f"  [bold red]PARTIAL RUN[/] (interrupted={done.interrupted}, profile ran: {share})"
     out.print(head)
     for w in analysis.warnings:
         out.print(f"[yellow]warning:[/] {w}")

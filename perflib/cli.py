@@ -190,6 +190,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="run directories (default: the recorded sample runs in data/)",
     )
     p.add_argument("--out", default=None, help="report directory (default reports/<timestamp>)")
+    p.add_argument(
+        "--force", action="store_true", help="write into --out even when it is not empty"
+    )
     p.add_argument("--price-set", default=None)
     p.add_argument("--slo", default=None)
     p.add_argument("--timeout", type=int, default=600, help="per-cell execution timeout (s)")
@@ -319,9 +322,14 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from perflib.errors import PerflibError
+
     args = build_parser().parse_args(argv)
     try:
         return int(_resolve(HANDLERS[args.command])(args) or 0)
+    except PerflibError as exc:  # bad input: one line naming the file, no traceback
+        print(f"perflib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflib.errors import PerflibError
+
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
     import numpy as np
@@ -57,6 +59,14 @@ KNOWN_TAGS: tuple[str, ...] = (
 #: Trend statistics k6 prints with ``--summary-trend-stats "avg,min,med,max,p(90),p(95),p(99),count"``.
 TREND_STATS: tuple[str, ...] = ("count", "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
 _TREND_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+#: Sample values no k6 measurement can have, excluded from the statistics and counted
+#: (docs/ingest.md, "Impossible values"): NaN, ±infinity, a negative duration or byte count,
+#: a duration above a week, any value beyond ±1e15 (a byte count of a petabyte).
+BAD_VALUE_KINDS: tuple[str, ...] = ("NaN", "infinite", "negative", "absurd")
+MAX_TIME_MS = 7 * 86_400_000.0
+MAX_ABS_VALUE = 1e15
+#: ``contains`` of the metrics that cannot be negative (k6: durations in ms, bytes).
+_NON_NEGATIVE = ("time", "data")
 #: HTTP timing trends emitted once per request, all with the request's tags and end time.
 HTTP_TIMINGS: tuple[str, ...] = (
     "http_req_duration",
@@ -82,7 +92,7 @@ SYSTEM_TAGS: tuple[str, ...] = ("error", "tls_version", "subproto", "service", "
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-class K6InputError(ValueError):
+class K6InputError(PerflibError, ValueError):
     """The input cannot be read as k6 output (missing, not k6 NDJSON, unreadable)."""
 
 
@@ -987,7 +997,9 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
 
     ``start_time = time − (blocked + connecting + tls + sending + waiting + receiving)``
     (k6.md §1: ``http_req_duration`` excludes blocked/connecting/TLS). ``failed`` is NA when
-    k6 did not emit ``http_req_failed`` (response callback disabled).
+    k6 did not emit ``http_req_failed`` (response callback disabled). A timing no request can
+    have (NaN, ±inf, negative, above ``MAX_TIME_MS``) is read as unknown (NaN), as
+    :func:`summarize` excludes it, and counted in ``attrs["excluded_values"]``.
     """
     import pandas as pd
 
@@ -1001,9 +1013,11 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
         "http_req_receiving": "receiving_ms",
     }
     out_tags = ["name", "method", "status", "scenario", "group", "error_code", "expected_response"]
+    ok = f"value >= 0 AND value <= {MAX_TIME_MS!r}"  # NaN fails it (DuckDB orders NaN last)
     pivots = ",\n".join(
-        f"max(value) FILTER (WHERE metric = '{m}') AS {c}" for m, c in timings.items()
+        f"max(value) FILTER (WHERE metric = '{m}' AND {ok}) AS {c}" for m, c in timings.items()
     )
+    names = ", ".join(f"'{m}'" for m in timings)
     wanted = ", ".join(f"'{m}'" for m in [*timings, "http_req_failed", "http_reqs"])
     with _ingested(source, cache) as ing:
         con = _duckdb()
@@ -1015,7 +1029,8 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
             df = con.execute(f"""
                 SELECT time_ns, {sel}, {pivots},
                   CAST(max(value) FILTER (WHERE metric = 'http_req_failed') AS BOOLEAN) AS failed,
-                  count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs
+                  count(*) FILTER (WHERE metric = 'http_reqs') AS n_reqs,
+                  count(*) FILTER (WHERE metric IN ({names}) AND NOT ({ok})) AS n_bad
                 FROM {_points_sql(ing.files)}
                 WHERE metric IN ({wanted})
                 GROUP BY time_ns, file, {keys}
@@ -1042,6 +1057,7 @@ def read_requests(source: Source, *, cache: bool = True) -> pd.DataFrame:
     out["failed"] = pd.array(df["failed"], dtype="boolean")
     for t in out_tags:
         out[t] = pd.Categorical(df[t])
+    out.attrs["excluded_values"] = int(df["n_bad"].sum()) if len(df) else 0
     return out
 
 
@@ -1123,7 +1139,7 @@ def _tags_from_suffix(suffix: str) -> dict[str, str]:
 
 
 def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
-    """k6's end-of-test statistics recomputed from raw NDJSON, in DESIGN.md's JSON shape.
+    """k6's end-of-test statistics recomputed from raw NDJSON, in docs/contracts.md's JSON shape.
 
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
     and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
@@ -1175,9 +1191,12 @@ def _summary_and_meta(
             if direct is None and len(paths) == 1 and not _is_gzip(paths[0]):
                 direct = _direct_summary(paths[0], tmp)
         if direct is not None:
-            result, lines, warnings, meta = direct
+            result, lines, warnings, meta, excluded = direct
             return _store_summary(
-                {"metrics": result, "lines": lines, "warnings": warnings}, meta, paths, cache
+                {"metrics": result, "lines": lines, "warnings": warnings, "excluded": excluded},
+                meta,
+                paths,
+                cache,
             )
         con = _duckdb(tmp)
         try:
@@ -1210,13 +1229,16 @@ def _summary_and_meta(
                 )
             meta = ing.metrics
             warnings = list(ing.warnings)
-            result = _summarize(con, ing, meta, warnings)
+            result, excluded = _summarize(con, ing, meta, warnings)
         finally:
             con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _store_summary(
-        {"metrics": result, "lines": ing.lines, "warnings": warnings}, meta, paths, cache
+        {"metrics": result, "lines": ing.lines, "warnings": warnings, "excluded": excluded},
+        meta,
+        paths,
+        cache,
     )
 
 
@@ -1310,6 +1332,7 @@ def _direct_sql(
     split = 'CASE WHEN s.sub = -2 THEN data.tags."name" END' if fan else "NULL::VARCHAR"
     kinds = {k: i for i, k in enumerate(_DIRECT_KINDS)}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
+    aggs = _VALUE_AGGS.format(qs=qs, trend=f"kind = {kinds['point']} AND is_trend")
     return f"""
 WITH f AS (SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}),
 k AS (
@@ -1324,14 +1347,14 @@ k AS (
       submetrics := data.submetrics) END AS decl,
     {sub} AS sub, {trend} AS is_trend, {gauge} AS is_gauge
   FROM f {join}
+),
+checked AS (
+  SELECT * REPLACE (CASE WHEN bad IS NULL THEN value END AS value)
+  FROM (SELECT *, {_bad_value_sql(guess)} AS bad FROM k)
 )
-SELECT kind, sub, metric, tag_name,
-  count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
-  quantile_cont(value, [{qs}]) FILTER (WHERE kind = {kinds["point"]} AND is_trend) AS q,
-  count(*) FILTER (WHERE value <> 0) AS nonzero,
-  arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last,
-  min(time_ns), max(time_ns), list(decl) FILTER (WHERE decl IS NOT NULL)
-FROM k
+SELECT kind, sub, metric, tag_name, {aggs},
+  min(time_ns), max(time_ns), list(decl) FILTER (WHERE decl IS NOT NULL), count(*), {_BAD_AGGS}
+FROM checked
 GROUP BY kind, sub, metric, tag_name
 """
 
@@ -1412,13 +1435,18 @@ def _direct_summary(
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     decls: list[dict[str, Any]] = []
     first = last_ns = None
-    for code, sub, metric, name, *agg, t0, t1, dl in out["rows"]:
+    excluded: dict[str, Sequence[int]] = {}
+    nbad = len(BAD_VALUE_KINDS)
+    for code, sub, metric, name, *rest in out["rows"]:
+        agg, (t0, t1, dl, lines), bad = rest[:7], rest[7:-nbad], rest[-nbad:]
         kind = _DIRECT_KINDS[code]
         if sub == -1:
-            found[kind] = found.get(kind, 0) + agg[0]
+            found[kind] = found.get(kind, 0) + lines
             decls.extend(dl or [])
         if kind != "point":
             continue
+        if sub == -1:
+            excluded[metric] = bad
         if sub >= 0:
             sub_aggs[_sub_key(*subs[sub])] = tuple(agg)
             continue
@@ -1434,9 +1462,13 @@ def _direct_summary(
         json.dumps({"data": _decl_obj(d)}).encode()
         for d in sorted(decls, key=lambda d: (d["name"] is None, d["name"] or ""))
     )
-    late = {m for m in meta.keys() - guess.keys() if meta[m]["submetrics"]}
+    late = {
+        m
+        for m in meta.keys() - guess.keys()
+        if meta[m]["submetrics"] or meta[m].get("contains") in _NON_NEGATIVE
+    }
     if late or any(meta.get(m) != d for m, d in guess.items()):
-        return None  # the query's sub-metric filters or type flags were not the final ones
+        return None  # the query's sub-metric filters, type flags or value limits were not final
     if any(m.startswith("http_req") and m not in guess for m, _, whole, *_ in rows if whole):
         return None  # an HTTP metric the query did not split per endpoint (declared late)
 
@@ -1444,15 +1476,21 @@ def _direct_summary(
     _, parsed, skipped = _account(path, found, scan, 0, warnings)
     duration_s = max(last_ns - first, 0) / 1e9 if first is not None else 0.0
     result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
-    return result, {"parsed": parsed, "skipped": skipped}, warnings, meta
+    dropped = _excluded_warnings(excluded, meta, warnings)
+    return result, {"parsed": parsed, "skipped": skipped}, warnings, meta, dropped
 
 
 #: Bigger files go to DuckDB, whose ``memory_limit`` bounds them: the fast reader keeps every
 #: sample's value (8 bytes, about 3 % of k6's NDJSON) until the statistics are computed.
 _FAST_MAX_BYTES = 4 * 1024**3
 
+#: (statistics, line counts, warnings, metric declarations, impossible values excluded)
 _SummaryParts = tuple[
-    dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]
+    dict[str, dict[str, Any]],
+    dict[str, int],
+    list[str],
+    dict[str, dict[str, Any]],
+    dict[str, dict[str, int]],
 ]
 
 
@@ -1553,6 +1591,9 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         for mid, ids, blob, t_last, line, v_last, total, comp in file_series:
             tags = tuple(values[k][i] if i >= 0 else None for k, i in enumerate(ids))
             column = np.frombuffer(blob, np.float64)
+            low, high = _value_limits(meta.get(names[mid]))
+            if column.size and not (column.min() >= low and column.max() <= high):
+                return None  # NaN, ±inf, negative or absurd: DuckDB excludes and counts them
             series.append((names[mid], tags, column, (t_last, line), v_last, total, comp))
 
     def agg(members: Sequence[int], metric: str) -> tuple[Any, ...]:
@@ -1604,7 +1645,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         return None  # no samples at all: the general path words the warnings
     span = max(s[6] for s in scans if s[6] is not None) - min(starts)
     result = _assemble(rows, sub_aggs, meta, max(span, 0) / 1e9, warnings)
-    return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta
+    return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta, {}
 
 
 def _head_metric_lines(path: Path, gz: bool) -> list[bytes]:
@@ -1634,6 +1675,58 @@ def _decl_obj(decl: Mapping[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def _value_limits(decl: Mapping[str, Any] | None) -> tuple[float, float]:
+    """(lowest, highest) plausible value of a metric, from its declared ``contains``."""
+    contains = (decl or {}).get("contains")
+    low = 0.0 if contains in _NON_NEGATIVE else -MAX_ABS_VALUE
+    return low, MAX_TIME_MS if contains == "time" else MAX_ABS_VALUE
+
+
+def _bad_value_sql(meta: Mapping[str, dict[str, Any]]) -> str:
+    """SQL: the index in BAD_VALUE_KINDS of ``value`` when it is impossible, else NULL."""
+    time_ = [_sql_lit(m) for m, d in meta.items() if d.get("contains") == "time"]
+    nonneg = [_sql_lit(m) for m, d in meta.items() if d.get("contains") in _NON_NEGATIVE]
+    is_time = f"metric IN ({', '.join(time_)})" if time_ else "FALSE"
+    is_nonneg = f"metric IN ({', '.join(nonneg)})" if nonneg else "FALSE"
+    # The first test passes nearly every sample for every metric, so the metric lists are
+    # only looked at for the rare rest (NaN fails it: DuckDB orders NaN above everything).
+    return (
+        f"CASE WHEN value >= 0 AND value <= {MAX_TIME_MS!r} THEN NULL "
+        f"WHEN isnan(value) THEN 0 WHEN isinf(value) THEN 1 "
+        f"WHEN {is_nonneg} AND value < 0 THEN 2 "
+        f"WHEN abs(value) > CASE WHEN {is_time} THEN {MAX_TIME_MS!r} ELSE {MAX_ABS_VALUE!r} END "
+        f"THEN 3 END"
+    )
+
+
+#: The aggregates of one group, over the plausible values only (``value`` is NULL for the
+#: impossible ones), then the count of each impossible kind.
+_VALUE_AGGS = """count(value) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
+    quantile_cont(value, [{qs}]) FILTER (WHERE {trend}) AS q,
+    count(*) FILTER (WHERE value <> 0) AS nonzero,
+    arg_max(value, time_ns) FILTER (WHERE is_gauge AND value IS NOT NULL) AS last"""
+_BAD_AGGS = ", ".join(f"count(*) FILTER (WHERE bad = {i})" for i in range(len(BAD_VALUE_KINDS)))
+
+
+def _excluded_warnings(
+    excluded: Mapping[str, Sequence[int]], meta: Mapping[str, dict[str, Any]], warnings: list[str]
+) -> dict[str, dict[str, int]]:
+    """The summary's ``excluded`` entry and one warning per metric with impossible values."""
+    out: dict[str, dict[str, int]] = {}
+    for metric, counts in sorted(excluded.items()):
+        if not any(counts):
+            continue
+        out[metric] = {k: int(n) for k, n in zip(BAD_VALUE_KINDS, counts, strict=True) if n}
+        low, high = _value_limits(meta.get(metric))
+        unit = {"time": " ms", "data": " bytes"}.get((meta.get(metric) or {}).get("contains"), "")
+        what = ", ".join(f"{n} {k}" for k, n in out[metric].items())
+        warnings.append(
+            f"{metric}: {sum(out[metric].values())} impossible value(s) excluded from its "
+            f"statistics ({what}; plausible: {low:g} to {high:g}{unit})"
+        )
+    return out
+
+
 def _summarize(
     con: duckdb.DuckDBPyConnection,
     ing: Ingest,
@@ -1644,10 +1737,7 @@ def _summarize(
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     qs = ", ".join(str(q) for q in _TREND_QUANTILES)
     # Percentiles only for trends, the last value only for gauges: each costs a pass.
-    aggs = f"""count(*) AS n, fsum(value) AS total, min(value) AS lo, max(value) AS hi,
-               quantile_cont(value, [{qs}]) FILTER (WHERE is_trend) AS q,
-               count(*) FILTER (WHERE value <> 0) AS nonzero,
-               arg_max(value, time_ns) FILTER (WHERE is_gauge) AS last"""
+    aggs = _VALUE_AGGS.format(qs=qs, trend="is_trend")
 
     def none_of(*kinds: str) -> str:
         """``metric`` is not declared as one of ``kinds`` (undeclared, or another type)."""
@@ -1659,12 +1749,21 @@ def _summarize(
     # (undeclared, or of a type k6 does not have); whatever is not a trend, rate or counter
     # may be a gauge.
     flags = f"{none_of('rate', 'counter', 'gauge')} AS is_trend, {none_of(*_NOT_GAUGE)} AS is_gauge"
+    # Impossible values (NaN, ±inf, negative durations…) become NULL, counted per kind.
+    checked = (
+        "SELECT * REPLACE (CASE WHEN bad IS NULL THEN value END AS value) "
+        f"FROM (SELECT *, {_bad_value_sql(meta)} AS bad FROM pts)"
+    )
+    con.execute(f"CREATE TEMP VIEW checked AS {checked}")
     # One scan: every metric, and every metric split by the name tag (HTTP ones kept below).
-    rows = con.execute(f"""
-        SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}
-        FROM (SELECT *, {flags} FROM pts)
+    got_rows = con.execute(f"""
+        SELECT metric, tag_name, GROUPING(tag_name) AS whole, {aggs}, {_BAD_AGGS}
+        FROM (SELECT *, {flags} FROM checked)
         GROUP BY GROUPING SETS ((metric), (metric, tag_name))
     """).fetchall()
+    nbad = len(BAD_VALUE_KINDS)
+    rows = [r[:-nbad] for r in got_rows]
+    excluded = {r[0]: r[-nbad:] for r in got_rows if r[2]}
     seen = sorted({r[0] for r in rows})
     subs = _declared_subs(seen, meta)
     sub_aggs: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -1683,11 +1782,12 @@ def _summarize(
                 SELECT sub, {aggs} FROM (
                     SELECT unnest(list_filter([{which}], lambda x: x IS NOT NULL)) AS sub,
                            {flags}, time_ns, value
-                    FROM pts WHERE metric IN ({parents}))
+                    FROM checked WHERE metric IN ({parents}))
                 GROUP BY sub""").fetchall()
         }
         sub_aggs = {_sub_key(*s): got[i] for i, s in enumerate(subs) if i in got}
-    return _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+    result = _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+    return result, _excluded_warnings(excluded, meta, warnings)
 
 
 def _declared_subs(
@@ -1915,7 +2015,11 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
     out.append(f"{'─' * w0}  {'─' * w1}  {'─' * w2}")
     out.extend(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows)
     lines = summary["lines"]
-    out.append(f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped")
+    excluded = sum(sum(c.values()) for c in (summary.get("excluded") or {}).values())
+    out.append(
+        f"lines: {lines['parsed']:,} parsed, {lines['skipped']:,} skipped"
+        + (f"; {excluded:,} impossible value(s) excluded (see the warnings)" if excluded else "")
+    )
     sys.stdout.write("\n".join(out) + "\n")
 
 
@@ -1926,8 +2030,10 @@ def cli_summarize(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
-    except (K6InputError, FileNotFoundError) as exc:
-        print(f"perflib summarize: {exc}", file=sys.stderr)
+    except PerflibError:
+        raise  # K6InputError, RunDirError: the CLI prints one line, exit 2
+    except FileNotFoundError as exc:
+        print(f"perflib summarize: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # duckdb.Error (e.g. out of memory): say what, no traceback
         if type(exc).__module__.split(".")[0] not in ("duckdb", "_duckdb"):

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from perflib import secrets
-from perflib.rundir import RunDir
+from perflib.errors import PerflibError
+from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -52,7 +53,7 @@ JOB_PRESETS: tuple[str, ...] = ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb")
 log = logging.getLogger(__name__)
 
 
-class ReportInputError(ValueError):
+class ReportInputError(PerflibError, ValueError):
     """Bad input to a report: message says which argument and why (exit code 2)."""
 
 
@@ -85,6 +86,24 @@ def resolve_run_dirs(run_dirs: Iterable[str | Path] | None = None) -> list[Path]
     if bad:
         raise ReportInputError(f"not a run directory (no manifest.json): {', '.join(bad)}")
     return [p.resolve() for p in paths]
+
+
+def validate_runs(paths: Iterable[str | Path]) -> None:
+    """Every run read with the strict readers (:func:`perflib.rundir.validate_run`), so a
+    malformed file stops the report with its name and line before minutes of execution."""
+    for p in paths:
+        validate_run(p)
+
+
+def check_out_dir(out_dir: Path, *, force: bool = False) -> None:
+    """Refuse a report directory that is a file, or that holds files (unless ``force``):
+    a report written over another one would mix their notebooks."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportInputError("--out is a file, not a directory", path=out_dir)
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ReportInputError(
+            "report directory is not empty (pass --force to write into it)", path=out_dir
+        )
 
 
 def _locate(path: Path) -> Path:
@@ -499,6 +518,7 @@ def build_report(
     extra_parameters: Mapping[str, Any] | None = None,
     jobs: int | None = None,
     console: Any = None,
+    force: bool = False,
 ) -> ReportResult:
     """Execute ``notebooks`` on the runs into ``out_dir`` and render ``report.html``.
 
@@ -507,12 +527,18 @@ def build_report(
     that differ from the notebooks' defaults are passed, so ``build_report()`` with no
     arguments executes every notebook exactly on its defaults. ``jobs`` notebooks run at once,
     each in its own process and kernel (default: 2, or 1 on a single core).
+
+    Before anything is executed or written: every run directory is read with the strict
+    readers (:func:`validate_runs`), and a non-empty ``out_dir`` is refused unless ``force``.
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = console or Console(stderr=True)
     paths = resolve_run_dirs(run_dirs)
+    validate_runs(paths)
+    if out_dir is not None:
+        check_out_dir(out_dir, force=force)
     if slo_file is not None and not Path(slo_file).is_file():
         raise ReportInputError(f"--slo: no such SLO file: {slo_file}")
     sources = [NOTEBOOK_DIR / f"{name}.ipynb" for name in (notebooks or NOTEBOOKS)]
@@ -629,10 +655,12 @@ def cli_report(args: argparse.Namespace) -> int:
             show_code=getattr(args, "show_code", False),
             jobs=getattr(args, "jobs", None),
             console=console,
+            force=bool(getattr(args, "force", False)),
         )
-    except (ReportInputError, secrets.SecretParameterError) as exc:
+    except secrets.SecretParameterError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
+    # ReportInputError / RunDirError (PerflibError): the CLI prints the one line, exit 2
     return _finish(result, console)
 
 
@@ -697,7 +725,8 @@ def cli_report_job(args: argparse.Namespace) -> int:
         return 1
     console.rule("report")
     try:
-        result = build_report(run_paths, out_dir, console=console)
+        # the job's own directory: it holds the runs it just recorded
+        result = build_report(run_paths, out_dir, console=console, force=True)
     except (ReportInputError, secrets.SecretParameterError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perflib.errors import PerflibError, RunDirError
 from perflib.pricing import (  # re-exported: the sizing contract names them here
     SECONDS_PER_MONTH,
     Preset,
@@ -47,7 +48,7 @@ from perflib.pricing import (  # re-exported: the sizing contract names them her
     parse_preset,
     resolve_price_set,
 )
-from perflib.rundir import RunDir, read_events, read_samples
+from perflib.rundir import Completeness, RunDir, completeness, read_events, read_samples
 
 # ----------------------------------------------------------------- the guide's numbers
 BUFFER = 1.3  #: Optimization Checklist: "Add 30% buffer for safety margin"
@@ -91,7 +92,7 @@ AWS_INTERVAL_S = 300.0  #: "maximum utilization point within each five-minute in
 MIB = 1024 * 1024
 
 
-class SizingError(ValueError):
+class SizingError(PerflibError, ValueError):
     """Bad input to the recommender (missing/empty samples, unknown preset...)."""
 
 
@@ -116,6 +117,12 @@ class RunEvidence:
     duration_s: float | None = None
     run: RunDir | None = None
     exit_status: str | None = None
+    completeness: Completeness | None = None  # partial runs are flagged wherever they are used
+    notes: list[str] = field(default_factory=list)  # bad cells read as unknown, cut-off lines
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.completeness and self.completeness.partial)
 
     # ---- memory / cpu statistics
     @property
@@ -288,7 +295,7 @@ def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
     try:
         samples = _check_samples(run.samples(), str(run.samples_path))
     except (ValueError, pd.errors.EmptyDataError) as exc:
-        if isinstance(exc, SizingError):
+        if isinstance(exc, SizingError | RunDirError):
             raise
         raise SizingError(f"{run.samples_path}: {exc}") from exc
     events = run.events()
@@ -327,6 +334,8 @@ def evidence_from_run(path: str | Path | RunDir) -> RunEvidence:
         duration_s=duration,
         run=run,
         exit_status=(m.get("exit") or {}).get("status"),
+        completeness=completeness(run),
+        notes=list(samples.attrs.get("notes", [])) + list(events.attrs.get("notes", [])),
     )
 
 
@@ -370,6 +379,8 @@ def evidence_from_samples(
             df = read_samples(sp)
         except pd.errors.EmptyDataError as exc:
             raise SizingError(f"{sp}: empty samples file") from exc
+        except RunDirError:
+            raise
         except ValueError as exc:
             raise SizingError(str(exc)) from exc
     _check_samples(df, origin)
@@ -388,10 +399,12 @@ def evidence_from_samples(
             p = parse_preset(preset)
         except PricingError as exc:
             raise SizingError(str(exc)) from exc
+    notes = list(df.attrs.get("notes", [])) + list(ev.attrs.get("notes", []))
     return RunEvidence(
         label=label or origin,
         samples=df.sort_values("time").reset_index(drop=True),
         events=ev,
+        notes=notes,
         preset=p,
         profile=profile,
         time_scale=time_scale,
@@ -1088,6 +1101,21 @@ class Recommendation:
     egress: dict[str, Any] | None = None
     guide_option_1: dict[str, Any] | None = None
     latency_attribution: list[LatencyAttribution] = field(default_factory=list)
+    partial_runs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # partial-run caveats first
+
+    @property
+    def partial(self) -> bool:
+        """True when any run behind it did not run its whole profile."""
+        return bool(self.partial_runs)
+
+    @property
+    def headline(self) -> str:
+        """What a person reads first; it says when the evidence is a partial run."""
+        what = f"{self.recommended_preset} × {self.instances}"
+        if self.partial:
+            what += f" — FROM A PARTIAL RUN ({', '.join(self.partial_runs)}): re-run to confirm"
+        return what
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1114,6 +1142,10 @@ class Recommendation:
             "egress": self.egress,
             "guide_option_1": self.guide_option_1,
             "latency_attribution": [a.to_dict() for a in self.latency_attribution],
+            "partial": self.partial,
+            "partial_runs": list(self.partial_runs),
+            "headline": self.headline,
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -1347,12 +1379,25 @@ def recommend(
             caps.append(cap)
             reasons.append(_capacity_reason(cap, latency_attribution(r)))
     opt1 = guide_option_1(load_peak, ev, lat_verdicts, oom_mb, cur, instances, region, ps.name)
+    partial = [r for r in ev if r.partial]
+    if partial:  # "safe per the load tests" only holds for the part of them that ran
+        opt1["verdict"] += f" (from a partial run: {', '.join(r.label for r in partial)})"
     reasons.append(
         f"{G}, Scaling Options, Option 1 (512 MB): {opt1['verdict']} — "
         + "; ".join(f"{c['criterion']}: {c['status']}" for c in opt1["criteria"])
     )
     history_h = sum(r.history_s for r in ev) / 3600
     confidence = "high" if history_h >= 48 else ("medium" if history_h >= 24 else "low")
+    caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
+    if partial:
+        confidence = "low"
+        reasons.insert(
+            0,
+            "Partial evidence: "
+            + ", ".join(r.label for r in partial)
+            + " did not run the whole load profile, so its peaks and latencies may be too low "
+            "(confidence set to low)",
+        )
     steps = [
         f"Deploy {pick.name if pick else cur.name} (fly.toml [[vm]] size + memory; a `fly scale` "
         "change is reset by the next deploy) and monitor for 24 h (Optimization Checklist)",
@@ -1414,6 +1459,8 @@ def recommend(
         egress=egress,
         guide_option_1=opt1,
         latency_attribution=attributions,
+        partial_runs=[r.label for r in partial],
+        warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
     )
 
 
@@ -2044,6 +2091,7 @@ def compare_presets(
     warnings: list[str] = []
     if len({r.preset for r in ev}) < 2:
         warnings.append("all runs use the same preset: this compares repeats, not sizes")
+    warnings += setup_differences(ev)
     ps = resolve_price_set(price_set)
     ordered = sorted(ev, key=lambda r: (r.preset.memory_mb, r.preset.cpus, r.label), reverse=True)
     base = ordered[0]
@@ -2091,7 +2139,48 @@ def compare_presets(
         latency_check=latency,
         latency=lat,
     )
+    warnings = rec.warnings + warnings  # partial-run caveats first
     return PresetComparison(table, base.label, lat, rec, ps.name, region, warnings)
+
+
+#: Manifest settings that must match for two runs' figures to be comparable.
+_SETUP_KEYS: tuple[tuple[str, str], ...] = (
+    ("time scale", "time_scale"),
+    ("upstream profile", "upstreams"),
+    ("k6 version", "versions.k6"),
+    ("load-profile stages", "stages"),
+)
+
+
+def _manifest_value(run: RunEvidence, dotted: str) -> Any:
+    value: Any = run.run.manifest if run.run is not None else {}
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if dotted == "stages" and value:  # the shape, not incidental keys
+        return tuple((s.get("start_s"), s.get("duration_s"), s.get("target")) for s in value)
+    return value
+
+
+def setup_differences(runs: Sequence[RunEvidence]) -> list[str]:
+    """One warning per manifest setting that differs between runs (time scale, upstream
+    profile, k6 version, stages): a difference in latency or memory may come from it, not
+    from the preset."""
+    out = []
+    for what, key in _SETUP_KEYS:
+        values = {r.label: _manifest_value(r, key) for r in runs if r.run is not None}
+        if len({json.dumps(v, default=str, sort_keys=True) for v in values.values()}) > 1:
+            shown = (
+                "differ"
+                if key == "stages"
+                else ", ".join(
+                    f"{label}: {v if v is not None else 'unknown'}" for label, v in values.items()
+                )
+            )
+            out.append(
+                f"the runs differ in {what} ({shown}): differences in the figures may come "
+                "from that, not from the preset"
+            )
+    return out
 
 
 # ----------------------------------------------------------------- CLI
@@ -2102,8 +2191,11 @@ def _print_recommendation(rec: Recommendation) -> None:
     from rich.table import Table
 
     con = Console(width=max(Console().width, 120))
-    t = Table(title="Right-sizing recommendation", show_header=False)
-    t.add_row("recommended", f"{rec.recommended_preset} × {rec.instances}")
+    for w in rec.warnings:
+        con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
+    title = "Right-sizing recommendation" + (" (FROM A PARTIAL RUN)" if rec.partial else "")
+    t = Table(title=title, show_header=False)
+    t.add_row("recommended", rec.headline)
     t.add_row(
         "monthly cost", f"${rec.monthly_cost_usd:.2f}" if rec.monthly_cost_usd is not None else "–"
     )
@@ -2149,11 +2241,9 @@ def cli_recommend(args: argparse.Namespace) -> int:
     samples = getattr(args, "samples", None)
     events = getattr(args, "events", None)
     if not run_dirs and not samples:
-        print("perflib recommend: give RUN_DIR... or --samples FILE.csv", file=sys.stderr)
-        return 2
+        raise SizingError("give RUN_DIR... or --samples FILE.csv")
     if events and not samples:
-        print("perflib recommend: --events needs --samples", file=sys.stderr)
-        return 2
+        raise SizingError("--events needs --samples")
     try:
         rec = recommend(
             run_dirs or None,
@@ -2166,10 +2256,12 @@ def cli_recommend(args: argparse.Namespace) -> int:
             price_set=getattr(args, "price_set", None),
             monthly_requests=getattr(args, "monthly_requests", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib recommend: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib recommend: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
+        for w in rec.warnings:  # the JSON carries them too; stderr so a person sees them
+            print(f"warning: {w}", file=sys.stderr)
         print(rec.to_json())
     else:
         _print_recommendation(rec)
@@ -2184,16 +2276,20 @@ def cli_compare(args: argparse.Namespace) -> int:
             region=getattr(args, "region", "iad") or "iad",
             price_set=getattr(args, "price_set", None),
         )
-    except (SizingError, PricingError) as exc:
-        print(f"perflib compare: {exc}", file=sys.stderr)
+    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
+        print(f"perflib compare: error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
+        for w in comp.warnings:  # the JSON carries them too; stderr so a person sees them
+            print(f"warning: {w}", file=sys.stderr)
         print(comp.to_json())
         return 0
     from rich.console import Console
     from rich.table import Table
 
     con = Console(width=max(Console().width, 120))
+    for w in comp.warnings:
+        con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
     t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
     cols = {
         "preset": "preset",
@@ -2218,11 +2314,9 @@ def cli_compare(args: argparse.Namespace) -> int:
         con.print(f"• {reason}", highlight=False, markup=False)
     rec = comp.recommendation
     cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
-    con.print(f"recommended: {rec.recommended_preset} ({cost})", highlight=False)
+    con.print(f"recommended: {rec.headline} ({cost})", highlight=False, markup=False)
     if rec.guide_option_1:
         con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
-    for w in comp.warnings:
-        con.print(f"warning: {w}", style="yellow")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from perflib.errors import PerflibError
 from perflib.tooling import REPO_ROOT
 
 #: The SLO file shipped with the lab.
@@ -48,7 +49,7 @@ _STATS: dict[str, set[str]] = {
 }
 
 
-class SloError(ValueError):
+class SloError(PerflibError, ValueError):
     """The SLO file is missing, unreadable or invalid (the message names file and key)."""
 
 

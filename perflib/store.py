@@ -28,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from perflib.rundir import RunDir
+from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "store_migrations"
@@ -707,6 +707,8 @@ def cli_store(args: argparse.Namespace) -> int:
                     f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
                 )
                 return 2
+            for p in args.run_dirs:  # a malformed file: one line naming it (the CLI), exit 2
+                validate_run(p)
             status = 0
             for p in args.run_dirs:
                 try:

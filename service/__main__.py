@@ -1,7 +1,8 @@
 """``python -m service [--port P] [--host H]``: the API under uvicorn (uvloop, httptools).
 
 One worker, access log off (per-request log lines cost throughput; request metrics are in
-/metrics). Configuration comes from the environment (see service/settings.py).
+/metrics), the header/connection limits of service/server.py. Configuration comes from the
+environment (see service/settings.py).
 """
 
 from __future__ import annotations
@@ -54,19 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     from service.logsetup import configure_logging
 
     configure_logging(settings)
+    from service.server import uvicorn_config
+
     config = uvicorn.Config(
-        create_app(settings),
+        **uvicorn_config(
+            create_app(settings),
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_s=settings.header_timeout_s,
+            max_connections=settings.max_connections,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
+        ),
         host=settings.bind_host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
         log_level=settings.log_level,
-        workers=1,
         lifespan="on",
         timeout_graceful_shutdown=5,
-        server_header=False,
     )
     server = uvicorn.Server(config)
     server.run()

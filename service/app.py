@@ -1,9 +1,9 @@
 """The FastAPI application: ``/health``, ``/api/v1/leads/process``, ``/metrics``.
 
 Kept lean for the lab's measurements (idle RSS, ``/health`` throughput on one core):
-``/health`` and ``/metrics`` are plain Starlette routes answering pre-encoded bytes, the DB
-ping behind ``/health`` is shared by concurrent callers and reused for ``HEALTH_DB_CACHE_S``,
-and the only middleware besides gzip is one pure-ASGI class (no ``BaseHTTPMiddleware``)
+``/health`` and ``/metrics`` are plain Starlette routes answering pre-encoded bytes, the
+health check behind ``/health`` (service/health.py: its own DB engine, write health) is shared
+by concurrent callers and reused for ``HEALTH_DB_CACHE_S``, and the only middleware besides gzip is one pure-ASGI class (no ``BaseHTTPMiddleware``)
 doing request metrics, the 30 s timeout (504) and the body-size limit (413).
 """
 
@@ -15,32 +15,77 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import SERVICE_NAME, __version__, storage
-from service.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL, render
+from service.health import HealthChecker, WriteHealth
+from service.metrics import BREAKERS, HTTP_REQUESTS, HTTP_SECONDS, POOL, render
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
+JSON = "application/json"
 
-LEAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LEAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+LEAD_ID_RE = re.compile(LEAD_ID_PATTERN)
 MISSING_ID = orjson.dumps({"error": "Missing 'id' parameter"})
 INVALID_ID = orjson.dumps(
     {"error": "Invalid 'id' parameter: expected 1 to 64 letters, digits, '-' or '_'"}
 )
-HEALTH_OK = orjson.dumps(
-    {"status": "healthy", "service": SERVICE_NAME, "version": __version__, "db": "ok"}
-)
-HEALTH_DB_ERROR = orjson.dumps(
-    {"status": "unhealthy", "service": SERVICE_NAME, "version": __version__, "db": "error"}
-)
-JSON = "application/json"
+REPEATED_ID = orjson.dumps({"error": "Repeated 'id' parameter: give it once"})
+
+# OpenAPI of the process endpoint, written out: the id is read from the query string by hand
+# (a repeated id must be a 400, not "last one wins"), so FastAPI has no parameter to validate
+# and documents no 422, which this endpoint never answers.
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+    "additionalProperties": False,
+}
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["success", "message", "lead_id"],
+    "properties": {
+        "success": {"type": "boolean"},
+        "message": {"type": "string"},
+        "lead_id": {"type": "string", "pattern": LEAD_ID_PATTERN},
+        "cpfs_processed": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{11}$"}},
+        "entities_stored": {"type": "integer", "minimum": 0},
+        "duplicate_request": {"type": "boolean", "enum": [True]},
+    },
+    "additionalProperties": False,
+}
+
+
+def _json_schema(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+PROCESS_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "id",
+            "in": "query",
+            "required": True,
+            "description": "C2S lead id (given once)",
+            "schema": {"type": "string", "pattern": LEAD_ID_PATTERN},
+        }
+    ],
+}
+PROCESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json_schema(
+        "Every outcome, with `success` true or false (Make.com routes on it)", _RESULT_SCHEMA
+    ),
+    400: _json_schema("Missing, repeated or malformed id", _ERROR_SCHEMA),
+    413: _json_schema("Request body over MAX_BODY_BYTES", _ERROR_SCHEMA),
+    504: _json_schema("Request timed out after REQUEST_TIMEOUT_S", _ERROR_SCHEMA),
+}
 
 
 class JsonResponse(JSONResponse):
@@ -48,38 +93,6 @@ class JsonResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class HealthChecker:
-    """Single-flight, briefly cached DB ping: /health costs a dict lookup at high rates."""
-
-    def __init__(self, engine: Any, settings: Settings, on_recovered: Any = None) -> None:
-        self.engine = engine
-        self.ttl = settings.health_db_cache_s
-        self.timeout = settings.health_db_timeout_s
-        self.on_recovered = on_recovered
-        self.checked_at = -1e9
-        self.ok = False
-        self.lock = asyncio.Lock()
-
-    async def check(self) -> bool:
-        if time.monotonic() - self.checked_at < self.ttl:
-            return self.ok
-        async with self.lock:
-            if time.monotonic() - self.checked_at < self.ttl:  # another caller just pinged
-                return self.ok
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await storage.ping(self.engine)
-                    if self.on_recovered is not None:
-                        await self.on_recovered()
-                ok = True
-            except Exception as exc:  # noqa: BLE001 - any failure means "db": "error"
-                if self.ok or self.checked_at < 0:
-                    log.error("database ping failed: %s", type(exc).__name__)
-                ok = False
-            self.ok, self.checked_at = ok, time.monotonic()
-            return ok
 
 
 class ServiceMiddleware:
@@ -107,9 +120,7 @@ class ServiceMiddleware:
         if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
             # Fast path: the health check is the hottest, cheapest route (Fly polls it, load
             # tests hammer it); answering here skips routing, gzip and the timeout timer.
-            ok = await scope["app"].state.health.check()
-            body = HEALTH_OK if ok else HEALTH_DB_ERROR
-            status = 200 if ok else 503
+            status, body = await scope["app"].state.health.check()
             await send(
                 {
                     "type": "http.response.start",
@@ -251,10 +262,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.safe_database_url(),
             )
         upstreams = Upstreams(settings)
+        # /health's own one-connection engine: a busy request pool cannot starve its ping.
+        health_engine = storage.create_engine(
+            settings.database_url,
+            pool_size=1,
+            pool_timeout=settings.health_db_timeout_s,
+            schema=settings.db_schema,
+            busy_timeout_s=settings.health_db_timeout_s,
+        )
+        writes = WriteHealth(settings.health_write_failures)
+        pipeline = Pipeline(settings, upstreams, engine, writes)
+
+        async def on_recovered() -> None:
+            await ensure_schema()
+            if pipeline.unreleased:
+                await pipeline.release_pending()
+
         app.state.engine = engine
-        app.state.pipeline = Pipeline(settings, upstreams, engine)
-        app.state.health = HealthChecker(engine, settings, on_recovered=ensure_schema)
+        app.state.pipeline = pipeline
+        app.state.health = HealthChecker(health_engine, settings, writes, on_recovered)
         POOL.source = lambda: storage.pool_stats(engine)
+        BREAKERS.source = lambda: upstreams.breakers
         log.info(
             "%s %s ready (database %s, pool %d)",
             SERVICE_NAME,
@@ -266,8 +294,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             POOL.source = None
+            BREAKERS.source = None
+            await pipeline.aclose()
             await upstreams.aclose()
             await engine.dispose()
+            await health_engine.dispose()
 
     app = FastAPI(
         title="C2S lead enrichment API",
@@ -276,11 +307,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "the Work API and posts the result back to C2S.",
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # Starlette's slash redirect builds Location from the Host header: answer 404 instead.
+        redirect_slashes=False,
     )
 
     async def health(request: Request) -> Response:
-        ok = await request.app.state.health.check()
-        return Response(HEALTH_OK if ok else HEALTH_DB_ERROR, 200 if ok else 503, media_type=JSON)
+        status, body = await request.app.state.health.check()
+        return Response(body, status, media_type=JSON)
 
     async def metrics(_: Request) -> Response:
         body, ctype = render()
@@ -292,17 +325,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/api/v1/leads/process",
         summary="Enrich one C2S lead and post the result back to C2S",
-        responses={400: {"description": "Missing or malformed id"}},
+        response_class=Response,
+        responses=PROCESS_RESPONSES,
+        openapi_extra=PROCESS_OPENAPI,
     )
-    async def process_lead(
-        request: Request,
-        id: Annotated[str | None, Query(description="C2S lead id")] = None,  # noqa: A002
-    ) -> Response:
+    async def process_lead(request: Request) -> Response:
         """HTTP 200 with ``success`` true/false for every outcome (Make.com routes on it)."""
-        lead_id = (id or "").strip()
-        if not lead_id:
+        ids = request.query_params.getlist("id")
+        if len(ids) > 1:
+            return Response(REPEATED_ID, 400, media_type=JSON)
+        lead_id = ids[0] if ids else ""
+        if not lead_id.strip():
             return Response(MISSING_ID, 400, media_type=JSON)
-        if not LEAD_ID_RE.match(lead_id):
+        if not LEAD_ID_RE.fullmatch(lead_id):
             return Response(INVALID_ID, 400, media_type=JSON)
         result = await request.app.state.pipeline.process(lead_id)
         return Response(orjson.dumps(result), 200, media_type=JSON)

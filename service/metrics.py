@@ -8,6 +8,7 @@ Buckets are chosen around the guide's targets (health < 50 ms, enrichment < 5 s)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -53,6 +54,12 @@ HTTP_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+REJECTED = Counter(
+    "c2s_upstream_calls_rejected_total",
+    "Upstream calls not made because the upstream's circuit was open",
+    ["upstream"],
+)
+
 # One label-child per step, created up front so every step appears in /metrics from the start.
 STEP_CHILDREN = {step: STEP_SECONDS.labels(step=step) for step in STEP_NAMES}
 
@@ -82,6 +89,34 @@ class PoolCollector(Collector):
 
 POOL = PoolCollector()
 REGISTRY.register(POOL)
+
+
+class BreakerCollector(Collector):
+    """Circuit state per upstream (0 closed, 1 open, 2 half-open), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], dict[str, Any]] | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        state = GaugeMetricFamily(
+            "c2s_upstream_circuit_state",
+            "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open",
+            labels=["upstream"],
+        )
+        left = GaugeMetricFamily(
+            "c2s_upstream_circuit_open_seconds",
+            "Seconds until an open circuit lets calls through again",
+            labels=["upstream"],
+        )
+        for name, breaker in (self.source() if self.source is not None else {}).items():
+            state.add_metric([name], breaker.state)
+            left.add_metric([name], breaker.remaining_s())
+        yield state
+        yield left
+
+
+BREAKERS = BreakerCollector()
+REGISTRY.register(BREAKERS)
 
 
 def render() -> tuple[bytes, str]:

@@ -36,12 +36,18 @@ class Settings(BaseSettings):
     work_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_connections_per_upstream: int = 50
+    # upstream courtesy (service/breaker.py)
+    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open a circuit
+    breaker_open_s: float = Field(10.0, gt=0)  # how long it stays open after them
+    max_retry_after_s: float = Field(300.0, ge=0)  # a Retry-After is believed up to this
 
     # the request as a whole
     pipeline_deadline_s: float = 28.0  # answers success:false before the 30 s middleware cut
     request_timeout_s: float = 30.0
     max_body_bytes: int = 1_048_576
     recent_cpf_window_s: float = 60.0
+    # an in-flight marker older than request_timeout_s + this was left by a dead process
+    in_flight_margin_s: float = Field(10.0, ge=0)
     income_multiplier: float = 1.9
 
     # database; DB_URL was the original's alternative name
@@ -53,6 +59,13 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = 10.0
     health_db_cache_s: float = 1.0  # /health reuses a DB ping this recent
     health_db_timeout_s: float = 2.0
+    health_write_failures: int = Field(3, ge=1)  # consecutive failed writes -> "degraded"
+
+    # hostile clients (service/server.py)
+    max_header_bytes: int = Field(16_384, ge=8_192, le=65_536)  # request line + headers -> 431
+    header_timeout_s: float = Field(10.0, gt=0)  # a head must arrive in full within this -> 408
+    keepalive_timeout_s: float = Field(5.0, gt=0)  # idle keep-alive connections are closed
+    max_connections: int = Field(1_000, ge=1)  # open connections beyond this get 503 and close
 
     # process
     port: int = 8081

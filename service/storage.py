@@ -174,36 +174,49 @@ def utcnow() -> datetime:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, pool_timeout: float = 10.0, schema: str | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = 10.0,
+    schema: str | None = None,
+    busy_timeout_s: float = 30.0,
 ) -> AsyncEngine:
-    """An async engine for SQLite (WAL, busy timeout) or PostgreSQL (asyncpg, optional schema)."""
+    """An async engine for SQLite (WAL, busy timeout) or PostgreSQL (asyncpg, optional schema).
+
+    ``busy_timeout_s`` bounds how long a statement waits for a lock (SQLite) or runs at all
+    (PostgreSQL ``command_timeout``); the health checker's engine uses a short one.
+    """
     dialect = sa.engine.make_url(url).get_backend_name()
     kwargs: dict[str, Any] = {"pool_pre_ping": False}
     if dialect == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": busy_timeout_s}
         if ":memory:" not in url:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
     else:
         kwargs.update(
             pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_recycle=1800
         )
-        connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+        connect_args: dict[str, Any] = {
+            "timeout": min(5.0, busy_timeout_s),
+            "command_timeout": busy_timeout_s,
+        }
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
         kwargs["connect_args"] = connect_args
     engine = create_async_engine(url, **kwargs)
     if dialect == "sqlite":
-        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy_ms = int(busy_timeout_s * 1000)
+        sa.event.listen(engine.sync_engine, "connect", lambda c, r: _sqlite_pragmas(c, r, busy_ms))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_ms: int = 30000) -> None:
     """WAL lets /health read while a request writes; busy_timeout queues concurrent writers."""
     cur = dbapi_conn.cursor()
     for pragma in (
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
-        "PRAGMA busy_timeout=30000",
+        f"PRAGMA busy_timeout={busy_ms}",
         "PRAGMA foreign_keys=ON",
     ):
         cur.execute(pragma)
@@ -275,6 +288,20 @@ def _current_revision(connection: sa.Connection) -> str | None:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(sa.text("SELECT 1"))
+
+
+async def probe_write(engine: AsyncEngine) -> None:
+    """Insert a ``lead_runs`` row and roll it back: does the database still take writes?"""
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            await conn.execute(
+                lead_runs.insert().values(
+                    id=uuid.uuid4(), lead_id="_health_probe", started_at=utcnow(), status="probe"
+                )
+            )
+        finally:
+            await trans.rollback()
 
 
 # --- upserts ---------------------------------------------------------------------------------
@@ -451,20 +478,25 @@ async def store_person(
 class LeadInFlightError(Exception):
     """Another process already holds the ``processing`` row for this lead."""
 
-    def __init__(self, lead_id: str, started_at: float | None = None) -> None:
+    def __init__(
+        self, lead_id: str, started_at: float | None = None, run_id: uuid.UUID | None = None
+    ) -> None:
         super().__init__(lead_id)
         self.started_at = started_at  # epoch seconds of the holder's start, when known
+        self.run_id = run_id  # the holder's run, when known
 
 
 async def begin_lead_run(
-    engine: AsyncEngine, lead_id: str, *, stale_after_s: float = 300
+    engine: AsyncEngine, lead_id: str, *, run_id: uuid.UUID | None = None, stale_after_s: float = 40
 ) -> uuid.UUID:
     """Insert the ``processing`` row; the partial unique index rejects a second one atomically.
 
-    A ``processing`` row older than ``stale_after_s`` (a crashed or OOM-killed process) is
-    marked ``abandoned`` first, so a dead process never blocks its lead forever.
+    A ``processing`` row older than ``stale_after_s`` cannot belong to a live request (the
+    request timeout cuts every request before that): it was left by a crashed or killed
+    process, so it is marked ``abandoned`` first and never blocks its lead for long. The
+    caller picks ``run_id`` so it can release the row even when this call fails midway.
     """
-    run_id = uuid.uuid4()
+    run_id = run_id or uuid.uuid4()
     now = utcnow()
     async with engine.begin() as conn:
         await conn.execute(
@@ -477,28 +509,34 @@ async def begin_lead_run(
             )
             .values(status="abandoned", finished_at=now, error="stale in-flight run")
         )
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                lead_runs.insert().values(
-                    id=run_id, lead_id=lead_id, started_at=now, status="processing"
+    for _attempt in (1, 2):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    lead_runs.insert().values(
+                        id=run_id, lead_id=lead_id, started_at=now, status="processing"
+                    )
                 )
-            )
-        return run_id
-    except sa.exc.IntegrityError as exc:
-        error = exc
-    # Who holds it, read in a fresh transaction (PostgreSQL aborted the failed one).
-    async with engine.connect() as conn:
-        holder = (
-            await conn.execute(
-                sa.select(lead_runs.c.started_at).where(
-                    lead_runs.c.lead_id == lead_id, lead_runs.c.status == "processing"
+            return run_id
+        except sa.exc.IntegrityError as exc:
+            error = exc
+        # Who holds it, read in a fresh transaction (PostgreSQL aborted the failed one).
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(lead_runs.c.id, lead_runs.c.started_at).where(
+                        lead_runs.c.lead_id == lead_id, lead_runs.c.status == "processing"
+                    )
                 )
-            )
-        ).scalar()
-    if holder is not None and holder.tzinfo is None:  # SQLite returns naive UTC
-        holder = holder.replace(tzinfo=UTC)
-    raise LeadInFlightError(lead_id, holder.timestamp() if holder else None) from error
+            ).first()
+        if row is not None:
+            holder = row.started_at
+            if holder.tzinfo is None:  # SQLite returns naive UTC
+                holder = holder.replace(tzinfo=UTC)
+            raise LeadInFlightError(lead_id, holder.timestamp(), row.id) from error
+        # No holder: it finished in between (try once more), or the failure was not the
+        # unique index at all (a constraint, a trigger): never read that as "in flight".
+    raise error
 
 
 async def record_lead_run(
@@ -510,17 +548,19 @@ async def record_lead_run(
     started_at: datetime | None = None,
     **values: Any,
 ) -> uuid.UUID:
-    """Finish a run (update by id) or record a one-shot run such as a duplicate (insert)."""
+    """Finish a run (update by id; inserted if its start was never written) or record a
+    one-shot run such as a duplicate (insert)."""
     now = utcnow()
     async with engine.begin() as conn:
         if run_id is not None:
-            await conn.execute(
+            result = await conn.execute(
                 lead_runs.update()
                 .where(lead_runs.c.id == run_id)
                 .values(status=status, finished_at=now, **values)
             )
-            return run_id
-        new_id = uuid.uuid4()
+            if result.rowcount:
+                return run_id
+        new_id = run_id or uuid.uuid4()
         await conn.execute(
             lead_runs.insert().values(
                 id=new_id,
@@ -532,6 +572,21 @@ async def record_lead_run(
             )
         )
         return new_id
+
+
+def error_reason(exc: BaseException) -> str:
+    """A short, bounded description of a database failure, safe to return to callers.
+
+    Only class names: a driver's message can quote SQL parameters (personal data) or the
+    server's own text, which must not travel into responses.
+    """
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return f"{type(exc).__name__} ({type(exc.orig).__name__})"[:120]
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return f"connection failed ({type(exc).__name__})"
+    return type(exc).__name__[:80]
 
 
 async def table_counts(engine: AsyncEngine) -> dict[str, int]:

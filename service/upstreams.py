@@ -18,7 +18,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from service.metrics import UPSTREAM_SECONDS
+from service.breaker import Breaker, Rejected, parse_retry_after
+from service.metrics import REJECTED, UPSTREAM_SECONDS
 from service.settings import Settings
 
 
@@ -80,12 +81,54 @@ class Upstreams:
             auth=httpx.BasicAuth(settings.diretrix_user, settings.diretrix_pass.get_secret_value()),
         )
         self.work = client(settings.work_api_url)
+        self.breakers = {
+            name: Breaker(settings.breaker_failures, settings.breaker_open_s)
+            for name in ("C2S API", "Diretrix API", "Work API")
+        }
 
     async def aclose(self) -> None:
         for c in (self.c2s, self.diretrix, self.work):
             await c.aclose()
 
     async def _call(
+        self,
+        client: httpx.AsyncClient,
+        upstream: str,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        limit: float,
+        deadline: float | None,
+        **kw: Any,
+    ) -> httpx.Response:
+        """One call through the upstream's circuit breaker; a 429 whose ``Retry-After`` fits
+        in the deadline is waited out and the call made once more."""
+        breaker = self.breakers[upstream]
+        for attempt in (1, 2):
+            try:
+                await breaker.admit(deadline)
+            except Rejected as exc:
+                REJECTED.labels(upstream).inc()
+                raise UpstreamError(upstream, exc.detail) from None
+            resp = await self._attempt(
+                client, upstream, operation, method, path, limit=limit, deadline=deadline, **kw
+            )
+            if resp.status_code == 429:
+                retry_after = parse_retry_after(
+                    resp.headers.get("retry-after"), self.s.max_retry_after_s
+                )
+                breaker.failure(retry_after)
+                if attempt == 1 and retry_after is not None and breaker.fits(deadline):
+                    continue
+            elif resp.status_code >= 500:
+                breaker.failure()
+            else:
+                breaker.success()
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
         self,
         client: httpx.AsyncClient,
         upstream: str,
@@ -109,23 +152,27 @@ class Upstreams:
             outcome = "timeout"
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left < limit and left <= 0.01:
+                # our deadline, not the upstream's fault: the breaker does not count it
                 raise UpstreamError(upstream, "call cut by the request deadline") from exc
+            self.breakers[upstream].failure()
             raise UpstreamError(upstream, f"timed out after {limit:g} s") from exc
         except httpx.ConnectError as exc:
             outcome = "connect_error"
+            self.breakers[upstream].failure()
             raise UpstreamError(upstream, "unreachable (connection failed)") from exc
         except httpx.HTTPError as exc:
             outcome = "transport_error"
+            self.breakers[upstream].failure()
             raise UpstreamError(upstream, f"transport error ({type(exc).__name__})") from exc
         finally:
             UPSTREAM_SECONDS.labels(upstream, operation, outcome).observe(time.perf_counter() - t0)
 
-    @staticmethod
-    def _status_error(upstream: str, resp: httpx.Response) -> UpstreamError:
+    def _status_error(self, upstream: str, resp: httpx.Response) -> UpstreamError:
+        """The status only, and a validated Retry-After: no upstream text is passed on."""
         detail = f"returned HTTP {resp.status_code}"
         if resp.status_code == 429:
-            ra = resp.headers.get("retry-after")
-            detail += f" (rate limited{', retry after ' + ra + ' s' if ra else ''})"
+            ra = parse_retry_after(resp.headers.get("retry-after"), self.s.max_retry_after_s)
+            detail += f" (rate limited{'' if ra is None else f', retry after {ra} s'})"
         return UpstreamError(upstream, detail, status=resp.status_code)
 
     @staticmethod
@@ -243,15 +290,15 @@ class Upstreams:
         if not isinstance(body, dict):
             raise UpstreamError("Work API", "returned an unexpected body")
         if body.get("code") == 429 or body.get("message") == "not enough credits":
+            self.breakers["Work API"].failure()  # a 200 that is a failure: count it
             raise UpstreamError("Work API", "reported: not enough credits", status=429)
         status = body.get("status")
         if isinstance(status, int) and status != 200:
-            reason = body.get("reason") or body.get("erro") or body.get("statusMsg") or ""
-            raise UpstreamError(
-                "Work API", f"reported status {status} {reason}".rstrip(), status=status
-            )
+            # The body's own text (reason, erro) is upstream text: only the status travels on.
+            shown = status if 100 <= status <= 599 else "out of range"
+            raise UpstreamError("Work API", f"reported status {shown}", status=status)
         if body.get("erro"):
-            raise UpstreamError("Work API", f"reported: {body['erro']}", status=404)
+            raise UpstreamError("Work API", "reported an error (CPF not found)", status=404)
         if not isinstance(body.get("DadosBasicos"), dict):
             raise UpstreamError("Work API", "returned no DadosBasicos (CPF not found)", status=404)
         return body

@@ -244,3 +244,52 @@ def make_run(
     log.close()
     run.service_log_path.write_text("INFO Step 1: fetch lead (12 ms)\n", encoding="utf-8")
     return run
+
+
+def make_partial_run(
+    root: Path,
+    name: str,
+    *,
+    share: float,
+    status: str = "interrupted",
+    **kwargs: object,
+) -> RunDir:
+    """A run stopped after ``share`` of its profile: :func:`make_run`'s run cut at
+    ``k6 start + share × duration``. ``status="interrupted"`` is a Ctrl-C (the manifest's
+    final status, an ``interrupted`` event); ``"running"`` is a run killed hard, whose manifest
+    never got its end (no ``k6_ended_at``/``ended_at``)."""
+    run = make_run(root, name, **kwargs)  # type: ignore[arg-type]
+    m = run.manifest
+    k6_start = datetime.fromisoformat(m["k6_started_at"].replace("Z", "+00:00"))
+    planned = max(s["start_s"] + s["duration_s"] for s in m["stages"])
+    cut = k6_start + timedelta(seconds=share * planned)
+    # k6 points, samples and events after the cut never happened
+    with gzip.open(run.path / "k6.ndjson.gz", "rt", encoding="utf-8") as fh:
+        lines = [json.loads(x) for x in fh]
+    kept = [
+        x
+        for x in lines
+        if x["type"] == "Metric"
+        or datetime.fromisoformat(x["data"]["time"].replace("Z", "+00:00")) <= cut
+    ]
+    with gzip.open(run.path / "k6.ndjson.gz", "wt", encoding="utf-8") as fh:
+        for x in kept:
+            fh.write(json.dumps(x, separators=(",", ":")) + "\n")
+    head, *rows = run.samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = [
+        r for r in rows if datetime.fromisoformat(r.split(",")[0].replace("Z", "+00:00")) <= cut
+    ]
+    run.samples_path.write_text(head + "".join(rows), encoding="utf-8")
+    run.events_path.write_text("", encoding="utf-8")
+    log = EventLog(run.events_path)
+    if status == "interrupted":
+        log.record("interrupted", {"during": "k6"}, time=cut)
+        m["k6_ended_at"] = iso(cut)
+        m["ended_at"] = iso(cut + timedelta(seconds=1))
+        m["exit"] = {"status": "interrupted", "k6": 0, "service": None, "message": "Ctrl-C"}
+    else:
+        del m["k6_ended_at"], m["ended_at"]
+        m["exit"] = {"status": status, "k6": None, "service": None, "message": ""}
+    log.close()
+    run.save_manifest()
+    return run

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from perflib import analysis as an
+from perflib.cli import main as cli_main
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
 from perflib.slo import load_slos
 
@@ -635,11 +636,13 @@ def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert an.cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["worst_verdict"] == "critical"
-    assert an.cli_analyze(Namespace(run_dir=str(tmp_path / "nope"), slo=None, json=False)) == 2
-    assert "not a run directory" in capsys.readouterr().err
+    # bad input goes through the CLI's one error style: one line, exit 2
+    assert cli_main(["analyze", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("perflib analyze: error: not a run directory") and err.count("\n") == 1
     broken = tmp_path / "broken.toml"
     broken.write_text("version = 1\n[[slo]]\nid = 'x'\nkind = 'latency'\n", encoding="utf-8")
-    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=str(broken), json=False)) == 2
+    assert cli_main(["analyze", str(ok.path), "--slo", str(broken)]) == 2
     assert "target" in capsys.readouterr().err
     # --fail-on alert makes an alert fail the run
     hot = write_run(tmp_path, "hot", cpu=np.full(140, 90.0))

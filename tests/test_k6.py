@@ -12,6 +12,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -272,7 +273,8 @@ def test_summarize_equals_k6_summary_export(
     assert ref["http_req_failed"]["passes"] > 0
     assert {"think_time", "ok_rate", "items_processed", "queue_depth"} <= set(ref)
     assert summary["lines"]["skipped"] == 0 and summary["warnings"] == []
-    assert set(summary) == {"metrics", "lines", "warnings"}
+    assert set(summary) == {"metrics", "lines", "warnings", "excluded"}
+    assert summary["excluded"] == {}  # no impossible values in real k6 output
 
 
 @pytest.mark.k6
@@ -980,3 +982,90 @@ def test_undeclared_http_metric_is_still_split_per_endpoint(tmp_path: Path) -> N
         sel = values[names == name]
         assert got["count"] == sel.size
         assert got["p(95)"] == pytest.approx(np.percentile(sel, 95), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- impossible values
+
+
+def _with_values(src: Path, dest: Path, planted: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Copy k6 NDJSON (k6's byte shape), replacing the first values of the ``planted`` metrics
+    by the given JSON spellings; returns each metric's values as they are now (NaN for the
+    spellings Python cannot hold exactly is fine: they are excluded)."""
+    out, todo, kept = [], {m: list(v) for m, v in planted.items()}, defaultdict(list)
+    with gzip.open(src, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            obj = json.loads(line)
+            metric = obj.get("metric")
+            if obj["type"] == "Point" and todo.get(metric):
+                spelling = todo[metric].pop(0)
+                old = json.dumps(obj["data"]["value"])
+                line = line.replace(f'"value":{old},', f'"value":{spelling},', 1)
+                kept[metric].append(float(spelling.replace("Infinity", "inf")))
+            elif obj["type"] == "Point":
+                kept[metric].append(obj["data"]["value"])
+            out.append(line)
+    dest.write_text("".join(out), encoding="utf-8")
+    return {m: np.asarray(v, dtype="float64") for m, v in kept.items()}
+
+
+@pytest.mark.parametrize("reader", ["fast", "duckdb", "gzip", "parquet"])
+def test_impossible_values_are_excluded_and_counted_by_every_reader(
+    tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN, ±Infinity, a negative duration, a duration of 1e300 ms and of 8e8 ms (> a week),
+    a negative byte count: excluded from the statistics, counted per kind, warned about —
+    the same through the C reader (which hands such a file to DuckDB), DuckDB's single pass,
+    the gzip path and the Parquet cache. The statistics equal numpy's on the plausible values."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic_runs import make_run
+
+    run = make_run(tmp_path, "run", requests=200)
+    src = tmp_path / "bad.ndjson"
+    values = _with_values(
+        run.path / "k6.ndjson.gz",
+        src,
+        {
+            "http_req_duration": ["NaN", "Infinity", "-Infinity", "-5.0", "1e300", "8e8"],
+            "http_req_waiting": ["NaN"],
+            "vus": ["-2.0"],  # a gauge of contains "default": negative is possible, kept
+        },
+    )
+    if reader == "gzip":
+        gz = tmp_path / "bad.ndjson.gz"
+        gz.write_bytes(gzip.compress(src.read_bytes()))
+        src = gz
+    if reader == "duckdb":
+        monkeypatch.setenv("PERFLIB_K6_FAST", "0")
+    if reader == "fast" and k6.fast_reader() is not None:
+        assert k6._fast_summary([src]) is None  # the C reader hands it over, never averages NaN
+    if reader == "parquet":
+        k6.read_points(src)
+    summary = k6.summarize(src, cache=reader == "parquet")
+    assert summary["excluded"] == {
+        "http_req_duration": {"NaN": 1, "infinite": 2, "negative": 1, "absurd": 2},
+        "http_req_waiting": {"NaN": 1},
+    }
+    dur = values["http_req_duration"]
+    ok = dur[np.isfinite(dur) & (dur >= 0) & (dur <= k6.MAX_TIME_MS)]
+    assert ok.size == dur.size - 6
+    got = summary["metrics"]["http_req_duration"]
+    assert got["count"] == ok.size
+    assert got["avg"] == pytest.approx(ok.mean(), rel=1e-12)
+    assert got["max"] == pytest.approx(ok.max()) and got["min"] == pytest.approx(ok.min())
+    assert got["p(99)"] == pytest.approx(np.percentile(ok, 99), rel=1e-12)
+    assert summary["metrics"]["vus"]["min"] == -2.0  # not a duration: kept
+    assert summary["lines"]["skipped"] == 0  # the lines are parsed; only values are excluded
+    (w,) = [w for w in summary["warnings"] if w.startswith("http_req_duration:")]
+    assert w == (
+        "http_req_duration: 6 impossible value(s) excluded from its statistics (1 NaN, "
+        "2 infinite, 1 negative, 2 absurd; plausible: 0 to 6.048e+08 ms)"
+    )
+    # the CLI: warnings on stderr, no "nan"/"inf" or 300-digit numbers on stdout
+    assert cli_main(["summarize", str(src), "--no-cache"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: http_req_duration: 6 impossible value(s)" in err
+    assert "nan" not in out and "inf" not in out.replace("info", "")
+    assert max(len(digits) for digits in re.findall(r"\d+", out)) < 20  # no 300-digit numbers
+    assert "7 impossible value(s) excluded" in out

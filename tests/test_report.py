@@ -12,8 +12,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from synthetic_runs import make_partial_run, make_run
 
 from perflib import report as rp
+from perflib.cli import main as cli_main
 
 PLANTED = "fly-planted-report-4Hq81"
 
@@ -80,10 +82,10 @@ def _args(**kw: object) -> argparse.Namespace:
 
 
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert rp.cli_report(_args(run_dirs=[str(tmp_path / "nope")], out=str(tmp_path / "o"))) == 2
+    assert cli_main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     run = rp.sample_run_dirs()[0]
-    assert rp.cli_report(_args(run_dirs=[str(run)], slo=str(tmp_path / "x.toml"))) == 2
+    assert cli_main(["report", str(run), "--slo", str(tmp_path / "x.toml")]) == 2
     assert "no such SLO file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for bad input
     job = argparse.Namespace(time_scale=0.0, out=str(tmp_path / "j"), upstreams="nominal")
@@ -172,3 +174,66 @@ def test_go_no_go_blocks_on_the_smoke_expectations_not_on_every_alert(tmp_path: 
     assert not go
     go, reasons = go_no_go(_smoke_analysis(tmp_path / "d", []))
     assert go and reasons == []
+
+
+def test_non_empty_out_dir_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.html").write_text("an earlier report")
+    run = rp.sample_run_dirs()[0]
+    assert cli_main(["report", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"perflib report: error: report directory is not empty (pass --force to write into it) ({out})\n"
+    )
+    assert [p.name for p in out.iterdir()] == ["report.html"]  # nothing written
+    rp.check_out_dir(out, force=True)  # --force lets it through
+    rp.check_out_dir(tmp_path / "new")  # a new or empty directory is fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(rp.ReportInputError, match="not a directory"):
+        rp.check_out_dir(tmp_path / "file", force=True)
+
+
+def test_every_run_is_validated_before_any_notebook_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = make_run(tmp_path, "good")
+    bad = make_run(tmp_path, "bad", seed=2)
+    with bad.events_path.open("a") as fh:
+        fh.write("[1, 2]\n")
+    lines = bad.events_path.read_text().count("\n")
+    out = tmp_path / "o"
+    assert cli_main(["report", str(good.path), str(bad.path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("perflib report: error: a JSON array, not an event object")
+    assert f"events.jsonl:{lines})" in err
+    assert not out.exists()  # refused before anything was executed or written
+
+
+def test_report_says_at_the_top_when_a_run_is_partial(tmp_path: Path) -> None:
+    """00-report's first output, before any figure, names the partial run and its share;
+    the sizing notebook's recommendation headline says it comes from a partial run."""
+    full = make_run(tmp_path, "full", preset="shared-cpu-1x:1024mb")
+    cut = make_partial_run(tmp_path, "cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
+    result = rp.build_report(
+        [full.path, cut.path],
+        tmp_path / "out",
+        notebooks=["00-report", "04-right-sizing-cost"],
+        index=False,
+        jobs=2,
+    )
+    assert all(n.ok for n in result.notebooks), [n.error for n in result.notebooks]
+    sizing_nb = next(n for n in result.notebooks if n.name.startswith("04"))
+    assert "FROM A PARTIAL RUN (cut)" in sizing_nb.output.read_text()  # its headline too
+    nb = nbformat.read(next(n for n in result.notebooks if n.name.startswith("00")).output, 4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    first = "".join(outputs[0].get("data", {}).get("text/markdown", ""))
+    assert first.startswith("**Partial runs: some figures below do not cover the whole")
+    assert "partial run cut: interrupted; it covered 40% of its load profile" in first
+    text = json.dumps(nb)
+    assert "from a partial run** (cut): re-run to confirm" in text
+    assert "partial run full" not in text

@@ -358,16 +358,18 @@ async def test_work_failures_write_nothing(
     assert set(data_rows(db_path).values()) == {0}
 
 
-async def test_diretrix_outage_reads_as_no_cpf(stack: LocalStack, db_path: Path) -> None:
+async def test_diretrix_outage_fails_the_lead(stack: LocalStack, db_path: Path) -> None:
+    # a failed lookup is not a "not found": the lead's people are unknown, nothing is posted
     lead_id = next_lead("same_person")
     configure(stack, "diretrix", {"error_rate": 1.0, "error_statuses": {"500": 1.0}})
     async with service(stack, db_path) as client:
         body = await process(client, lead_id)
     assert body == {
         "success": False,
-        "message": "Could not find CPF from phone or email",
+        "message": "Failed to look up CPF with Diretrix: Diretrix API returned HTTP 500",
         "lead_id": lead_id,
     }
+    assert messages(stack, lead_id) == []
 
 
 async def test_send_hang_hits_the_per_call_timeout(stack: LocalStack, db_path: Path) -> None:
@@ -432,14 +434,15 @@ async def test_database_down(stack: LocalStack) -> None:
         "service": "c2s-enrichment-api",
         "version": "0.1.0",
         "db": "error",
+        "reason": "ping: connection failed (ConnectionRefusedError)",
     }
-    # the enrichment still answers (as the original: storage errors do not fail the request)
-    assert body["success"] is True
-    assert body["entities_stored"] == 0
-    assert (
-        body["message"]
-        == "Successfully processed and enriched lead. Stored 0 entities in database."
-    )
+    # no guard and no storage: the lead fails at once, before any upstream call or message
+    assert body == {
+        "success": False,
+        "message": "Database unavailable: connection failed (ConnectionRefusedError)",
+        "lead_id": lead_id,
+    }
+    assert messages(stack, lead_id) == []
 
 
 async def test_health_ok(stack: LocalStack, db_path: Path) -> None:
