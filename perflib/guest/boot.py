@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from perflib.errors import PerflibError
 from perflib.guest.setup import GuestImage, cache_dir, ensure_image
 
 #: Address at which the guest reaches a forwarded host loopback port (same port number).
@@ -38,7 +39,7 @@ KVM_PROBE_TIMEOUT_S = 20.0
 READY_MARKER = "perflib-agent: ready"
 
 
-class GuestError(RuntimeError):
+class GuestError(PerflibError, RuntimeError):
     """The guest did not boot, or stopped answering; the message quotes its console."""
 
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from perflib.errors import PerflibError  # stdlib-only, like this module
+
 PACKAGES = {"qemu-system-x86": "qemu-system-x86_64", "busybox-static": "busybox", "cpio": "cpio"}
 KERNEL_META = "linux-image-amd64"
 #: insmod order matters: each module after those it needs (measured, see docs/guest.md).
@@ -59,7 +61,7 @@ EXIT_CANNOT_BUILD = 4
 LAYOUT_VERSION = 3
 
 
-class GuestSetupError(RuntimeError):
+class GuestSetupError(PerflibError, RuntimeError):
     """The guest cannot be set up here; ``exit_code`` is the documented one."""
 
     def __init__(self, message: str, exit_code: int = EXIT_CANNOT_INSTALL) -> None:
