@@ -196,3 +196,17 @@ def test_vm_model_and_representative():
     from perflib.analysis import representative as rep_of
 
     assert rep_of(tcg)["latency"] is False and rep_of({})["cpu"] is True
+
+
+def test_setup_without_root_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    from perflib.guest import setup
+
+    monkeypatch.setenv("PERFLIB_GUEST_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        setup.shutil, "which", lambda cmd: "/usr/bin/apt-get" if cmd == "apt-get" else None
+    )
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    assert setup.main([]) == setup.EXIT_CANNOT_INSTALL == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: guest set-up needs root to install qemu-system-x86")
+    assert not list(tmp_path.iterdir())  # nothing half-built
