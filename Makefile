@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 REPORT_TIME_SCALE ?= 1
 # process (default: the fast process emulation) or guest (real Linux guests, memory-exact)
 ISOLATION ?= process
+SERVE_PORT ?= 8081
 
 .PHONY: setup test lint format serve report bench clean guest-setup
 
@@ -41,7 +42,7 @@ test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider $(NBVAL) notebooks
 
 serve: setup
-	$(BIN)/perflib serve --port 8081
+	$(BIN)/perflib serve --port $(SERVE_PORT)
 
 report: setup
 	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE) --isolation $(ISOLATION)

@@ -97,7 +97,7 @@ if rec is not None:
         )
     )
 else:
-    display(Markdown("_No load run in this report: no sizing._"))
+    display(Markdown(f"_No sizing: {rp.no_sizing_reason(runs)}._"))
 
 # %% [markdown]
 # ## SLOs not met

@@ -46,7 +46,7 @@ from perflib.plots_sizing import plot_preset_comparison
 load_runs = rp.load_runs(run_dirs, profile="load")
 comparison, rec = rp.size_runs(load_runs, region=region, price_set=price_set)
 if rec is None:
-    display(Markdown("**No load run among the run directories** — nothing to size from."))
+    display(Markdown(f"**No sizing** — {rp.no_sizing_reason(load_runs)}."))
 rp.runs_table(load_runs)
 
 # %% [markdown]

@@ -7,9 +7,13 @@ FastAPI or papermill imports it never uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from perflib.errors import PerflibError, interrupt_exit_code, signal_of, stop_signals
 
 # verb -> "module:function"; each function takes the parsed Namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
@@ -38,6 +42,12 @@ def _add_app(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app-cmd", default=None, help="run this shell command instead of the service")
     p.add_argument("--app-port", type=int, default=None, help="port the --app-cmd app listens on")
     p.add_argument("--health-path", default=None, help="the app's health check (default /health)")
+
+
+def _time_scale_default() -> str | float:
+    """``--time-scale``'s default: ``$PERFLIB_TIME_SCALE`` (argparse converts and checks a
+    string default as if typed), so a script or the docs test can shorten every run."""
+    return os.environ.get("PERFLIB_TIME_SCALE") or 1.0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -104,8 +114,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--time-scale",
         type=float,
-        default=1.0,
-        help="multiply every stage duration (e.g. 0.1 for a short run)",
+        default=_time_scale_default(),
+        help="multiply every stage duration (e.g. 0.1 for a short run; "
+        "default $PERFLIB_TIME_SCALE, else 1)",
     )
     p.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
     p.add_argument("--lead-id", default=None, help="use one lead id for every iteration")
@@ -131,7 +142,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_summarize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summarize", help="k6's summary statistics from raw k6 output")
     p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
-    p.add_argument("--json", action="store_true", help="print JSON (shape fixed in DESIGN.md)")
+    p.add_argument("--json", action="store_true", help="print JSON (shape in docs/contracts.md)")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
 
 
@@ -205,7 +216,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
 
     j = sub.add_parser("report-job", help="the main job: smoke + load at 1 GB and 512 MB + report")
-    j.add_argument("--time-scale", type=float, default=1.0)
+    j.add_argument(
+        "--time-scale",
+        type=float,
+        default=_time_scale_default(),
+        help="multiply every stage duration (default $PERFLIB_TIME_SCALE, else 1)",
+    )
     j.add_argument("--out", default=None)
     j.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
     j.add_argument(
@@ -321,18 +337,39 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from perflib.errors import PerflibError
+def error_line(verb: str, exc: PerflibError) -> str:
+    """``perflib <verb>: error: <what> (<file>)``: the one error style of every verb.
 
+    Only the first line of the message goes on the error line; further lines (a log tail, a
+    list of problems) follow it, indented, so the first line stays greppable.
+    """
+    first, _, rest = exc.message.partition("\n")
+    line = f"perflib {verb}: error: {first}"
+    if exc.where is not None and exc.where not in first:
+        line += f" ({exc.where})"
+    if rest.strip():
+        line += "\n" + "\n".join("  " + r for r in rest.splitlines())
+    return line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run the verb, and turn errors and stop signals into one line and an exit code.
+
+    SIGTERM and SIGHUP stop every verb as Ctrl-C does (see :mod:`perflib.errors`): exit code
+    130 (INT), 143 (TERM) or 129 (HUP).
+    """
     args = build_parser().parse_args(argv)
+    verb = args.command
     try:
-        return int(_resolve(HANDLERS[args.command])(args) or 0)
-    except PerflibError as exc:  # bad input: one line naming the file, no traceback
-        print(f"perflib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        with stop_signals():
+            return int(_resolve(HANDLERS[verb])(args) or 0)
+    except PerflibError as exc:
+        print(error_line(verb, exc), file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"perflib {verb}: interrupted ({signal_of(exc).name})", file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

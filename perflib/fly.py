@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from perflib.errors import PerflibError
 from perflib.prometheus import HeaderAuth, PrometheusError, send_with_retries
 from perflib.rundir import iso
 
@@ -39,8 +40,10 @@ DEFAULT_ORG = "personal"  # the slug of every Fly user's personal organisation
 SOURCE_RANK = {"machines_api": 0, "logs": 1, "prometheus": 2}
 
 
-class FlyError(RuntimeError):
+class FlyError(PerflibError, RuntimeError):
     """A Fly API or flyctl call failed; the message says which and why (never the token)."""
+
+    exit_code = 1
 
 
 class FlyTokenMissing(FlyError):

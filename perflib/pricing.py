@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from perflib.errors import PerflibError
 from perflib.tooling import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "data"
@@ -54,7 +55,7 @@ FLY_SHARED_CPUS = (1, 2, 4, 6, 8)
 FLY_PERFORMANCE_CPUS = (1, 2, 4, 6, 8, 10, 12, 14, 16)
 
 
-class PricingError(ValueError):
+class PricingError(PerflibError, ValueError):
     """Unknown preset, memory size, region or price set (the message says which and why)."""
 
 

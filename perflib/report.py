@@ -17,6 +17,7 @@ cell) or a run failed; 2 bad input (no such run directory, unknown kernel, secre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from perflib import secrets
-from perflib.errors import PerflibError
+from perflib.errors import PerflibError, deferred_stop
 from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
@@ -47,7 +48,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04-right-sizing-cost",
     "05-capacity-trends",
 )
-#: Presets ``make report`` compares (DESIGN.md: the 512 MB vs 1 GB question).
+#: Presets ``make report`` compares (the guide's 512 MB vs 1 GB question, docs/guide.md).
 JOB_PRESETS: tuple[str, ...] = ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb")
 
 log = logging.getLogger(__name__)
@@ -282,16 +283,38 @@ def size_runs(
 ) -> tuple[Any, Any]:
     """``(comparison, recommendation)`` for the load runs of a report, the same in every
     notebook: a preset comparison when the runs cover two or more presets, else just the
-    recommendation; ``(None, None)`` without load runs."""
+    recommendation; ``(None, None)`` without a load run that has memory samples (see
+    :func:`no_sizing_reason` for what to say then)."""
     from perflib import sizing
 
-    load = [r for r in runs if r.profile == "load"]
+    load = [r for r in runs if r.profile == "load" and _has_memory_samples(r)]
     if len({r.preset for r in load}) >= 2:
         comparison = sizing.compare_presets(load, region=region, price_set=price_set)
         return comparison, comparison.recommendation
     if load:
         return None, sizing.recommend(load, region=region, price_set=price_set)
     return None, None
+
+
+def _has_memory_samples(run: RunDir) -> bool:
+    """Whether sizing can use the run (the sizing module's own check decides)."""
+    from perflib import sizing
+
+    try:
+        sizing.evidence_from_run(run)
+    except sizing.SizingError:
+        return False
+    return True
+
+
+def no_sizing_reason(runs: Sequence[RunDir]) -> str:
+    """Why :func:`size_runs` gave no sizing, in words a report can print."""
+    if not any(r.profile == "load" for r in runs):
+        return "no load run among the run directories"
+    return (
+        "the load runs have no memory samples (a run against --base-url samples the app "
+        "only with --fly-app or --prometheus)"
+    )
 
 
 def record_runs(
@@ -611,13 +634,32 @@ def build_report(
     return result
 
 
+class _Stoppable:
+    """An executor that, left by Ctrl-C/SIGTERM/SIGHUP, stops its workers and their kernels
+    instead of waiting for every running notebook to finish."""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+            _stop_descendants()
+        return super().__exit__(exc_type, exc, tb)  # type: ignore[misc]
+
+
+class _ThreadPool(_Stoppable, ThreadPoolExecutor):
+    pass
+
+
+class _ProcessPool(_Stoppable, ProcessPoolExecutor):
+    pass
+
+
 def _executor(jobs: int) -> Executor:
     """Worker processes (spawned: no inherited kernel/zmq state) when running in parallel."""
     if jobs <= 1:
-        return ThreadPoolExecutor(max_workers=1)
+        return _ThreadPool(max_workers=1)
     import multiprocessing
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    return _ProcessPool(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> bool:
@@ -678,7 +720,9 @@ def cli_report_job(args: argparse.Namespace) -> int:
     """``make report``: local stack, smoke, load at 1 GB and 512 MB, then the report.
 
     Each run starts its own local stack inside :func:`perflib.runner.run_profile` (so each
-    service process lives under the VM being emulated); runs land in ``<out>/runs``.
+    service process lives under the VM being emulated); runs land in ``<out>/runs``. A run
+    stopped by Ctrl-C, SIGTERM or SIGHUP ends the job with that run's exit code (130, 143,
+    129) and no report; a signal during the notebooks stops their workers and kernels too.
     """
     from rich.console import Console
 
@@ -687,10 +731,9 @@ def cli_report_job(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     if args.time_scale <= 0:
-        console.print(f"[red]error:[/] --time-scale must be positive, got {args.time_scale}")
-        return 2
+        raise PerflibError(f"--time-scale must be positive, got {args.time_scale}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = Path(args.out) if args.out else REPORTS_DIR / stamp
+    out_dir = (Path(args.out) if args.out else REPORTS_DIR / stamp).absolute()
     runs_dir = out_dir / "runs"
     plan = [("smoke", JOB_PRESETS[0])] + [("load", p) for p in JOB_PRESETS]
     run_paths: list[Path] = []
@@ -698,42 +741,51 @@ def cli_report_job(args: argparse.Namespace) -> int:
     for i, (profile, preset) in enumerate(plan, 1):
         console.rule(f"[{i}/{len(plan)}] {profile} @ {preset} (time scale {args.time_scale})")
         target = runs_dir / f"{i:02d}-{profile}-{preset.split(':')[-1]}"
-        try:
-            res = runner.run_profile(
-                profile,
-                vm=preset,
-                emulation=EmulationSettings(isolation=getattr(args, "isolation", "process")),
-                time_scale=args.time_scale,
-                upstreams=args.upstreams,
-                out=target,
-                console=console,
-            )
-        except runner.RunError as exc:
-            console.print(f"[red]{profile} @ {preset} could not start:[/] {exc}")
-            return 2 if exc.exit_code == 2 else 1
+        res = runner.run_profile(  # RunError (cannot start) reaches the CLI's error line
+            profile,
+            vm=preset,
+            emulation=EmulationSettings(isolation=getattr(args, "isolation", "process")),
+            time_scale=args.time_scale,
+            upstreams=args.upstreams,
+            out=target,
+            console=console,
+        )
         console.print(f"run directory: {res.run_dir} (exit: {res.status})")
-        if res.status in ("error", "interrupted") or not (res.run_dir / "manifest.json").exists():
-            console.print(f"[red]{profile} @ {preset} failed:[/] {res.message}")
+        if res.status == "interrupted":
+            console.print(f"[red]{profile} @ {preset} {res.message}[/]; no report", highlight=False)
+            return res.exit_code
+        if res.status == "error" or not (res.run_dir / "manifest.json").exists():
+            console.print(f"[red]{profile} @ {preset} failed:[/] {res.message}", highlight=False)
             status = 1
-            if res.status == "interrupted":
-                break
             continue
         # thresholds_failed / oom_killed are findings the report is there to show
         run_paths.append(res.run_dir)
     if not run_paths:
-        console.print("[red]error:[/] no run completed; nothing to report")
-        return 1
+        raise PerflibError("no run completed; nothing to report", path=runs_dir, exit_code=1)
     console.rule("report")
-    try:
-        # the job's own directory: it holds the runs it just recorded
-        result = build_report(run_paths, out_dir, console=console, force=True)
-    except (ReportInputError, secrets.SecretParameterError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+    # the job's own directory: it holds the runs it just recorded; bad input reaches the CLI's
+    # error line; a signal stops the notebook workers and kernels (see _Stoppable)
+    result = build_report(run_paths, out_dir, console=console, force=True)
     code = _finish(result, console)
     if result.html:
         console.print(f"[bold green]report:[/] {result.html}")
     return max(code, status)
+
+
+def _stop_descendants(timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, every process below this one (found through the process tree)."""
+    import psutil
+
+    with deferred_stop():
+        procs = psutil.Process().children(recursive=True)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - dev convenience

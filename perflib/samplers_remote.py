@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import httpx
 import pandas as pd
 
+from perflib.errors import PerflibError
 from perflib.fly import (
     MACHINES_API,
     TOKEN_ENV,
@@ -723,8 +724,8 @@ def cli_samples(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def fail(code: int, message: str) -> int:
-        err.print(f"[bold red]perflib samples:[/] {message}")
-        return code
+        """The CLI prints the one error line (``perflib samples: error: …``)."""
+        raise PerflibError(message, exit_code=code)
 
     try:
         start = _parse_iso(args.start, "start")

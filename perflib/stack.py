@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from perflib.errors import PerflibError, deferred_stop, interrupt_exit_code, signal_of
 
 UPSTREAMS: tuple[str, ...] = ("c2s", "diretrix", "work")
 #: service env var holding each emulator's base URL
@@ -56,8 +59,10 @@ SERVICE_ENV_VARS = (
 )
 
 
-class StackError(RuntimeError):
+class StackError(PerflibError, RuntimeError):
     """A part of the stack did not come up; the message names it and quotes its log."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -402,64 +407,82 @@ class LocalStack:
 
 
 def cli_serve(args: Any) -> int:
-    """``perflib serve``: run the stack in the foreground until Ctrl-C; exit 0 (2: port busy)."""
+    """``perflib serve``: run the stack in the foreground until stopped.
+
+    Ctrl-C, SIGTERM and SIGHUP stop the stack (the children run in their own sessions and
+    would otherwise outlive us) and exit 130 / 143 / 129; the signals are the CLI's
+    (:func:`perflib.errors.stop_signals`). Exit 2: bad or busy port, bad --vm; 1: the stack
+    did not start or the service died.
+    """
     port = int(args.port)
     if not 0 < port < 65536:
-        print(f"error: --port must be 1-65535, got {port}", file=sys.stderr)
-        return 2
+        raise PerflibError(f"--port must be 1-65535, got {port}")
     if port_in_use(port):
-        print(
-            f"error: port {port} is already in use on 127.0.0.1; stop what listens there "
-            f"or choose another with --port",
-            file=sys.stderr,
+        raise PerflibError(
+            f"port {port} is already in use on 127.0.0.1; stop what listens there "
+            f"or choose another with --port"
         )
-        return 2
-
     vm = None
     vm_preset = getattr(args, "vm", None)
     try:
         app = AppSpec.from_args(args)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise PerflibError(str(exc)) from None
     if getattr(args, "isolation", "process") == "guest":
         from perflib.guest.isolation import GuestVm
 
         try:
             vm = GuestVm(vm_preset or "shared-cpu-1x:1024mb")
         except ValueError as exc:
-            print(f"error: --vm {vm_preset}: {exc}", file=sys.stderr)
-            return 2
+            raise PerflibError(f"--vm {vm_preset}: {exc}") from None
     elif vm_preset:
+        from perflib import vm as vm_module
+
         try:
-            from perflib import vm as vm_module
-        except ImportError:
-            print(
-                "note: --vm is not available in this build (perflib.vm missing); "
-                "running without VM emulation",
-                file=sys.stderr,
-            )
-        else:
-            try:
-                vm = vm_module.VmEmulator(vm_preset)
-            except ValueError as exc:
-                print(f"error: --vm {vm_preset}: {exc}", file=sys.stderr)
-                return 2
+            vm = vm_module.VmEmulator(vm_preset)
+        except ValueError as exc:
+            raise PerflibError(f"--vm {vm_preset}: {exc}") from None
+    return _serve(args, port, vm, app)
 
-    # SIGTERM/SIGHUP stop the stack like Ctrl-C does: the children run in their own sessions
-    # and would otherwise outlive us. SIGINT is restored too (background shells ignore it).
-    def _interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
 
-    previous = {
-        sig: signal.signal(sig, _interrupt)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    }
-    try:
-        return _serve(args, port, vm, app)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+class LogFollower:
+    """Echo the lines appended to a log file, prefixed (``service | …``), as ``tail -f`` does.
+
+    The service writes its log file (which the VM emulator appends to as well); following
+    the file shows everything, across restarts, without a second pipe the service could
+    block on when the terminal is slow.
+    """
+
+    def __init__(self, path: Path, prefix: str, out: TextIO | None = None) -> None:
+        self.path, self.prefix, self.out = path, prefix, out or sys.stderr
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"follow-{prefix}", daemon=True)
+
+    def start(self) -> LogFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        pos, partial = 0, b""
+        while True:
+            stopping = self._stop.is_set()  # one last read after stop(): nothing is lost
+            with contextlib.suppress(OSError):
+                with self.path.open("rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                    pos = fh.tell()
+                *lines, partial = (partial + chunk).split(b"\n")
+                for line in lines:
+                    text = line.decode(errors="replace").rstrip("\r")
+                    with contextlib.suppress(OSError, ValueError):
+                        print(f"{self.prefix} | {text}", file=self.out, flush=True)
+            if stopping:
+                return
+            self._stop.wait(0.2)
 
 
 def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
@@ -475,9 +498,11 @@ def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
     else:
         stack = LocalStack(**kw, on_service_start=(vm.attach if vm is not None else None))
     prom = None
+    follower = None
     try:
         print("starting the emulators and the service…", file=sys.stderr, flush=True)
         stack.start()
+        follower = LogFollower(stack.service_log, "service").start()
         if vm is not None and not guest:
             vm.service_log = stack.service_log
             vm.bind(stack)
@@ -489,7 +514,7 @@ def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
             print(f"{name:<11} {url}")
         print(f"upstreams   {info['upstreams']}")
         print(f"database    {info['database_url']}")
-        print(f"service log {info['service_log']}")
+        print(f"service log {info['service_log']} (also shown here as 'service | …')")
         if vm is not None:
             print(f"vm          {vm.preset.name}")
         if guest:
@@ -503,31 +528,30 @@ def _serve(args: Any, port: int, vm: Any, app: AppSpec | None = None) -> int:
             try:
                 prom = start_for_stack(info["base_url"], labels={"app": "lead-enrichment"})
             except PrometheusError as exc:
-                print(f"error: --prometheus: {exc}", file=sys.stderr)
-                return 2
+                raise PerflibError(f"--prometheus: {exc}") from None
             print(f"prometheus  {prom.url}  (scraping {info['base_url']}/metrics)")
         print("Ctrl-C stops everything.", flush=True)
         while True:
             svc = stack.service
             if (vm is None or guest) and svc is not None and svc.poll() is not None:
-                print(
-                    f"error: the service exited with code {svc.returncode}; last log lines:\n"
+                raise StackError(
+                    f"the service exited with code {svc.returncode}; last log lines:\n"
                     f"{log_tail(stack.service_log)}",
-                    file=sys.stderr,
+                    path=stack.service_log,
                 )
-                return 1
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\nstopping…", file=sys.stderr)
-        return 0
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"\nstopping ({signal_of(exc).name})…", file=sys.stderr)
+        return interrupt_exit_code(exc)
     finally:
-        if prom is not None:
-            with contextlib.suppress(Exception):
-                prom.stop()
-        if vm is not None:
-            with contextlib.suppress(Exception):
-                vm.stop()
-        stack.stop()
+        with deferred_stop():  # a second signal must not cut the clean-up short
+            if prom is not None:
+                with contextlib.suppress(Exception):
+                    prom.stop()
+            if vm is not None:
+                with contextlib.suppress(Exception):
+                    vm.stop()
+            stack.stop()
+            if follower is not None:
+                follower.stop()

@@ -28,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from perflib.errors import PerflibError
 from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
 
@@ -60,8 +61,10 @@ class StoreSettings(BaseSettings):
         return self.database_url or f"sqlite:///{DEFAULT_DB_PATH}"
 
 
-class StoreError(RuntimeError):
+class StoreError(PerflibError, RuntimeError):
     """The store cannot be opened or a run cannot be indexed (message says which and why)."""
+
+    exit_code = 1
 
 
 metadata = sa.MetaData()
@@ -685,28 +688,24 @@ def cli_store(args: argparse.Namespace) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         store = Store(args.database_url, upgrade=args.action != "upgrade")
-    except StoreError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
+    except StoreError as exc:  # the CLI prints the one error line
+        raise PerflibError(str(exc), exit_code=2) from None
     with store:
         if args.action == "upgrade":
             try:
                 rev = store.upgrade()
             except StoreError as exc:
-                err.print(f"[red]error:[/] {exc}")
-                return 2
+                raise PerflibError(str(exc), exit_code=2) from None
             console.print(f"results store at {store.safe_url}: schema revision {rev}")
             return 0
         if args.action == "index":
             if not args.run_dirs:
-                err.print("[red]error:[/] `perflib store index` needs at least one RUN_DIR")
-                return 2
+                raise PerflibError("`perflib store index` needs at least one RUN_DIR")
             missing = [p for p in args.run_dirs if not (Path(p) / "manifest.json").is_file()]
             if missing:
-                err.print(
-                    f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
+                raise PerflibError(
+                    "not a run directory (no manifest.json)", path=", ".join(missing)
                 )
-                return 2
             for p in args.run_dirs:  # a malformed file: one line naming it (the CLI), exit 2
                 validate_run(p)
             status = 0

@@ -88,8 +88,11 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert cli_main(["report", str(run), "--slo", str(tmp_path / "x.toml")]) == 2
     assert "no such SLO file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for bad input
-    job = argparse.Namespace(time_scale=0.0, out=str(tmp_path / "j"), upstreams="nominal")
-    assert rp.cli_report_job(job) == 2
+    assert cli_main(["report-job", "--time-scale", "0", "--out", str(tmp_path / "j")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "perflib report-job: error: --time-scale must be positive, got 0.0"
+    )
+    assert not (tmp_path / "j").exists()
 
 
 def test_secret_parameter_is_refused(tmp_path: Path) -> None:

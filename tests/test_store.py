@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from synthetic_runs import make_run
 
 from perflib import store as st
+from perflib.cli import main as cli_main
 from perflib.pricing import monthly_cost
 from perflib.rundir import RunDir
 
@@ -239,11 +240,18 @@ def test_cli_store_verbs(
 
 def test_cli_store_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'bad.db'}"
-    assert st.cli_store(_ns(action="index", run_dirs=[str(tmp_path)], database_url=url)) == 2
-    assert "no manifest.json" in capsys.readouterr().err
-    assert st.cli_store(_ns(action="index", database_url=url)) == 2
-    assert st.cli_store(_ns(action="list", database_url="not a url")) == 2
-    assert "not a SQLAlchemy database URL" in capsys.readouterr().err
+    assert cli_main(["store", "index", str(tmp_path), "--database-url", url]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"perflib store: error: not a run directory (no manifest.json) ({tmp_path})"
+    )
+    assert cli_main(["store", "index", "--database-url", url]) == 2
+    assert cli_main(["store", "list", "--database-url", "not a url"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("perflib store: error: ")
+    assert (
+        lines[1].startswith("perflib store: error: ")
+        and "not a SQLAlchemy database URL" in lines[1]
+    )
 
 
 @pytest.mark.postgres

@@ -42,6 +42,8 @@ READY_MARKER = "perflib-agent: ready"
 class GuestError(PerflibError, RuntimeError):
     """The guest did not boot, or stopped answering; the message quotes its console."""
 
+    exit_code = 1  # as a stack that did not start
+
 
 @dataclass
 class GuestSpec:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from perflib.errors import PerflibError
 from perflib.guest.boot import GuestError
 from perflib.guest.calibration import TABLE, write_table
 from perflib.guest.isolation import GuestStack, GuestVm
@@ -163,17 +164,14 @@ def measure(memory_mb: int, workdir: Path, progress: Callable[[str], None]) -> d
 
 
 def cli_calibrate(args: argparse.Namespace) -> int:
-    """Boot one guest per size (one at a time), write the table; 0 ok, 3 no guest, 4 failed."""
+    """Boot one guest per size (one at a time), write the table; 0 ok, 2 bad --sizes,
+    3 no guest here, 4 a guest failed (the sizes done so far are kept)."""
     try:
         sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
     except ValueError:
-        print(
-            f"error: --sizes must be MB figures like 256,512, got {args.sizes!r}", file=sys.stderr
-        )
-        return 2
+        raise PerflibError(f"--sizes must be MB figures like 256,512, got {args.sizes!r}") from None
     if not sizes or any(s < 128 for s in sizes):
-        print(f"error: --sizes must be at least 128 MB each, got {args.sizes!r}", file=sys.stderr)
-        return 2
+        raise PerflibError(f"--sizes must be at least 128 MB each, got {args.sizes!r}")
 
     def say(msg: str) -> None:
         print(f"calibrate: {msg}", file=sys.stderr, flush=True)
@@ -185,12 +183,13 @@ def cli_calibrate(args: argparse.Namespace) -> int:
         for size in sizes:
             rows.append(measure(size, work / f"{size}mb", say))
             write_table(rows, out)  # partial results are kept
-    except GuestSetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except GuestSetupError:
+        raise  # the CLI's one line; exit 3 (cannot install) or 4 (cannot build)
     except (GuestError, OSError, RuntimeError) as exc:
-        print(f"error: calibration failed: {exc}", file=sys.stderr)
-        return EXIT_GUEST_FAILED
+        done = f"; the sizes done so far are in {out}" if rows else ""
+        raise PerflibError(
+            f"calibration failed: {exc}{done}", exit_code=EXIT_GUEST_FAILED
+        ) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(out)

@@ -65,8 +65,7 @@ class GuestSetupError(PerflibError, RuntimeError):
     """The guest cannot be set up here; ``exit_code`` is the documented one."""
 
     def __init__(self, message: str, exit_code: int = EXIT_CANNOT_INSTALL) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code=exit_code)
 
 
 def cache_dir() -> Path:
