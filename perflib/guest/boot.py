@@ -66,11 +66,16 @@ class GuestSpec:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def default_shares() -> tuple[Path, ...]:
-    """The narrowest tree the service needs: interpreter + its libraries (/usr), venv, code."""
+def code_root() -> Path:
+    """The directory holding the service's package (the app's working directory)."""
     import service  # noqa: PLC0415 - only to locate the code
 
-    code = Path(service.__file__).resolve().parent.parent
+    return Path(service.__file__).resolve().parent.parent
+
+
+def default_shares() -> tuple[Path, ...]:
+    """The narrowest tree the service needs: interpreter + its libraries (/usr), venv, code."""
+    code = code_root()
     interp = Path(sys.executable).resolve().parent.parent
     paths = [Path("/usr"), Path(sys.base_prefix), interp, Path(sys.prefix), code]
     return minimal_roots(paths)
@@ -131,6 +136,16 @@ def kvm_usable(image: GuestImage, workdir: Path, log: Callable[[str], None]) -> 
         f"KVM {'works' if usable else 'does not boot a guest here'}: using {'kvm' if usable else 'tcg'}"
     )
     return usable
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started QEMU dies (even by
+    SIGKILL, when no clean-up runs), so no guest outlives its run. Linux prctl
+    PR_SET_PDEATHSIG; it follows the starting *thread*, so start guests from the main one."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes  # noqa: PLC0415 - only in the forked child
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class Guest:
@@ -273,7 +288,8 @@ class Guest:
             stdin=subprocess.DEVNULL,
             stdout=(self.workdir / "qemu.log").open("ab"),
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us; stop() ends it
+            preexec_fn=_die_with_parent,
         )
 
     # --- waiting -------------------------------------------------------------------------

@@ -11,9 +11,10 @@ slower than the host's: CPU and latency figures are flagged as not representativ
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
-import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from perflib.guest.boot import (
     Guest,
     GuestSpec,
     app_script,
+    code_root,
     default_shares,
     minimal_roots,
 )
@@ -32,7 +34,14 @@ from perflib.guest.control import GuestMonitor
 from perflib.pricing import Preset, parse_preset
 from perflib.rundir import EventLog, SampleWriter
 from perflib.samplers import Sampler
-from perflib.stack import BASE_URL_ENV, SERVICE_ENV_VARS, LocalStack
+from perflib.stack import (
+    BASE_URL_ENV,
+    SERVICE_ENV_VARS,
+    LocalStack,
+    StackError,
+    _http_ok,
+    log_tail,
+)
 from perflib.vm import EmulationSettings, VmState
 
 #: What the manifest and the analysis say about a TCG guest's CPU and latency figures.
@@ -104,7 +113,7 @@ class GuestStack(LocalStack):
         env, forwards = self.guest_environment()
         app_port = self.app.port or APP_PORT
         shares = default_shares()
-        cwd: Path | None = Path(sys.prefix).parent
+        cwd: Path | None = code_root()
         if self.app.cmd is not None:  # another app: its working directory is shared too
             cwd = Path.cwd()
             shares = minimal_roots([*shares, cwd]) if cwd != Path("/") else shares
@@ -128,6 +137,33 @@ class GuestStack(LocalStack):
         if self.on_service_start is not None:
             self.on_service_start(self.guest.proc)
         return self.guest.proc
+
+    def _wait_ready(self, what: str, url: str, proc: subprocess.Popen, log: Path) -> None:
+        """As LocalStack's, but a guest whose agent gave up restarting the app fails at
+        once (QEMU itself keeps running), quoting the app's output from inside."""
+        if self.guest is None or what != "service":
+            return super()._wait_ready(what, url, proc, log)
+        deadline = time.monotonic() + self.ready_timeout
+        agent_log, app_log = self.guest.ctl / "agent.log", self.guest.ctl / "service.log"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(
+                    f"the guest stopped (QEMU exit {proc.returncode}); console:\n"
+                    f"{self.guest.console_tail()}"
+                )
+            if _http_ok(url):
+                return None
+            with contextlib.suppress(OSError):
+                if " exhausted " in agent_log.read_text() + " ":
+                    raise StackError(
+                        f"the app exited {self.max_restarts + 1} times inside the guest before "
+                        f"answering {url}; last lines of its output:\n{log_tail(app_log)}"
+                    )
+            time.sleep(0.5)
+        raise StackError(
+            f"the app did not answer 200 on {url} within {self.ready_timeout:g} s of the guest's "
+            f"start; last lines of its output:\n{log_tail(app_log)}"
+        )
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
