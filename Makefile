@@ -10,7 +10,7 @@ SERVE_PORT ?= 8081
 
 .PHONY: setup test lint format serve report bench clean guest-setup
 
-$(STAMP): pyproject.toml perflib/_k6scan.c
+$(STAMP): pyproject.toml perflib/ingest/_k6scan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from perflib.guest.setup import GuestSetupError, ensure_image
-from perflib.runner import run_profile
-from perflib.stack import LocalStack
-from perflib.vm import EmulationSettings
+from perflib.run.runner import run_profile
+from perflib.run.stack import LocalStack
+from perflib.run.vm import EmulationSettings
 
 PRESET = "shared-cpu-1x:512mb"
 PROFILE = "smoke"

@@ -126,7 +126,7 @@ def _median(samples: list[tuple[float, float, str, float]]) -> tuple[float, floa
 
 
 def run() -> list[dict[str, Any]]:
-    from perflib.k6 import cache_dir
+    from perflib.ingest import cache_dir
 
     WORKDIR.mkdir(exist_ok=True)
     src = WORKDIR / "k6-80mb.ndjson"

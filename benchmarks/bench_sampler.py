@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from perflib.rundir import EventLog, SampleWriter
-from perflib.samplers import LocalSampler
+from perflib.sampling.local import LocalSampler
 
 TREE = (
     "import subprocess, sys, time\n"
@@ -56,7 +56,7 @@ def run(duration_s: float = 6.0) -> list[dict]:
             events.close()
 
             # the VM emulator's watcher (memory limit + burst balance) at its 10 Hz default
-            from perflib.vm import EmulationSettings, VmEmulator
+            from perflib.run.vm import EmulationSettings, VmEmulator
 
             emu = VmEmulator(
                 "shared-cpu-1x:1024mb", EmulationSettings(cpu_quota=False, cpu_pin=False)

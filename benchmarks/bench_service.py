@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from perflib.stack import LocalStack, free_port, terminate
+from perflib.run.stack import LocalStack, free_port, terminate
 from perflib.tooling import REPO_ROOT, find_k6
 
 MIB = 1024 * 1024

@@ -44,7 +44,8 @@ def _dataframe_lookup(table, ps: str, region: str, name: str) -> float:  # noqa:
 
 
 def run() -> list[dict]:
-    from perflib.pricing import _load_all_prices, all_presets, machine_price, resolve_price_set
+    from perflib.cost import _load_all_prices, machine_price, resolve_price_set
+    from perflib.fly.presets import all_presets
 
     ps = resolve_price_set(None).name
     presets = all_presets()

@@ -41,7 +41,7 @@ pd.set_option("display.precision", 1)
 pd.set_option("display.max_colwidth", 120)
 
 # %%
-from perflib.plots_sizing import plot_preset_comparison
+from perflib.plots.sizing import plot_preset_comparison
 
 load_runs = rp.load_runs(run_dirs, profile="load")
 comparison, rec = rp.size_runs(load_runs, region=region, price_set=price_set)

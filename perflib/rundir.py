@@ -52,6 +52,57 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def jsonable(obj: Any) -> Any:
+    """A JSON-safe copy of ``obj``: the one JSON form perflib writes and stores.
+
+    Objects with ``to_dict`` and dataclasses become mappings, frames their ``to_json``
+    records, numpy scalars Python ones, NaN/±inf ``None`` (JSON has no NaN), datetimes ISO
+    text; anything else unknown its ``str``.
+    """
+    import dataclasses
+    import math
+
+    if isinstance(obj, pd.DataFrame | pd.Series):
+        return json.loads(obj.to_json(default_handler=str))
+    if hasattr(obj, "to_dict") and not isinstance(obj, Mapping):
+        return jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, datetime):  # before .item(): a pandas Timestamp has both
+        return obj.isoformat()
+    if hasattr(obj, "item"):
+        return jsonable(obj.item())
+    return str(obj)
+
+
+def utc_timestamp(value: Any) -> pd.Timestamp | None:
+    """A time we wrote or were given (ISO text, datetime, Timestamp) as a UTC Timestamp; naive
+    means UTC; empty, NaN, NaT or unparseable gives None. The one reader of such times."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if ts is pd.NaT:
+        return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def iso(ts: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z``: the one timestamp format we write."""
     return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -215,15 +266,8 @@ def read_samples(path: Path) -> pd.DataFrame:
 
 
 def _event_time(value: Any) -> pd.Timestamp | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
-    if ts is pd.NaT:
-        return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    """An events.jsonl ``time``: text only (a number is not a time we wrote)."""
+    return utc_timestamp(value) if isinstance(value, str) else None
 
 
 def read_events(path: Path) -> pd.DataFrame:

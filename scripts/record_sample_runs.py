@@ -1,7 +1,7 @@
 """Re-record the sample runs in data/runs (what every notebook shows on its defaults).
 
 Real runs of this project's own service on the local stack, made with ``perflib run``'s
-engine (:func:`perflib.runner.run_profile`) under the nominal upstream emulators, shortened
+engine (:func:`perflib.run.runner.run_profile`) under the nominal upstream emulators, shortened
 with a time scale so the committed data stays small (gzip NDJSON; < 2 MB in total):
 
     .venv/bin/python scripts/record_sample_runs.py            # all four, ~4 minutes
@@ -43,7 +43,7 @@ MAX_SERVICE_LOG_BYTES = 200_000
 
 
 def record(name: str, profile: str, preset: str, time_scale: float) -> Path:
-    from perflib import runner
+    from perflib.run import runner
 
     with tempfile.TemporaryDirectory(prefix="perflib-sample-") as tmp:
         res = runner.run_profile(profile, vm=preset, time_scale=time_scale, out=Path(tmp) / name)

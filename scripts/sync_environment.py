@@ -16,7 +16,7 @@ channels:
   - conda-forge
 dependencies:
   - python=3.11
-  - c-compiler  # builds perflib's fast k6 reader (perflib/_k6scan.c) at `pip install -e .`
+  - c-compiler  # builds perflib's fast k6 reader (perflib/ingest/_k6scan.c) at `pip install -e .`
   - zlib
   - pip
   - pip:

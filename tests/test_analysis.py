@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,16 +12,19 @@ import pandas as pd
 import pytest
 
 from perflib import analysis as an
+from perflib.analysis.slo import load_slos
 from perflib.cli import main as cli_main
+from perflib.cli.analyze import cli_analyze
+from perflib.fly import oom_count, parse_log_lines
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
-from perflib.slo import load_slos
+from perflib.stats import percentile, spans_above
 
 T0 = pd.Timestamp("2026-11-01T12:00:00Z")
 ENDPOINTS = ("/health", "/api/v1/leads/process")
 
 
 # ----------------------------------------------------------------------------- builders
-# Frames use the exact column names and dtypes of the ingest contract (perflib.k6).
+# Frames use the exact column names and dtypes of the ingest contract (perflib.ingest).
 
 
 def make_requests(
@@ -34,7 +36,7 @@ def make_requests(
     scale: float = 1.0,
     fail_rate: float = 0.0,
 ) -> pd.DataFrame:
-    """Requests as perflib.k6.read_requests returns them (time = end of request)."""
+    """Requests as perflib.ingest.read_requests returns them (time = end of request)."""
     rng = np.random.default_rng(seed)
     end_s = np.sort(rng.uniform(0.5, duration_s, n))
     names = rng.choice(ENDPOINTS, size=n, p=[0.4, 0.6])
@@ -113,39 +115,6 @@ def manifest(t0: pd.Timestamp = T0, **extra: object) -> dict:
 
 
 # ----------------------------------------------------------------------------- latency
-
-
-def test_percentile_is_k6_linear_interpolation() -> None:
-    # k6 sink.go: i = p·(n−1), interpolate between neighbours. For [1..10], p95 → i = 8.55.
-    vals = np.arange(1.0, 11.0)
-    assert an.percentile(vals, 95) == pytest.approx(9 + 0.55)
-    assert an.percentile(vals, 50) == pytest.approx(5.5)
-    assert math.isnan(an.percentile([], 95))
-    try:
-        from perflib.k6 import percentile as k6_percentile
-    except ImportError:  # pragma: no cover - ingest module not there yet
-        return
-    rng = np.random.default_rng(3)
-    x = rng.lognormal(size=501)
-    for p in (50, 90, 95, 99, 99.9):
-        assert an.percentile(x, p) == pytest.approx(float(k6_percentile(x, p)), rel=1e-12)
-
-
-def test_percentile_ci_covers_the_true_quantile() -> None:
-    from scipy.stats import expon
-
-    rng = np.random.default_rng(11)
-    truth = float(expon.ppf(0.95))
-    covered = 0
-    for _ in range(400):
-        lo, hi = an.percentile_ci(rng.exponential(size=300), 95)
-        covered += lo <= truth <= hi
-    # order-statistic intervals are conservative: coverage ≥ 95 % up to sampling error
-    assert covered / 400 >= 0.93
-    # ranks: n = 8 cannot bound a p95 from above; the lower bound is the 6th smallest
-    lo, hi = an.percentile_ci(np.arange(1.0, 9.0), 95)
-    assert lo == 6.0 and math.isnan(hi)
-    assert all(math.isnan(v) for v in an.percentile_ci([], 95))
 
 
 def test_latency_over_time_matches_brute_force_per_bucket() -> None:
@@ -302,24 +271,25 @@ def test_leak_estimate_recovers_known_slope() -> None:
 
 
 def test_spans_above_sustained_edges() -> None:
-    # samples every 1 s; 800 crossed strictly. 61 samples above → span 60 s (sustained);
-    # 60 samples above → span 59 s (not sustained).
+    # samples every 1 s; 800 crossed strictly. A sample stands for its second: 60 samples
+    # above → 60 s (sustained), 59 samples → 59 s (not sustained).
     def mem(k: int) -> np.ndarray:
         return np.concatenate([np.full(10, 500.0), np.full(k, 850.0), np.full(10, 500.0)])
 
-    for k, span in ((61, 60.0), (60, 59.0)):
+    for k, span in ((60, 60.0), (59, 59.0)):
         s = make_samples(mem(k))
-        sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0)
+        sp = spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
         assert len(sp) == 1 and sp["span_s"].iloc[0] == pytest.approx(span)
         ms = an.memory_summary(s, {}, sustained_s=60.0)
         assert ms.longest_above_s == pytest.approx(span)
         assert ms.sustained_above is (span >= 60.0)
     # exactly 800 is not above; a gap longer than max_gap_s breaks the run
     s = make_samples(np.full(100, 800.0))
-    assert len(an.spans_above(s["time"], s["memory_used_mb"], 800.0)) == 0
+    assert len(spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)) == 0
+    # a gap longer than max_gap_s: the sample before it stands for the nominal 1 s only
     s = make_samples(np.full(100, 900.0)).drop(index=range(40, 50)).reset_index(drop=True)
-    sp = an.spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
-    assert list(sp["span_s"]) == [39.0, 49.0]
+    sp = spans_above(s["time"], s["memory_used_mb"], 800.0, max_gap_s=5.0)
+    assert list(sp["span_s"]) == [40.0, 50.0]
 
 
 def test_memory_summary_idle_load_peak_and_time_above() -> None:
@@ -367,11 +337,12 @@ def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
         " OOM killed!\n"
         "app[2865134a394268] cdg [info][  261.303965] reboot: Restarting system\n"
     )
-    found = an.parse_oom_lines(log, source="service.log")
-    assert list(found["type"]) == ["oom_killed", "oom_killed", "restart"]
-    assert found["detail"].iloc[0]["pid"] == 476 and found["detail"].iloc[0]["process"] == "python"
-    assert found["time"].iloc[0] == pd.Timestamp("2026-11-01T12:01:00Z")
-    assert pd.isna(found["time"].iloc[2])
+    found = parse_log_lines(log.splitlines(), source="service.log")
+    assert [e["type"] for e in found.events] == ["oom_killed", "oom_killed"]
+    assert [e["type"] for e in found.untimed_events] == ["restart"]
+    assert found.events[0]["detail"]["pid"] == 476
+    assert found.events[0]["detail"]["process"] == "python"
+    assert pd.Timestamp(found.events[0]["time"]) == pd.Timestamp("2026-11-01T12:01:00Z")
 
     path = tmp_path / "events.jsonl"
     ev = EventLog(path)
@@ -384,13 +355,15 @@ def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
     assert len(frame) == 5
     assert set(frame["source"]) == {"events.jsonl", "service.log"}
     assert frame["t_s"].iloc[0] == pytest.approx(60.0)
+    assert pd.isna(frame["time"].iloc[-1]) and frame["signal"].iloc[-1] == "reboot"
     # the same kill seen in events.jsonl, the kernel line and init's line counts once
-    assert an.oom_count(frame) == 1
+    assert oom_count(frame) == 1
     ms = an.memory_summary(make_samples(np.full(10, 100.0)), {}, events=frame)
     assert (ms.oom_kills, ms.restarts) == (1, 1)
-    two = an.parse_oom_lines(log + log.split("\n", 1)[1], source="fly.log")
-    assert an.oom_count(an.resource_events(None, {"fly.log": log + log.split("\n", 1)[1]})) == 2
-    assert len(two) == 6
+    # one log with two kernel lines is two kills, even at the same second
+    twice = log + log.split("\n", 1)[1]
+    assert len(parse_log_lines(twice.splitlines()).events) == 4
+    assert oom_count(an.resource_events(None, {"fly.log": twice})) == 2
 
 
 # ----------------------------------------------------------------------------- CPU
@@ -408,9 +381,9 @@ def test_cpu_summary_average_full_throttled_and_dedicated_rule() -> None:
     assert c.time_full_s == pytest.approx(70.0)
     assert c.throttled_s == pytest.approx(70 * 0.5)
     assert c.throttled_any_s == pytest.approx(70.0)
-    assert c.longest_above_s == pytest.approx(69.0)
+    assert c.longest_above_s == pytest.approx(70.0)  # 70 one-second samples: 70 s
     assert c.dedicated_cpu_advised
-    short = an.cpu_summary(make_samples(np.full(60, 1.0), cpu=np.full(60, 80.0)), {})
+    short = an.cpu_summary(make_samples(np.full(59, 1.0), cpu=np.full(59, 80.0)), {})
     assert short.longest_above_s == pytest.approx(59.0) and not short.dedicated_cpu_advised
     assert short.throttled_s is None  # never known
 
@@ -629,11 +602,11 @@ def test_analyze_run_without_k6_output_gives_no_data_verdicts(tmp_path: Path) ->
 
 def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ok = write_run(tmp_path, "ok")
-    assert an.cli_analyze(Namespace(run_dir=str(ok.path), slo=None, json=False)) == 0
+    assert cli_analyze(Namespace(run_dir=str(ok.path), slo=None, json=False)) == 0
     out = capsys.readouterr().out
     assert "SLO verdicts" in out and "Memory at idle" in out
     bad = write_run(tmp_path, "oom", oom=True)
-    assert an.cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
+    assert cli_analyze(Namespace(run_dir=str(bad.path), slo=None, json=True)) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["worst_verdict"] == "critical"
     # bad input goes through the CLI's one error style: one line, exit 2
@@ -646,11 +619,9 @@ def test_cli_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "target" in capsys.readouterr().err
     # --fail-on alert makes an alert fail the run
     hot = write_run(tmp_path, "hot", cpu=np.full(140, 90.0))
-    assert an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True)) == 0
+    assert cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True)) == 0
     capsys.readouterr()
-    assert (
-        an.cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
-    )
+    assert cli_analyze(Namespace(run_dir=str(hot.path), slo=None, json=True, fail_on="alert")) == 1
 
 
 # ----------------------------------------------------------------------------- real k6
@@ -753,7 +724,7 @@ def k6_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 @pytest.mark.k6
 def test_real_k6_run_figures_equal_k6_summary(k6_run: tuple[Path, dict]) -> None:
-    from perflib import k6
+    from perflib import ingest as k6
 
     path, summary = k6_run
     req = k6.read_requests(path)
@@ -885,13 +856,14 @@ def test_fly_log_fixture_oom_and_restarts() -> None:
     kernel = frame[frame["signal"] == "kernel"]
     assert [d["pid"] for d in kernel["detail"]] == [512, 476]
     assert kernel["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51Z")
-    assert an.oom_count(frame) == 2
+    assert oom_count(frame) == 2
     ms = an.memory_summary(make_samples(np.full(5, 100.0)), {}, events=frame)
     assert (ms.oom_kills, ms.restarts) == (2, 1)
     # `fly logs --json` (one kill: the kernel line and init's line) with the JSON timestamps
     js = an.resource_events(None, {"fly json": (FIXTURES / "fly" / "fly_logs.jsonl").read_text()})
-    assert list(js["signal"]) == ["kernel", "init"] and an.oom_count(js) == 1
-    assert js["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51.904311525Z")
+    assert list(js["signal"]) == ["kernel", "init"] and oom_count(js) == 1
+    # events carry microseconds (the one timestamp format of events.jsonl)
+    assert js["time"].iloc[0] == pd.Timestamp("2026-11-20T10:04:51.904311Z")
     assert js["detail"].iloc[0]["pid"] == 512
     jsteps = an.parse_step_log((FIXTURES / "fly" / "fly_logs.jsonl").read_text())
     assert list(jsteps["step"]) == [6] and jsteps["what"].iloc[0] == "send message"
@@ -905,7 +877,7 @@ def test_recorded_k6_fixture_equals_its_summary_export(tmp_path: Path) -> None:
     """A real k6 v1.1.0 output committed by the ingest (several scenarios, groups, failures)."""
     import shutil
 
-    from perflib import k6
+    from perflib import ingest as k6
 
     src = FIXTURES / "k6" / "mixed.ndjson.gz"
     if not src.exists():  # pragma: no cover - fixture owned by the ingest area
@@ -938,6 +910,6 @@ def test_recorded_k6_fixture_equals_its_summary_export(tmp_path: Path) -> None:
         )
     # per-scenario split through the same selector the SLO file uses
     api = req[req["scenario"].astype("string") == "api"]
-    assert an.percentile(api["duration_ms"], 95) == pytest.approx(
+    assert percentile(api["duration_ms"], 95) == pytest.approx(
         metrics["http_req_duration{scenario:api}"]["p(95)"], rel=1e-9
     )

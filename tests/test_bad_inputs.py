@@ -15,6 +15,7 @@ from synthetic_runs import make_partial_run, make_run
 from perflib import sizing
 from perflib.analysis import analyze_run
 from perflib.cli import main
+from perflib.sizing import evidence as sizing_evidence
 
 # ----------------------------------------------------------------- partial runs
 
@@ -108,7 +109,7 @@ def _edit_manifest(run_path: Path, **changes: object) -> None:
 def test_compare_warns_when_the_setups_differ(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", preset="shared-cpu-1x:1024mb")
     b = make_run(tmp_path, "b", preset="shared-cpu-1x:512mb", seed=2)
-    assert sizing.setup_differences(sizing._as_evidence([a.path, b.path])) == []
+    assert sizing.setup_differences(sizing_evidence._as_evidence([a.path, b.path])) == []
     _edit_manifest(b.path, time_scale=1.0, upstreams="degraded", versions__k6="v0.55.0")
     warnings = sizing.compare_presets([a.path, b.path]).warnings
     joined = "\n".join(warnings)
@@ -240,7 +241,7 @@ def test_analyze_leaves_impossible_durations_out_as_summarize_does(tmp_path: Pat
 
     import numpy as np
 
-    from perflib import k6
+    from perflib import ingest as k6
 
     run = make_run(tmp_path, "nan", requests=300)
     path = run.path / "k6.ndjson.gz"

@@ -53,7 +53,7 @@ def test_summarize_does_not_import_heavy_libraries() -> None:
     # import time stays out of the hot path: the ingest command must not drag in
     # matplotlib, scipy, FastAPI or papermill.
     code = (
-        "import sys, perflib.cli, perflib.k6\n"
+        "import sys, perflib.cli, perflib.ingest\n"
         "heavy = [m for m in ('matplotlib', 'scipy', 'fastapi', 'papermill') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

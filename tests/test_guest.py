@@ -26,8 +26,8 @@ import pytest
 from perflib.guest.calibrate import HOG, hog_until_killed, service_guest
 from perflib.guest.calibration import load_table
 from perflib.guest.setup import GuestSetupError, ensure_image
+from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, read_events
-from perflib.vm import EmulationSettings, VmEmulator
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
 GUEST_MB = 256
@@ -188,7 +188,7 @@ def test_calibrated_process_emulation_kills_at_the_guests_point(guest_oom, tmp_p
 @pytest.mark.k6
 @pytest.mark.timeout(BOOT_TIMEOUT)
 def test_guest_smoke_run_leaves_a_complete_run_directory(guest_image, tmp_path):
-    from perflib.runner import run_profile
+    from perflib.run.runner import run_profile
 
     for shared in _SHARED:  # one guest at a time on a 2-core machine: stop the shared one
         shared.stop()

@@ -15,9 +15,9 @@ from perflib.guest.calibration import COLUMNS, load_table, write_table
 from perflib.guest.control import GuestMonitor
 from perflib.guest.isolation import representative, to_guest_env
 from perflib.guest.setup import GuestSetupError, extract_vmlinux
-from perflib.report import vm_model
+from perflib.report.build import vm_model
+from perflib.run.stack import AppSpec
 from perflib.rundir import EventLog, SampleWriter, read_events, read_samples
-from perflib.stack import AppSpec
 
 OOM = (
     "Out of memory: Killed process 321 (python3) total-vm:160000kB, anon-rss:109568kB, "
@@ -51,7 +51,7 @@ def test_table_interpolates_and_extrapolates(tmp_path):
 
 
 def test_process_emulation_takes_its_overhead_from_the_shipped_table():
-    from perflib.vm import GUEST_OVERHEAD_MB, EmulationSettings, VmEmulator
+    from perflib.run.vm import GUEST_OVERHEAD_MB, EmulationSettings, VmEmulator
 
     table = load_table()
     vm = VmEmulator("shared-cpu-1x:512mb", EmulationSettings(cpu_quota=False))
@@ -193,7 +193,7 @@ def test_vm_model_and_representative():
     assert representative("kvm")["latency"] is True and representative("tcg")["cpu"] is False
     proc = {"vm": {"emulation": {"guest_overhead_mb": 55.0, "guest_overhead_source": "t.csv"}}}
     assert vm_model(proc) == "process emulation, 55 MB overhead (t.csv)"
-    from perflib.analysis import representative as rep_of
+    from perflib.analysis.run import representative as rep_of
 
     assert rep_of(tcg)["latency"] is False and rep_of({})["cpu"] is True
 

@@ -1,4 +1,4 @@
-"""perflib.k6 against real k6 v1.1.0 runs: summaries equal k6's own, robust ingest, frames.
+"""perflib.ingest against real k6 v1.1.0 runs: summaries equal k6's own, robust ingest, frames.
 
 The k6 runs (a mixed script and two execution segments) start together once per session
 against a threaded HTTP server in this process, on a free port; everything else reads their
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import re
 import shutil
@@ -29,8 +28,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflib import k6
+from perflib import ingest as k6
 from perflib.cli import main as cli_main
+from perflib.ingest import cache as k6_cache
+from perflib.ingest import fast as k6_fast
+from perflib.ingest import scan as k6_scan
+from perflib.ingest import summary as k6_summary
 from perflib.rundir import RunDir
 from perflib.tooling import ToolNotFoundError, find_k6
 
@@ -211,26 +214,6 @@ def assert_matches_k6(mine: dict[str, dict[str, Any]], ref: dict[str, dict[str, 
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, key)
             compared += 1
     return compared
-
-
-# --------------------------------------------------------------------------- percentile
-
-
-def test_percentile_is_k6_linear_interpolation() -> None:
-    rng = np.random.default_rng(7)
-    for n in (1, 2, 3, 10, 101, 1000):
-        values = rng.lognormal(3, 1, n)
-        for p in (0, 1, 50, 90, 95, 99, 99.9, 100):
-            assert k6.percentile(values, p) == pytest.approx(
-                np.percentile(values, p, method="linear"), rel=1e-12
-            )
-    # k6's formula by hand on a tiny sample: index 0.95*(4-1)=2.85 → 30 + 0.85*(40-30).
-    assert k6.percentile([40, 10, 30, 20], 95) == pytest.approx(38.5)
-    assert k6.percentile(iter([1.0, 2.0]), 50) == 1.5
-    assert list(k6.percentile([1, 2, 3], [0, 50, 100])) == [1, 2, 3]
-    assert math.isnan(k6.percentile([], 95))
-    with pytest.raises(ValueError):
-        k6.percentile([1, 2], 101)
 
 
 # --------------------------------------------------------------------------- summary = k6
@@ -567,7 +550,7 @@ def test_prescan_finds_metric_lines_across_chunk_boundaries(tmp_path: Path) -> N
     path = tmp_path / "x.ndjson"
     path.write_bytes(body)
     for size in (1, 7, 16, 17, 50, 1 << 20):
-        scan = k6._prescan(path, gz=False, chunk_size=size)
+        scan = k6_scan._prescan(path, gz=False, chunk_size=size)
         assert scan.metric_lines == [metric] * 3, size
         assert scan.lines == 6 and scan.ends_with_newline
 
@@ -782,7 +765,7 @@ def test_reserialised_k6_output_reads_the_same(
     copy = tmp_path / "copy.ndjson"
     n = _reserialise(src, copy, RESERIALISERS[variant])
     assert not copy.read_bytes().startswith(b'{"type":"Metric"')  # off k6's byte fast path
-    assert k6._fast_summary([copy]) is None  # not k6's exact bytes: the C reader hands over
+    assert k6_fast._fast_summary([copy]) is None  # not k6's exact bytes: the C reader hands over
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")  # so the original is read by DuckDB too
 
     theirs, mine = k6.summarize(orig, cache=False), k6.summarize(copy, cache=False)
@@ -809,7 +792,7 @@ def test_escaped_metric_lines_take_the_general_path(tmp_path: Path) -> None:
     """The byte scan cannot see ``"\\u004detric"``; DuckDB's Metric rows overrule it."""
     copy = tmp_path / "escaped.ndjson"
     _reserialise(FIXTURES / "mixed.ndjson.gz", copy, RESERIALISERS["escaped_type"])
-    scan = k6._prescan(copy, gz=False)
+    scan = k6_scan._prescan(copy, gz=False)
     assert scan.metric_lines == [] and scan.escapes
     meta = k6.read_metric_meta(copy, cache=False)
     assert meta["http_req_duration"]["type"] == "trend" and meta["checks"]["type"] == "rate"
@@ -879,7 +862,7 @@ def test_prescan_finds_reserialised_metric_lines_across_chunk_boundaries(tmp_pat
     path = tmp_path / "x.ndjson"
     path.write_bytes(b"\n".join([point, metric, point, metric, metric]))  # no final newline
     for size in (1, 7, 16, 17, 50, 1 << 20):
-        scan = k6._prescan(path, gz=False, chunk_size=size)
+        scan = k6_scan._prescan(path, gz=False, chunk_size=size)
         assert scan.metric_lines == [metric] * 3, size
         assert scan.lines == 5 and not scan.ends_with_newline and not scan.escapes
 
@@ -900,8 +883,9 @@ def test_cold_summary_of_a_plain_file_is_one_duckdb_pass(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the general path was taken")
 
-    monkeypatch.setattr(k6, "_parse_into", refuse)
-    monkeypatch.setattr(k6, "_prescan", refuse)
+    for module in (k6_summary, k6_cache):
+        monkeypatch.setattr(module, "_parse_into", refuse)
+        monkeypatch.setattr(module, "_prescan", refuse)
     assert k6.summarize(plain, cache=False) == general
     assert assert_matches_k6(
         general["metrics"], k6.read_summary_export(FIXTURES / "mixed-export.json")
@@ -921,13 +905,13 @@ def test_sub_metric_declared_late_falls_back_to_the_general_path(
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     general = k6.summarize(gz, cache=False)
     calls: list[Path] = []
-    parse_into = k6._parse_into
+    parse_into = k6_cache._parse_into
 
     def spy(path: Path, *args: Any, **kwargs: Any) -> Any:
         calls.append(path)
         return parse_into(path, *args, **kwargs)
 
-    monkeypatch.setattr(k6, "_parse_into", spy)
+    monkeypatch.setattr(k6_summary, "_parse_into", spy)
     mine = k6.summarize(plain, cache=False)
     assert calls == [plain]  # the single pass handed over
     assert mine["metrics"] == general["metrics"] and mine["lines"] == general["lines"]
@@ -1039,7 +1023,9 @@ def test_impossible_values_are_excluded_and_counted_by_every_reader(
     if reader == "duckdb":
         monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     if reader == "fast" and k6.fast_reader() is not None:
-        assert k6._fast_summary([src]) is None  # the C reader hands it over, never averages NaN
+        assert (
+            k6_fast._fast_summary([src]) is None
+        )  # the C reader hands it over, never averages NaN
     if reader == "parquet":
         k6.read_points(src)
     summary = k6.summarize(src, cache=reader == "parquet")

@@ -1,4 +1,4 @@
-"""The strict C reader behind a cold ``summarize`` (``perflib/_k6scan.c``).
+"""The strict C reader behind a cold ``summarize`` (``perflib/ingest/_k6scan.c``).
 
 Every number it produces is checked against an independent reading: Python's ``float`` for
 values, integer arithmetic for times, and, for whole files, the DuckDB readers
@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perflib import k6
+from perflib import ingest as k6
+from perflib.ingest import fast as k6_fast
+from perflib.ingest import scan as k6_scan
+from perflib.ingest import summary as k6_summary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k6"
 DATA_RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
 SCANNER = k6.fast_reader()
-needs_scanner = pytest.mark.skipif(SCANNER is None, reason="perflib._k6scan not built")
+needs_scanner = pytest.mark.skipif(SCANNER is None, reason="perflib.ingest._k6scan not built")
 
 
 def point(
@@ -60,7 +63,7 @@ def scan(
 def test_the_fast_reader_is_built_here() -> None:
     """`make setup` compiles it (gcc is on every machine this project targets). Without it
     every summary would silently take the slower DuckDB reader, missing issue 4's target."""
-    assert SCANNER is not None, "perflib._k6scan was not built: `pip install -e .` needs gcc"
+    assert SCANNER is not None, "perflib.ingest._k6scan was not built: `pip install -e .` needs gcc"
 
 
 def test_the_built_reader_is_not_stale() -> None:
@@ -72,7 +75,7 @@ def test_the_built_reader_is_not_stale() -> None:
     if not source.exists():
         pytest.skip("an installed (not editable) perflib: no source beside the build")
     assert Path(SCANNER.__file__).stat().st_mtime >= source.stat().st_mtime, (
-        "perflib._k6scan is older than perflib/_k6scan.c: rebuild with `make setup` "
+        "perflib.ingest._k6scan is older than perflib/ingest/_k6scan.c: rebuild with `make setup` "
         "(pip install -e . prints the compile error)"
     )
 
@@ -169,7 +172,7 @@ def test_series_last_value_tags_and_escapes(tmp_path: Path) -> None:
         tmp_path, body, keys=("name", "kind")
     )
     assert (lines, metric_lines, names) == (7, [], [b"g", b"h"])
-    decoded = [[k6._json_string(v) for v in vs] for vs in values]
+    decoded = [[k6_scan._json_string(v) for v in vs] for vs in values]
     assert decoded == [["a&b", "a&b", 'é "q" \\ 🚀'], ["k"]]
     assert values[0][:2] == [b"a\\u0026b", b"a&b"]
     rows = {
@@ -307,12 +310,12 @@ def test_fast_summary_equals_the_duckdb_readers_and_k6(
         monkeypatch.setenv("PERFLIB_K6_FAST", "0")
         ref = k6.summarize(path, cache=False)
         monkeypatch.delenv("PERFLIB_K6_FAST")
-        direct = k6._direct_summary
+        direct = k6_summary._direct_summary
         with monkeypatch.context() as m:  # the fast reader really is the one used
-            m.setattr(k6, "_direct_summary", lambda *a: pytest.fail("DuckDB reader used"))
-            m.setattr(k6, "_parse_into", lambda *a, **kw: pytest.fail("DuckDB reader used"))
+            m.setattr(k6_summary, "_direct_summary", lambda *a: pytest.fail("DuckDB reader used"))
+            m.setattr(k6_summary, "_parse_into", lambda *a, **kw: pytest.fail("DuckDB reader used"))
             mine = k6.summarize(path, cache=False)
-        assert k6._direct_summary is direct
+        assert k6_summary._direct_summary is direct
         assert_same_summary(mine, ref)
         assert mine["lines"]["skipped"] == 0 and mine["lines"]["parsed"] > 0
     mixed = tmp_path / "0-k6-mixed.ndjson"
@@ -339,7 +342,7 @@ def test_gzip_and_segments_take_the_fast_reader_too(
         for i, src in enumerate(source):
             copies.append(tmp_path / f"{len(source)}-{i}-{src.name}")
             shutil.copyfile(src, copies[-1])
-        assert k6._fast_summary(copies) is not None
+        assert k6_fast._fast_summary(copies) is not None
         mine = k6.summarize(copies, cache=False)
         monkeypatch.setenv("PERFLIB_K6_FAST", "0")
         assert_same_summary(mine, k6.summarize(copies, cache=False))
@@ -379,7 +382,7 @@ def test_handed_over_files_lose_nothing(
     body = gzip.decompress((FIXTURES / "mixed.ndjson.gz").read_bytes())
     path = tmp_path / "k6.ndjson"
     path.write_bytes(_variants(body)[variant])
-    assert k6._fast_summary([path]) is None
+    assert k6_fast._fast_summary([path]) is None
     mine = k6.summarize(path, cache=False)
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     assert mine == k6.summarize(path, cache=False)
@@ -408,7 +411,7 @@ def test_escaped_and_unicode_names_split_like_duckdb(
     ]  # fmt: skip
     path = tmp_path / "names.ndjson"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert k6._fast_summary([path]) is not None
+    assert k6_fast._fast_summary([path]) is not None
     mine = k6.summarize(path, cache=False)
     monkeypatch.setenv("PERFLIB_K6_FAST", "0")
     assert_same_summary(mine, k6.summarize(path, cache=False))

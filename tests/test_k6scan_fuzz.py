@@ -1,4 +1,4 @@
-"""Differential fuzzing of the strict C reader (``perflib/_k6scan.c``) against DuckDB's.
+"""Differential fuzzing of the strict C reader (``perflib/ingest/_k6scan.c``) against DuckDB's.
 
 Small files cut from the real k6 fixtures are mutated at random (``random.Random`` seeded per
 case, so every run reads the same files): byte flips, insertions, deletions and cuts, tag values
@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from test_k6scan import FIXTURES, SCANNER, needs_scanner, point, scan
 
-from perflib import k6
+from perflib import ingest as k6
 
 #: How many mutated files (each summarised twice): ~20 ms each with DuckDB, ~10 s in all.
 N_CASES = 200

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from perflib import report as rp
-from perflib.pricing import load_price_sets
+from perflib.cost import load_price_sets
 from perflib.tooling import REPO_ROOT
 
 NOTEBOOK_FILES = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))

@@ -19,6 +19,7 @@ from test_analysis import (
 
 from perflib import analysis as an
 from perflib import plots
+from perflib.stats import percentile
 
 
 def _render(fig: Figure) -> bytes:
@@ -118,7 +119,7 @@ def test_distribution_chart(run: an.RunAnalysis) -> None:
     _labelled(fig)
     assert len(fig.axes) == 4  # 2 endpoints × (histogram, ECDF)
     texts = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
-    p95 = an.percentile(a.requests.loc[a.requests["name"] == "/health", "duration_ms"], 95)
+    p95 = percentile(a.requests.loc[a.requests["name"] == "/health", "duration_ms"], 95)
     assert f"p95 = {p95:,.1f} ms" in texts
     _render(fig)
     _render(plots.plot_latency_distribution(a.requests.iloc[0:0]))

@@ -13,19 +13,17 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from perflib import pricing
-from perflib.pricing import (
-    PricingError,
+from perflib import cost as pricing
+from perflib.cost import (
     cost_breakdown,
     cost_per_million_requests,
     load_prices,
     machine_price,
-    memory_steps,
     monthly_cost,
     monthly_egress_gb,
-    parse_preset,
     resolve_price_set,
 )
+from perflib.fly.presets import PricingError, memory_steps, parse_preset
 
 # Fly's pricing page, started Machine prices in iad/ewr (rendered 2025-08-19)
 PUBLISHED_2025 = {

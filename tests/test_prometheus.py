@@ -1,4 +1,4 @@
-"""perflib.prometheus and the ``process`` sampler against a real Prometheus server.
+"""perflib.sampling.prometheus and the ``process`` sampler against a real Prometheus server.
 
 A tiny exporter process (prometheus-client's default process collector, 30 MiB of
 ballast, a thread burning part of a CPU) is scraped every second by the real
@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perflib.prometheus import (
+from perflib.rundir import EventLog, SampleWriter, read_events, read_samples, utcnow
+from perflib.sampling.prometheus import (
     PrometheusBinaryNotFound,
     PrometheusClient,
     PrometheusQueryError,
@@ -31,8 +32,7 @@ from perflib.prometheus import (
     parse_duration,
     start_for_stack,
 )
-from perflib.rundir import EventLog, SampleWriter, read_events, read_samples, utcnow
-from perflib.samplers_remote import ProcessSampler
+from perflib.sampling.remote import ProcessSampler
 
 try:
     PROMETHEUS = find_prometheus()
@@ -301,7 +301,7 @@ def test_restarted_process_gap_and_counter_reset(
 def test_backoff_and_retry_after() -> None:
     from email.utils import format_datetime
 
-    from perflib.prometheus import MAX_RETRY_AFTER_S, _retry_after, backoff_delay
+    from perflib.sampling.prometheus import MAX_RETRY_AFTER_S, _retry_after, backoff_delay
 
     assert backoff_delay(0, 0.5, 30, retry_after=3.0) == 3.0  # the server's word wins
     assert backoff_delay(0, 0.5, 30, retry_after=10_000) == MAX_RETRY_AFTER_S
@@ -314,7 +314,7 @@ def test_backoff_and_retry_after() -> None:
 
 
 def test_header_auth_redacts_each_part() -> None:
-    from perflib.prometheus import HeaderAuth
+    from perflib.sampling.prometheus import HeaderAuth
 
     auth = HeaderAuth("FlyV1 fm2_firstpart123,fm2_secondpart456")
     text = auth.redact("echo: fm2_secondpart456 and fm2_firstpart123,fm2_secondpart456")
@@ -339,9 +339,9 @@ def test_process_queries_leave_out_prometheus_itself() -> None:
 
 @needs_prometheus
 def test_real_service_memory_through_prometheus() -> None:
-    """The lead-enrichment service itself (perflib.stack.LocalStack), scraped by the real
+    """The lead-enrichment service itself (perflib.run.stack.LocalStack), scraped by the real
     Prometheus that `perflib serve --prometheus` starts: memory equals its RSS."""
-    stack_mod = pytest.importorskip("perflib.stack", reason="perflib.stack not available")
+    stack_mod = pytest.importorskip("perflib.run.stack", reason="perflib.run.stack not available")
     with stack_mod.LocalStack() as stack:
         prom = start_for_stack(stack.base_url, labels={"app": "lead-enrichment"})
         try:

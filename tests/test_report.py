@@ -14,8 +14,9 @@ import nbformat
 import pytest
 from synthetic_runs import make_partial_run, make_run
 
-from perflib import report as rp
 from perflib.cli import main as cli_main
+from perflib.cli.report import cli_report
+from perflib.report import build as rp
 
 PLANTED = "fly-planted-report-4Hq81"
 
@@ -125,7 +126,7 @@ def test_failing_notebook_exits_1_and_keeps_the_partial_notebook(
     monkeypatch.setenv("PERFLIB_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
     out = tmp_path / "out"
     smoke = [p for p in rp.sample_run_dirs() if "smoke" in p.name]
-    assert rp.cli_report(_args(out=str(out), run_dirs=[str(smoke[0])])) == 1
+    assert cli_report(_args(out=str(out), run_dirs=[str(smoke[0])])) == 1
     err = capsys.readouterr().err
     # cells: 0 markdown, 1 parameters, 2 injected parameters, 3 print, 4 the division
     assert "broken" in err and "cell 4" in err and "ZeroDivisionError" in err
@@ -142,8 +143,8 @@ def _smoke_analysis(tmp_path: Path, verdicts: list[tuple[str, str]]):
 
     import pandas as pd
 
+    from perflib.analysis.slo import load_slos
     from perflib.rundir import RunDir
-    from perflib.slo import load_slos
 
     src = Path(__file__).resolve().parent.parent / "data" / "runs" / "01-smoke-1024mb"
     run_path = tmp_path / "smoke"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from perflib import report as rp
 from perflib import sizing
+from perflib.report import build as rp
 from perflib.rundir import RunDir
 
 SAMPLE = rp.REPO_ROOT / "data" / "runs" / "02-load-1024mb"

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from perflib.run.runner import EXIT_UNREACHABLE, REMOTE_HEALTH_TIMEOUT, free_port
 from perflib.rundir import RunDir, read_events
-from perflib.runner import EXIT_UNREACHABLE, REMOTE_HEALTH_TIMEOUT, free_port
 from perflib.tooling import REPO_ROOT
 
 pytestmark = [pytest.mark.k6, pytest.mark.slow]
@@ -31,7 +31,7 @@ FAST = os.environ | {"EMULATOR_LATENCY_SCALE": "0.05"}
 
 
 def http_reqs(path: Path) -> int:
-    """http_reqs Points in a k6 NDJSON.gz, counted with gzip + json (not perflib.k6)."""
+    """http_reqs Points in a k6 NDJSON.gz, counted with gzip + json (not perflib.ingest)."""
     n = 0
     with gzip.open(path, "rb") as fh:
         for line in fh:

@@ -15,11 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perflib import runner
 from perflib.cli import main as cli_main
 from perflib.profiles import PROFILES
-from perflib.rundir import RunDir, read_events, read_samples
-from perflib.runner import (
+from perflib.run import runner
+from perflib.run.runner import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_K6_NOT_FOUND,
@@ -34,8 +33,9 @@ from perflib.runner import (
     run_profile,
     samplers_for,
 )
-from perflib.stack import LocalStack
-from perflib.vm import EmulationSettings
+from perflib.run.stack import LocalStack
+from perflib.run.vm import EmulationSettings
+from perflib.rundir import RunDir, read_events, read_samples
 
 pytestmark = [pytest.mark.k6, pytest.mark.slow]
 FAST_UPSTREAMS = {"EMULATOR_LATENCY_SCALE": "0.05"}
@@ -43,7 +43,7 @@ HTTP_REQS_PREFIX = b'{"metric":"http_reqs","type":"Point"'
 
 
 def count_points(path: Path, metric: str = "http_reqs") -> int:
-    """http_reqs Points in a k6 NDJSON(.gz), counted with gzip + json (not perflib.k6)."""
+    """http_reqs Points in a k6 NDJSON(.gz), counted with gzip + json (not perflib.ingest)."""
     n = 0
     with gzip.open(path, "rb") as fh:
         for line in fh:

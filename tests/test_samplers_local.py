@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, SampleWriter, read_samples
-from perflib.samplers import LocalSampler
-from perflib.vm import EmulationSettings, VmEmulator
+from perflib.sampling.local import LocalSampler
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOLD = "import time; x = bytearray(48 << 20); x[::4096] = b'x' * len(x[::4096]); time.sleep(60)"

@@ -10,8 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from perflib import secrets
-from perflib.report import execute_notebook, render_html
+from perflib.report import execute_notebook, render_html, secrets
 
 PLANTED = "fly-planted-7Qx93kLmZ"  # not shaped like a Fly token: only the value lookup can find it
 

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from tcp_proxy import TcpProxy
 
-from perflib.stack import LocalStack
+from perflib.run.stack import LocalStack
 from service.emulators.dataset import get_dataset
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perflib.stack import LocalStack
+from perflib.run.stack import LocalStack
 from service.app import create_app
 from service.settings import Settings
 

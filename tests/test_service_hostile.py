@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perflib.stack import LocalStack
+from perflib.run.stack import LocalStack
 from service.app import create_app
 from service.breaker import parse_retry_after
 from service.emulators.dataset import get_dataset

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perflib.stack import LocalStack
+from perflib.run.stack import LocalStack
 from service import storage
 from service.app import create_app
 from service.emulators.dataset import get_dataset

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from perflib.stack import LocalStack
+from perflib.run.stack import LocalStack
 
 MAX_EXAMPLES = 40
 

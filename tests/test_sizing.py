@@ -20,12 +20,12 @@ from perflib import cli
 from perflib.rundir import EventLog, RunDir, SampleWriter
 from perflib.sizing import (
     SizingError,
-    _capacity_reason,
     capacity,
     capacity_limits,
     compare_presets,
+    evidence_from_analysis,
+    evidence_from_run,
     evidence_from_samples,
-    longest_span_above,
     pool_advice,
     pool_size,
     recommend,
@@ -37,6 +37,7 @@ from perflib.sizing import (
     vpa_percentile_mb,
     vpa_target_mb,
 )
+from perflib.sizing.capacity import _capacity_reason
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # 2026-10-01 price set ($6/GB, data/fly_price_sets.csv): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)
@@ -241,11 +242,16 @@ def test_longest_span_above() -> None:
     vals = [0, 900, 900, 900, 0, 900, 900, 900, 900, 0]
     import pandas as pd
 
-    assert longest_span_above(pd.Series(times), pd.Series(vals), 800) == 4.0
-    assert longest_span_above(pd.Series(times), pd.Series(vals), 900) == 0.0  # strictly above
+    from perflib.stats import longest_span_above
+
+    def span(t: list, v: list, thr: float) -> float:
+        return longest_span_above(pd.Series(t), pd.Series(v), thr, max_gap_s=5.0)
+
+    assert span(times, vals, 800) == 4.0
+    assert span(times, vals, 900) == 0.0  # strictly above
     # a gap longer than max_gap_s breaks a span
     gap = times[:3] + [t + timedelta(seconds=30) for t in times[3:]]
-    assert longest_span_above(pd.Series(gap), pd.Series([900] * 10), 800) == 7.0
+    assert span(gap, [900] * 10, 800) == 7.0
 
 
 def _rule(rec, name):  # noqa: ANN001, ANN202
@@ -261,7 +267,7 @@ def test_memory_consistently_above_800(tmp_path: Path) -> None:
     assert not _rule(rb, "memory_sustained")[0].triggered
     assert not _rule(ra, "memory_sustained")[0].triggered  # 800 is not above 800
     assert any(
-        "Memory consistently >800 MB" in x and "61 s ≥ 60 s → scale up" in x for x in rh.reasons
+        "memory consistently > 800 MB" in x and "61 s ≥ 60 s → scale up" in x for x in rh.reasons
     )
     assert rh.memory_mb > 1024
 
@@ -284,7 +290,7 @@ def test_p95_above_3s_scales_up(tmp_path: Path) -> None:
     # strictly larger than shared-cpu-1x:1024mb, cheapest: shared-cpu-2x:1024mb (1.39 + 6)
     assert rs.recommended_preset == "shared-cpu-2x:1024mb"
     assert rs.monthly_cost_usd == P26["shared-2x:1024"]
-    assert any("p95 latency >3s" in x and "3001 ms > 3000 ms" in x for x in rs.reasons)
+    assert any("p95 latency > 3 s" in x and "3001 ms > 3000 ms" in x for x in rs.reasons)
     assert re_.recommended_preset == "shared-cpu-1x:512mb"
     assert not _rule(re_, "p95")[0].triggered
 
@@ -306,7 +312,7 @@ def test_cpu_sustained_above_70_needs_performance(tmp_path: Path) -> None:
     assert r.recommended_preset == "performance-1x:2048mb"
     assert r.monthly_cost_usd == 33.00  # the reported 2026-10-01 quote
     assert r.cpu_kind == "performance"
-    assert any("CPU consistently >70%" in x for x in r.reasons)
+    assert any("CPU consistently > 70 %" in x for x in r.reasons)
     assert recommend([short.path]).cpu_kind == "shared"
     assert recommend([flat.path]).cpu_kind == "shared"  # 70 % is not above 70 %
 
@@ -888,7 +894,7 @@ def test_plot_preset_comparison(tmp_path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from perflib.plots_sizing import plot_preset_comparison
+    from perflib.plots.sizing import plot_preset_comparison
 
     a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(420))
     b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(512, n=100), oom_at=99)
@@ -995,7 +1001,7 @@ def test_nan_free_json(tmp_path: Path) -> None:
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two very short real load runs (k6 + the local stack under the VM emulation) at 1 GB
     and 512 MB: the comparison the report is built around."""
-    runner = pytest.importorskip("perflib.runner")
+    runner = pytest.importorskip("perflib.run.runner")
     base = tmp_path_factory.mktemp("real")
     out = []
     for preset in ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb"):
@@ -1297,3 +1303,84 @@ def test_bigger_pool_that_no_longer_fits_the_pick_is_flagged(tmp_path: Path) -> 
     r2 = recommend([calm.path])
     assert r2.pool.connections == 10
     assert not [x for x in r2.reasons if "does not include" in x]
+
+
+# ----------------------------------------------------------------- issue 13: one answer
+
+
+def test_sixty_samples_above_800_are_sustained_in_analyze_and_recommend(tmp_path: Path) -> None:
+    """Before issue 13 `recommend` measured 60 one-second samples above 800 MB as 60 s
+    (scale up) and `analyze` as 59 s (pass). One span rule now: 60 s in both, and both say
+    "sustained"; 59 samples are 59 s and neither says so."""
+    from perflib.analysis import analyze_run
+
+    for seconds, sustained in ((60, True), (59, False)):
+        run = make_run(tmp_path / f"r{seconds}", "shared-cpu-1x:2048mb", plateau(850, seconds))
+        a = analyze_run(run)
+        assert a.memory.longest_above_s == pytest.approx(float(seconds))
+        verdict = a.verdicts.set_index("id").loc["memory_sustained_800", "verdict"]
+        assert (verdict == "alert") is sustained
+        ev = evidence_from_analysis(a)
+        assert ev.longest_above("memory_used_mb", 800.0) == pytest.approx(float(seconds))
+        rec = recommend([run.path])
+        (memory_rule,) = _rule(rec, "memory_sustained")
+        assert memory_rule.triggered is sustained
+        assert f"for {seconds} s" in memory_rule.reason
+
+
+def test_oom_count_is_the_same_through_every_path(tmp_path: Path) -> None:
+    """One kill recorded by the VM (events.jsonl) and seen twice in service.log (kernel and
+    init lines, no wall-clock time) is one OOM for analyze, recommend, the samples-file path
+    and the count function itself; a second kernel line is a second kill everywhere."""
+    from perflib.analysis import analyze_run
+    from perflib.fly import oom_count, parse_log_lines
+    from perflib.rundir import read_events
+
+    log = (
+        "[  12.500000] Out of memory: Killed process 41 (python) total-vm:10kB, anon-rss:9kB\n"
+        " INFO Process appears to have been OOM killed!\n"
+        "[  13.100000] reboot: Restarting system\n"
+    )
+    for kills in (1, 2):
+        run = make_run(tmp_path / f"k{kills}", "shared-cpu-1x:512mb", ramp(500), oom_at=100)
+        run.service_log_path.write_text(log * kills, encoding="utf-8")
+        parsed = parse_log_lines(run.service_log_path.read_text().splitlines())
+        events = read_events(run.events_path)
+        a = analyze_run(run)
+        ev = evidence_from_run(run.path)
+        counts = {
+            "analyze": a.memory.oom_kills,
+            "analyze verdict": a.verdicts.set_index("id").loc["oom_kills", "measured"],
+            "recommend": ev.oom_count,
+            "count(events.jsonl + log)": oom_count(
+                [*events.to_dict("records"), *parsed.untimed_events]
+            ),
+        }
+        assert set(counts.values()) == {kills}, counts
+        # events.jsonl alone (a samples file exported without the log) holds one record
+        alone = evidence_from_samples(run.samples_path, run.events_path)
+        assert alone.oom_count == 1
+
+
+def test_cpu_spans_agree_between_analyze_and_recommend(tmp_path: Path) -> None:
+    """One CPU rule (per vCPU, strictly above 70 %, docs/guide.md#cpu-targets): a 2-vCPU run at
+    150 % of one vCPU (75 % per vCPU) for 61 s is "consistently above 70 %" for both
+    commands; a run held at exactly 70 % per vCPU is not, for either."""
+    from perflib.analysis import analyze_run
+
+    for name, level, above in (("hot", 150.0, True), ("flat", 140.0, False)):
+        run = make_run(
+            tmp_path / name,
+            "performance-2x:4096mb",
+            ramp(300),
+            cpu=plateau(level, 61, base=20),
+        )
+        a = analyze_run(run)
+        ev = evidence_from_analysis(a)
+        expect = 61.0 if above else 0.0
+        assert a.cpu.cpus == 2 and a.cpu.longest_above_s == pytest.approx(expect)
+        assert ev.cpu_longest_above(70.0) == pytest.approx(expect)
+        verdict = a.verdicts.set_index("id").loc["cpu_sustained_70", "verdict"]
+        assert (verdict == "alert") is above
+        (cpu_rule,) = _rule(recommend([run.path]), "cpu_sustained")
+        assert cpu_rule.triggered is above

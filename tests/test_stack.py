@@ -16,8 +16,9 @@ import psutil
 import pytest
 
 from perflib.cli import main as cli_main
+from perflib.cli.serve import cli_serve
 from perflib.errors import PerflibError
-from perflib.stack import LocalStack, StackError, cli_serve, free_port, port_in_use
+from perflib.run.stack import LocalStack, StackError, free_port, port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,7 +115,7 @@ def test_perflib_serve_runs_until_stopped(sig: signal.Signals, prometheus: bool)
     128 + signal; the service's log lines show in the terminal, prefixed, while
     service.log keeps them."""
     if prometheus:
-        from perflib.prometheus import PrometheusBinaryNotFound, find_prometheus
+        from perflib.sampling.prometheus import PrometheusBinaryNotFound, find_prometheus
 
         try:
             find_prometheus()

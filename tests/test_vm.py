@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from perflib.pricing import PresetError, parse_preset
-from perflib.rundir import EventLog, read_events
-from perflib.vm import (
+from perflib.fly.presets import PresetError, parse_preset
+from perflib.run.vm import (
     BurstBalance,
     EmulationSettings,
     VmEmulator,
     cgroup_quota_available,
     oom_kill_line,
 )
+from perflib.rundir import EventLog, read_events
 
 HOG = """
 import sys, time

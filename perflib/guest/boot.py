@@ -202,7 +202,7 @@ class Guest:
         )
         self.console.write_bytes(b"")
         if self.spec.app_script is not None and self.spec.host_port is None:
-            from perflib.stack import free_port  # noqa: PLC0415
+            from perflib.run.stack import free_port  # noqa: PLC0415
 
             self.spec.host_port = free_port()
 

@@ -10,7 +10,6 @@ uses instead of a guessed overhead (:mod:`perflib.guest.calibration`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import sys
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from perflib.errors import PerflibError
+from perflib.fly.presets import parse_preset
 from perflib.guest.boot import GuestError
-from perflib.guest.calibration import TABLE, write_table
+from perflib.guest.calibration import write_table
 from perflib.guest.isolation import GuestStack, GuestVm
 from perflib.guest.setup import GuestSetupError
-from perflib.pricing import parse_preset
 from perflib.rundir import EventLog
 
 SIZES = (256, 512, 1024, 2048)
@@ -163,28 +162,21 @@ def measure(memory_mb: int, workdir: Path, progress: Callable[[str], None]) -> d
         return row
 
 
-def cli_calibrate(args: argparse.Namespace) -> int:
-    """Boot one guest per size (one at a time), write the table; 0 ok, 2 bad --sizes,
-    3 no guest here, 4 a guest failed (the sizes done so far are kept)."""
-    try:
-        sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
-    except ValueError:
-        raise PerflibError(f"--sizes must be MB figures like 256,512, got {args.sizes!r}") from None
+def calibrate(sizes: list[int], out: Path, progress: Callable[[str], None]) -> Path:
+    """Boot one guest per size (one at a time) and write the table after each size.
+
+    Raises GuestSetupError (no guest here) or PerflibError (exit 4: a guest failed; the
+    sizes done so far stay in ``out``)."""
     if not sizes or any(s < 128 for s in sizes):
-        raise PerflibError(f"--sizes must be at least 128 MB each, got {args.sizes!r}")
-
-    def say(msg: str) -> None:
-        print(f"calibrate: {msg}", file=sys.stderr, flush=True)
-
-    out = Path(args.out) if args.out else TABLE
+        raise PerflibError(f"sizes must be at least 128 MB each, got {sizes}")
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="perflib-calibrate-"))
     try:
         for size in sizes:
-            rows.append(measure(size, work / f"{size}mb", say))
+            rows.append(measure(size, work / f"{size}mb", progress))
             write_table(rows, out)  # partial results are kept
     except GuestSetupError:
-        raise  # the CLI's one line; exit 3 (cannot install) or 4 (cannot build)
+        raise  # exit 3 (cannot install) or 4 (cannot build)
     except (GuestError, OSError, RuntimeError) as exc:
         done = f"; the sizes done so far are in {out}" if rows else ""
         raise PerflibError(
@@ -192,5 +184,4 @@ def cli_calibrate(args: argparse.Namespace) -> int:
         ) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(out)
-    return 0
+    return out

@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from perflib.pricing import DATA_DIR
+from perflib.cost import DATA_DIR
 
 TABLE = DATA_DIR / "guest_memory.csv"
 COLUMNS = (

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from perflib.fly import classify_log_message
+from perflib.fly.events import classify_log_message
 from perflib.rundir import EventLog, SampleWriter, iso
 
 KIB_PER_MIB = 1024

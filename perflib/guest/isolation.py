@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from perflib.fly.presets import Preset, parse_preset
 from perflib.guest.boot import (
     APP_PORT,
     GUEST_HOST,
@@ -31,10 +32,7 @@ from perflib.guest.boot import (
     minimal_roots,
 )
 from perflib.guest.control import GuestMonitor
-from perflib.pricing import Preset, parse_preset
-from perflib.rundir import EventLog, SampleWriter
-from perflib.samplers import Sampler
-from perflib.stack import (
+from perflib.run.stack import (
     BASE_URL_ENV,
     SERVICE_ENV_VARS,
     LocalStack,
@@ -42,7 +40,9 @@ from perflib.stack import (
     _http_ok,
     log_tail,
 )
-from perflib.vm import EmulationSettings, VmState
+from perflib.run.vm import EmulationSettings, VmState
+from perflib.rundir import EventLog, SampleWriter
+from perflib.sampling.local import Sampler
 
 #: What the manifest and the analysis say about a TCG guest's CPU and latency figures.
 TCG_NOTE = (

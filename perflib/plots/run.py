@@ -1,0 +1,509 @@
+"""Charts of one run or a comparison: matplotlib Figures, never ``plt.show()``.
+
+Every function returns a :class:`matplotlib.figure.Figure` built with the object API (no
+pyplot state), so notebooks display it, reports save it, and headless CI renders it (the
+Agg backend is selected when no display is available). Each chart has a title, axis labels
+with units and a legend; the x axis is "seconds since k6 started" throughout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and "MPLBACKEND" not in os.environ:
+    matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from perflib.analysis import ALL, GUIDE_MEMORY_THRESHOLDS_MB
+from perflib.analysis.slo import default_slos
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from perflib.analysis import Comparison, RunAnalysis, StepAttribution
+
+_STAGE_COLOURS = ("#e8f0fe", "#fef7e0", "#fce8e6", "#e6f4ea", "#f3e8fd")
+
+
+def _threshold_style() -> dict[float, tuple[str, str]]:
+    """Colour and label of each memory line the guide names, from the SLO file (its numbers
+    are not retyped here): the under-load target, the peak target, the sustained alert."""
+    slos = default_slos()
+    style: dict[float, tuple[str, str]] = {}
+    for sid, colour, what in (
+        ("memory_load", "#f9ab00", "load target"),
+        ("memory_peak", "#e37400", "peak target"),
+    ):
+        if any(s.id == sid for s in slos.slo):
+            level = float(slos.resolved_target(slos.get(sid)))
+            style[level] = (colour, f"{what} {level:g} MB")
+    alert = slos.sustained_threshold("memory_sustained")
+    style[alert] = ("#d93025", f"alert {alert:g} MB (sustained)")
+    return style
+
+
+def _figure(
+    nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (10, 4.5), **kw: Any
+) -> tuple[Figure, Any]:
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
+    """Shade each load-profile stage and name it at the foot of the axes."""
+    if stages is None or len(stages) == 0:
+        return
+    for i, st in enumerate(stages.itertuples()):
+        ax.axvspan(
+            st.start_s,
+            st.end_s,
+            color=_STAGE_COLOURS[i % len(_STAGE_COLOURS)],
+            alpha=0.6,
+            zorder=0,
+            lw=0,
+        )
+        # names at the foot of the plot area, clear of the title and the legend
+        ax.text(
+            (st.start_s + st.end_s) / 2,
+            0.01,
+            st.stage,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="#5f6368",
+        )
+
+
+def _vus_axis(ax: Axes, vus: pd.DataFrame | None) -> tuple[list[Any], list[str]]:
+    """Draw the VUs on a second y axis; the legend handles and labels of both axes."""
+    handles, labels = ax.get_legend_handles_labels()
+    if vus is not None and len(vus):
+        ax2 = ax.twinx()
+        ax2.step(vus["t_s"], vus["vus"], where="post", color="#5f6368", alpha=0.7, label="VUs")
+        ax2.set_ylabel("virtual users (VUs)")
+        ax2.set_ylim(bottom=0)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    return handles, labels
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(
+        0.5, 0.5, f"no {what}", transform=ax.transAxes, ha="center", va="center", color="#80868b"
+    )
+
+
+def plot_latency_over_time(
+    lot: pd.DataFrame,
+    *,
+    vus: pd.DataFrame | None = None,
+    stages: pd.DataFrame | None = None,
+    endpoint: str = ALL,
+    percentiles: Sequence[str] = ("p50", "p95", "p99"),
+    title: str | None = None,
+) -> Figure:
+    """Latency percentiles per bucket (from :func:`perflib.analysis.latency_over_time`) with
+    the k6 VUs on a second axis and the load-profile stages shaded."""
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    _shade_stages(ax, stages)
+    sel = lot[lot["name"] == endpoint] if len(lot) else lot
+    mid = sel["t_s"] + _bucket_width(lot) / 2 if len(sel) else None  # bucket centres
+    for col, style in zip(percentiles, ("-", "--", ":", "-."), strict=False):
+        if len(sel) and col in sel:
+            ax.plot(mid, sel[col], style, marker=".", label=col)
+    if not len(sel):
+        _no_data(ax, "requests")
+    ax.set_xlabel("time since k6 start (s)")
+    ax.set_ylabel("http_req_duration (ms)")
+    handles, labels = _vus_axis(ax, vus)
+    if handles:
+        ax.legend(handles, labels, loc="upper left")
+    name = "all endpoints" if endpoint == ALL else endpoint
+    ax.set_title(title or f"Latency percentiles per time bucket ({name})")
+    return fig
+
+
+def plot_throughput(
+    tp: pd.DataFrame,
+    *,
+    vus: pd.DataFrame | None = None,
+    stages: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Requests per second per endpoint (from :func:`perflib.analysis.throughput`) and the
+    error rate of all requests, with the VUs and stages."""
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    ax, axe = axes[0, 0], axes[1, 0]
+    _shade_stages(ax, stages)
+    if len(tp):
+        allrows = tp[tp["name"] == ALL]
+        for name in [ALL, *sorted(set(tp["name"]) - {ALL})]:
+            sel = tp[tp["name"] == name]
+            ax.plot(
+                sel["t_s"] + _bucket_width(tp) / 2,
+                sel["req_per_s"],
+                marker=".",
+                lw=2 if name == ALL else 1,
+                label="all endpoints" if name == ALL else name,
+            )
+        axe.bar(
+            allrows["t_s"],
+            allrows["error_rate_pct"],
+            width=0.9 * _bucket_width(tp),
+            align="edge",
+            color="#d93025",
+            alpha=0.7,
+            label="failed requests",
+        )
+        axe.legend(loc="upper left", fontsize=8)
+    else:
+        _no_data(ax, "requests")
+        _no_data(axe, "requests")
+    ax.set_ylabel("throughput (req/s)")
+    ax.set_ylim(bottom=0)
+    handles, labels = _vus_axis(ax, vus)
+    if handles:
+        ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title or "Throughput and errors per time bucket")
+    axe.set_ylabel("error rate (%)")
+    axe.set_xlabel("time since k6 start (s)")
+    axe.set_ylim(bottom=0)
+    return fig
+
+
+def _bucket_width(rows: pd.DataFrame) -> float:
+    """The bucket width of a per-bucket frame (its smallest step between bucket starts)."""
+    steps = np.diff(np.sort(rows["t_s"].unique()))
+    return float(steps.min()) if steps.size else 1.0
+
+
+def plot_latency_distribution(
+    requests: pd.DataFrame,
+    *,
+    endpoints: Sequence[str] | None = None,
+    bins: int = 50,
+    title: str | None = None,
+) -> Figure:
+    """Per endpoint: a histogram of request durations (log-spaced bins) and their ECDF with
+    p50/p95/p99 marked (k6's linear-interpolation percentiles)."""
+    from perflib.stats import percentile
+
+    names = (
+        list(endpoints)
+        if endpoints is not None
+        else (sorted(requests["name"].astype("string").dropna().unique()) if len(requests) else [])
+    )
+    rows = max(len(names), 1)
+    fig, axes = _figure(rows, 2, size=(11, 3.2 * rows))
+    if not names:
+        for ax in axes[0]:
+            _no_data(ax, "requests")
+            ax.set_xlabel("http_req_duration (ms)")
+        axes[0, 0].set_ylabel("requests")
+        axes[0, 1].set_ylabel("fraction of requests ≤ x")
+    for i, name in enumerate(names):
+        v = requests.loc[requests["name"].astype("string") == name, "duration_ms"].to_numpy(
+            dtype="float64"
+        )
+        v = v[~np.isnan(v)]
+        hist, ecdf = axes[i, 0], axes[i, 1]
+        if v.size:
+            lo, hi = max(v.min(), 1e-3), max(v.max(), 1e-3 * 1.01)
+            edges = np.geomspace(lo, hi * 1.0001, bins) if hi > lo else bins
+            hist.hist(v, bins=edges, color="#1a73e8", alpha=0.8, label=f"{name} (n={v.size:,})")
+            hist.set_xscale("log")
+            hist.xaxis.set_minor_formatter(NullFormatter())
+            xs = np.sort(v)
+            ecdf.step(
+                xs, np.arange(1, xs.size + 1) / xs.size, where="post", color="#1a73e8", label="ECDF"
+            )
+            ecdf.set_xscale("log")
+            ecdf.xaxis.set_minor_formatter(NullFormatter())
+            for p, c in ((50, "#188038"), (95, "#e37400"), (99, "#d93025")):
+                q = percentile(v, p)
+                for ax in (hist, ecdf):
+                    ax.axvline(q, color=c, ls="--", lw=1, label=f"p{p} = {q:,.1f} ms")
+        else:
+            _no_data(hist, "requests")
+        hist.set_title(f"{name}: histogram")
+        ecdf.set_title(f"{name}: ECDF")
+        hist.set_xlabel("http_req_duration (ms, log scale)")
+        ecdf.set_xlabel("http_req_duration (ms, log scale)")
+        hist.set_ylabel("requests")
+        ecdf.set_ylabel("fraction of requests ≤ x")
+        for ax in (hist, ecdf):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title or "Latency distribution per endpoint")
+    return fig
+
+
+def plot_memory(
+    timeline: pd.DataFrame,
+    *,
+    limit_mb: float | None = None,
+    thresholds_mb: Sequence[float] = GUIDE_MEMORY_THRESHOLDS_MB,
+    events: pd.DataFrame | None = None,
+    stages: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Memory over time with the VM limit, the guide's thresholds and OOM/restart events.
+
+    ``timeline``: :attr:`MemorySummary.timeline` (``t_s``, ``memory_used_mb``).
+    """
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    _shade_stages(ax, stages)
+    if len(timeline) and timeline["memory_used_mb"].notna().any():
+        ax.plot(
+            timeline["t_s"],
+            timeline["memory_used_mb"],
+            color="#1a73e8",
+            lw=1.5,
+            label="memory used",
+        )
+    else:
+        _no_data(ax, "memory samples")
+    style = _threshold_style()
+    for lvl in thresholds_mb:
+        colour, label = style.get(float(lvl), ("#9aa0a6", f"{lvl:g} MB"))
+        ax.axhline(lvl, color=colour, ls="--", lw=1, label=label)
+    if limit_mb:
+        ax.axhline(limit_mb, color="black", lw=1.5, label=f"VM limit {limit_mb:g} MB")
+    if events is not None and len(events):
+        ev = events[events["t_s"].notna()] if "t_s" in events else events.iloc[0:0]
+        for kind, colour in (("oom_killed", "#d93025"), ("restart", "#5f6368")):
+            sel = ev[ev["type"] == kind]
+            for j, t in enumerate(sel["t_s"]):
+                ax.axvline(
+                    t,
+                    color=colour,
+                    lw=1.2,
+                    ls=":" if kind == "restart" else "-",
+                    label=("OOM kill" if kind == "oom_killed" else "restart") if j == 0 else None,
+                )
+    ax.set_xlabel("time since k6 start (s)")
+    ax.set_ylabel("memory (MB = MiB)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "Memory over time")
+    return fig
+
+
+def plot_cpu(
+    timeline: pd.DataFrame,
+    *,
+    threshold_pct: float = 70.0,
+    average_target_pct: float = 50.0,
+    stages: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Figure:
+    """CPU (% of one vCPU) and throttled share over time, with the guide's 50 % average
+    target and the 70 % dedicated-CPU line. ``timeline``: :attr:`CpuSummary.timeline`."""
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    ax, axt = axes[0, 0], axes[1, 0]
+    _shade_stages(ax, stages)
+    if len(timeline) and timeline["cpu_pct"].notna().any():
+        ax.plot(timeline["t_s"], timeline["cpu_pct"], color="#1a73e8", lw=1.2, label="CPU")
+    else:
+        _no_data(ax, "CPU samples")
+    ax.axhline(
+        average_target_pct,
+        color="#f9ab00",
+        ls="--",
+        lw=1,
+        label=f"average target {average_target_pct:g} %",
+    )
+    ax.axhline(
+        threshold_pct,
+        color="#d93025",
+        ls="--",
+        lw=1,
+        label=f"sustained > {threshold_pct:g} % → dedicated CPU",
+    )
+    ax.axhline(100, color="black", lw=1, label="one full vCPU")
+    ax.set_ylabel("CPU (% of one vCPU)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "CPU and throttling over time")
+    thr = timeline["cpu_throttled_pct"] if "cpu_throttled_pct" in timeline else pd.Series()
+    if len(thr) and thr.notna().any():
+        axt.fill_between(
+            timeline["t_s"],
+            thr.fillna(0),
+            step="post",
+            color="#d93025",
+            alpha=0.5,
+            label="throttled",
+        )
+        axt.legend(loc="upper left", fontsize=8)
+    else:
+        _no_data(axt, "throttling data")
+    axt.set_ylabel("throttled (% of time)")
+    axt.set_xlabel("time since k6 start (s)")
+    axt.set_ylim(bottom=0)
+    return fig
+
+
+def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Figure:
+    """Per-step p50/p95/p99 (bars, log scale) and each step's share of the slow requests'
+    excess time (:func:`perflib.analysis.step_attribution`)."""
+    per = attribution.per_step
+    fig, axes = _figure(1, 2, size=(12, 4.5))
+    ax, axs = axes[0, 0], axes[0, 1]
+    if len(per):
+        labels = [f"Step {s}" for s in per["step"]]
+        x = np.arange(len(per))
+        for k, (col, colour) in enumerate(
+            (("p50", "#188038"), ("p95", "#e37400"), ("p99", "#d93025"))
+        ):
+            ax.bar(x + (k - 1) * 0.27, per[col], width=0.27, color=colour, label=col)
+        ax.set_xticks(x, labels)
+        ax.set_yscale("log")
+        axs.barh(
+            x - 0.2,
+            per["share_tail_pct"],
+            height=0.4,
+            color="#9aa0a6",
+            label="share of the slow requests' time",
+        )
+        colours = ["#d93025" if s == attribution.dominant_step else "#1a73e8" for s in per["step"]]
+        axs.barh(
+            x + 0.2,
+            per["excess_tail_pct"],
+            height=0.4,
+            color=colours,
+            label="share of their excess over each step's median",
+        )
+        axs.set_yticks(x, labels)
+        axs.invert_yaxis()
+        axs.legend(loc="lower right", fontsize=8)
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "Step timings")
+        _no_data(axs, "Step timings")
+    ax.set_xlabel("service step")
+    ax.set_ylabel("step duration (ms, log scale)")
+    ax.set_title("Per-step latency")
+    axs.set_xlabel("share in the requests at or above the p95 of total time (%)")
+    axs.set_ylabel("service step")
+    axs.set_title("What makes the slowest requests slow")
+    fig.suptitle(title or attribution.advice, fontsize=10)
+    return fig
+
+
+def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None = None) -> Figure:
+    """Two runs/groups: overlaid ECDFs of one endpoint and the Δp95 with its CI per endpoint."""
+    fig, axes = _figure(1, 2, size=(12, 4.5))
+    ax, axd = axes[0, 0], axes[0, 1]
+    a_label, b_label = cmp.labels
+    pc = f"p{cmp.percentile:g}"
+    for data, label, colour in (
+        (cmp.samples_a.get(endpoint), a_label, "#1a73e8"),
+        (cmp.samples_b.get(endpoint), b_label, "#e37400"),
+    ):
+        if data is not None and data.size:
+            xs = np.sort(data)
+            ax.step(
+                xs,
+                np.arange(1, xs.size + 1) / xs.size,
+                where="post",
+                color=colour,
+                label=f"{label} (n={xs.size:,})",
+            )
+    if ax.get_legend_handles_labels()[0]:
+        ax.axhline(cmp.percentile / 100, color="#5f6368", ls=":", lw=1, label=pc)
+        ax.set_xscale("log")
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        _no_data(ax, "requests")
+    ax.set_xlabel("http_req_duration (ms, log scale)")
+    ax.set_ylabel("fraction of requests ≤ x")
+    ax.set_title(f"ECDF ({'all endpoints' if endpoint == ALL else endpoint})")
+    lat = cmp.latency
+    if len(lat):
+        # relative to the baseline, so endpoints of very different speed share one axis
+        base = lat[f"{pc}_a"].to_numpy(dtype="float64")
+        rel = 100.0 * lat["delta_ms"].to_numpy(dtype="float64") / base
+        lo = 100.0 * lat["ci_low"].to_numpy(dtype="float64") / base
+        hi = 100.0 * lat["ci_high"].to_numpy(dtype="float64") / base
+        y = np.arange(len(lat))
+        band = 100.0 * (cmp.factor - 1.0)
+        axd.axvspan(
+            -band, band, color="#e8eaed", zorder=0, label=f"practical threshold ±{band:g} %"
+        )
+        for i, change in enumerate(lat["change"]):
+            colour = {"slower": "#d93025", "faster": "#188038"}.get(change, "#5f6368")
+            err = np.nan_to_num(np.abs([[rel[i] - lo[i]], [hi[i] - rel[i]]]))
+            axd.errorbar(
+                rel[i],
+                y[i],
+                xerr=err,
+                fmt="o",
+                color=colour,
+                capsize=4,
+                label=change if change not in axd.get_legend_handles_labels()[1] else None,
+            )
+        axd.axvline(0, color="black", lw=1)
+        axd.set_yticks(y, list(lat["name"]))
+        axd.invert_yaxis()
+        axd.legend(loc="best", fontsize=8)
+    else:
+        _no_data(axd, "common endpoints")
+    axd.set_xlabel(f"Δ{pc} = {b_label} − {a_label} (% of {a_label}), {cmp.confidence:.0%} CI")
+    axd.set_ylabel("endpoint")
+    axd.set_title(f"Δ{pc} per endpoint (resampling {cmp.unit})")
+    fig.suptitle(title or f"{b_label} vs {a_label}")
+    return fig
+
+
+def plot_run(analysis: RunAnalysis) -> dict[str, Figure]:
+    """Every chart of one run, by name (what a report notebook shows)."""
+    a = analysis
+    return {
+        "latency": plot_latency_over_time(a.latency_over_time, vus=a.vus, stages=a.stages),
+        "throughput": plot_throughput(a.throughput, vus=a.vus, stages=a.stages),
+        "distribution": plot_latency_distribution(a.requests),
+        "memory": plot_memory(
+            a.memory.timeline, limit_mb=a.memory.limit_mb, events=a.memory.events, stages=a.stages
+        ),
+        "cpu": plot_cpu(a.cpu.timeline, stages=a.stages),
+        "steps": plot_steps(a.step_attribution),
+    }
+
+
+def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """p95 latency and memory peak of every run over time, one line per profile and VM, the
+    runs flagged as regressions circled (``trend`` is
+    :func:`perflib.store.flag_regressions` of :meth:`perflib.store.Store.runs_frame`)."""
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    ax1, ax2 = axes[0, 0], axes[1, 0]
+    for (profile, preset), g in trend.groupby(["profile", "preset"], dropna=False):
+        label = f"{profile} @ {preset}"
+        ax1.plot(g["started_at"], g["p95_ms"], marker="o", label=label)
+        ax2.plot(g["started_at"], g["memory_peak_mb"], marker="o", label=label)
+        bad = g[g["regression"].astype(bool)]
+        ax1.scatter(
+            bad["started_at"], bad["p95_ms"], s=160, facecolors="none", edgecolors="#d93025", lw=2
+        )
+    if len(trend):
+        ax1.legend(fontsize=8)
+    else:
+        _no_data(ax1, "runs")
+        _no_data(ax2, "runs")
+    ax1.set_ylabel("p95 latency (ms)")
+    ax2.set_ylabel("memory peak (MB)")
+    ax2.set_xlabel("run start (UTC)")
+    ax1.set_title(title or "Runs over time (circled: regression)")
+    return fig
