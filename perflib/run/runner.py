@@ -40,6 +40,7 @@ from rich.text import Text
 import perflib
 from perflib.errors import Interrupted, PerflibError, deferred_stop, interrupt_exit_code, signal_of
 from perflib.fly.presets import Preset, parse_preset
+from perflib.ingest.scan import K6_TREND_STATS_ARG
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
@@ -61,7 +62,7 @@ EXIT_HANGUP = 129  # SIGHUP (terminal closed): as Ctrl-C
 REMOTE_HEALTH_TIMEOUT = 5.0
 
 K6_THRESHOLDS_FAILED = 99
-TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
+TREND_STATS = K6_TREND_STATS_ARG  # k6 --summary-trend-stats; the manifest records it
 
 
 @dataclass
@@ -336,6 +337,7 @@ def run_profile(
         "execution_segments": seg_values if segments > 1 else None,
         "k6_outputs": outputs,
         "k6_summaries": summaries,
+        "summary_trend_stats": TREND_STATS.split(","),
         "lead_id": lead_id,
         "sample_interval_s": sample_interval,
         "samplers": [],

@@ -441,7 +441,17 @@ def compare_latency(baseline: RunAnalysis | RunDir, other: RunAnalysis | RunDir)
     for side in (baseline, other):
         if isinstance(side, RunAnalysis) and side.requests.empty:
             return {"available": False, "reason": f"{side.run.name}: no k6 requests to compare"}
-    return comparison_summary(compare_runs(baseline, other))
+    labels = (_label(baseline), _label(other))
+    if labels[0] == labels[1]:  # two runs of one preset: their names tell them apart
+        labels = (_label(baseline, name=True), _label(other, name=True))
+    return comparison_summary(compare_runs(baseline, other, labels=labels))
+
+
+def _label(side: RunAnalysis | RunDir, *, name: bool = False) -> str:
+    """What a comparison calls a run: its preset (else its directory's name)."""
+    run = side.run if isinstance(side, RunAnalysis) else side
+    preset = (run.manifest.get("vm") or {}).get("preset")
+    return str(run.name if name or not preset else preset)
 
 
 def _side(ev: RunEvidence) -> RunAnalysis | RunDir:
