@@ -110,16 +110,19 @@ class RunAnalysis:
     def key_figures(self) -> pd.DataFrame:
         """The headline numbers as a tidy frame: ``figure``, ``value``, ``unit``."""
         rows: list[tuple[str, Any, str]] = []
+        rep = representative(self.run.manifest)
+        lat = "" if rep["latency"] else f" ({NOT_REPRESENTATIVE})"
+        cpu = "" if rep["cpu"] else f" ({NOT_REPRESENTATIVE})"
         allrow = self.summary[self.summary["name"] == ALL]
         if len(allrow):
             r = allrow.iloc[0]
             rows += [
                 ("requests", int(r["requests"]), ""),
-                ("throughput", r["req_per_s"], "req/s"),
+                ("throughput" + lat, r["req_per_s"], "req/s"),
                 ("error rate", r["error_rate_pct"], "%"),
-                ("latency p50", r["p50"], "ms"),
-                ("latency p95", r["p95"], "ms"),
-                ("latency p99", r["p99"], "ms"),
+                ("latency p50" + lat, r["p50"], "ms"),
+                ("latency p95" + lat, r["p95"], "ms"),
+                ("latency p99" + lat, r["p99"], "ms"),
             ]
         rows.append(("dropped iterations", self.saturation.dropped_iterations, ""))
         m, c = self.memory, self.cpu
@@ -135,9 +138,9 @@ class RunAnalysis:
         if m.leak is not None:
             rows.append(("memory slope", m.leak.slope_mb_per_min, "MB/min"))
         rows += [
-            ("CPU average", c.avg_pct, "%"),
-            ("CPU p95", c.p95_pct, "%"),
-            ("time at 100 % CPU", c.time_full_s, "s"),
+            ("CPU average" + cpu, c.avg_pct, "%"),
+            ("CPU p95" + cpu, c.p95_pct, "%"),
+            ("time at 100 % CPU" + cpu, c.time_full_s, "s"),
             ("throttled time", c.throttled_s, "s"),
         ]
         t = self.throttling
@@ -311,6 +314,22 @@ def _resources(
     return memory, cpu
 
 
+NOT_REPRESENTATIVE = "not representative"
+
+
+def representative(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Which of a run's figures stand for the VM's: a guest under TCG (software CPU) gives
+    memory figures that do, CPU and latency figures that do not (manifest ``vm.representative``,
+    written by :mod:`perflib.guest.isolation`); every other run's figures do."""
+    rep = (manifest.get("vm") or {}).get("representative") or {}
+    return {
+        "memory": rep.get("memory", True),
+        "cpu": rep.get("cpu", True),
+        "latency": rep.get("latency", True),
+        "note": rep.get("note"),
+    }
+
+
 def analyze_run(
     run_dir: str | Path | RunDir,
     *,
@@ -342,6 +361,9 @@ def analyze_run(
     done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
     if done.caveat:
         warnings.insert(0, done.caveat)
+    rep = representative(run.manifest)
+    if rep["note"]:
+        warnings.append(rep["note"])
     log_text = _read_text(run.service_log_path)
     events = resource_events(raw_events, {"service.log": log_text}, origin=start)
     memory, cpu = _resources(samples, manifest, events, slo_file)

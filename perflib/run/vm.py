@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -60,6 +60,19 @@ GUEST_OVERHEAD_MB = 40.0
 # The shared-CPU quota and burst balance (CFS_PERIOD_US, SHARED_QUOTA_US_PER_CPU,
 # INITIAL_BALANCE_S, MAX_BALANCE_S, BurstBalance) live in perflib.fly.burst: the analysis
 # replays the same model over a run's samples.
+
+
+def guest_overhead_for(memory_mb: float) -> tuple[float, str]:
+    """(overhead MiB, source) for a size: the calibration table measured on real Linux guests
+    (``perflib calibrate``, :mod:`perflib.guest.calibration`), else the 40 MB guess above."""
+    from perflib.guest.calibration import load_table
+
+    table = load_table()
+    if table is None:
+        return GUEST_OVERHEAD_MB, "guess (no calibration table)"
+    return table.overhead_mb(memory_mb), table.label
+
+
 #: Fly's default restart policy (fly-go MachineRestart: on-failure, max_retries 10).
 MAX_RESTARTS = 10
 
@@ -71,7 +84,8 @@ class EmulationSettings:
     memory: bool = True
     cpu_pin: bool = True
     cpu_quota: bool = True
-    guest_overhead_mb: float = GUEST_OVERHEAD_MB
+    #: None = the calibrated table's figure for the preset (data/guest_memory.csv)
+    guest_overhead_mb: float | None = None
     memory_metric: Literal["rss", "pss"] = "rss"
     #: seconds between memory/CPU checks of the watcher (the OOM reaction time)
     poll_interval: float = 0.1
@@ -83,6 +97,10 @@ class EmulationSettings:
     resume_balance_s: float = 0.2
     #: cores to pin to; None = the last ``cpus`` cores this process may use
     cpu_cores: tuple[int, ...] | None = None
+    #: ``process`` (this watcher) or ``guest`` (a real Linux guest, perflib.guest)
+    isolation: Literal["process", "guest"] = "process"
+    #: the app the VM runs (a perflib.run.stack.AppSpec); None = this project's service
+    app: Any = None
 
 
 class CpuThrottle(Protocol):
@@ -356,6 +374,10 @@ class VmEmulator:
     ) -> None:
         self.preset = parse_preset(preset, strict=False)
         self.settings = settings or EmulationSettings()
+        self.overhead_source = "--guest-overhead-mb"
+        if self.settings.guest_overhead_mb is None:  # a copy: settings may serve other sizes
+            overhead, self.overhead_source = guest_overhead_for(self.preset.memory_mb)
+            self.settings = replace(self.settings, guest_overhead_mb=overhead)
         self.events = events
         self.service_log = service_log
         self.restart = restart
@@ -429,12 +451,14 @@ class VmEmulator:
             "cpus": self.preset.cpus,
             "memory_mb": self.preset.memory_mb,
             "fly_valid": self.preset.fly_valid,
+            "isolation": "process",
             "emulation": {
                 "memory": self.settings.memory,
                 "cpu_pin": self.settings.cpu_pin,
                 "cpu_quota": self.quota_active,
                 "quota_method": self.quota_method,
                 "guest_overhead_mb": self.settings.guest_overhead_mb,
+                "guest_overhead_source": self.overhead_source,
                 "memory_metric": self.settings.memory_metric,
                 "poll_interval_s": self.settings.poll_interval,
                 "cores": list(self.cores) if self.settings.cpu_pin else None,
