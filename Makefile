@@ -8,7 +8,7 @@ REPORT_TIME_SCALE ?= 1
 ISOLATION ?= process
 SERVE_PORT ?= 8081
 
-.PHONY: setup test lint format serve report bench clean guest-setup
+.PHONY: setup test lint typecheck format serve report bench clean guest-setup
 
 $(STAMP): pyproject.toml perflib/ingest/_k6scan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# perflib ships py.typed: its annotations (and the service's) are checked ([tool.mypy] in pyproject.toml).
+typecheck: setup
+	$(BIN)/mypy perflib service
+
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -37,7 +41,7 @@ format: setup
 NBVAL := --nbval-lax --nbval-kernel-name perflib --nbval-sanitize-with notebooks/sanitize.cfg \
          --nbval-cell-timeout 300
 
-test: lint
+test: lint typecheck
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q tests
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider $(NBVAL) notebooks
 
