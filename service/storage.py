@@ -309,12 +309,15 @@ async def probe_write(engine: AsyncEngine) -> None:
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - only the two supported dialects reach here
-        raise RuntimeError(f"unsupported database dialect {conn.dialect.name!r}")
-    return insert(table)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    # only the two supported dialects (PostgreSQL, SQLite) reach here
+    raise RuntimeError(f"unsupported database dialect {conn.dialect.name!r}")
 
 
 def _keep(table: sa.Table, excluded: Any, cols: Sequence[str]) -> dict[str, Any]:

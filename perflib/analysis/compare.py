@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -214,14 +215,14 @@ def compare_runs(
     }
     pc = _pcol(percentile)
     eps = sorted(_names_of(side_a) & _names_of(side_b)) if endpoints is None else list(endpoints)
-    judge = {"q": percentile, "by_runs": by_runs, "boot": boot, "pc": pc,
-             "confidence": confidence, "factor": factor}  # fmt: skip
-    latency, samples_a, samples_b = _latency_table(side_a, side_b, eps, **judge)
+    judge = functools.partial(_latency_table, q=percentile, by_runs=by_runs, boot=boot, pc=pc,
+                              confidence=confidence, factor=factor)  # fmt: skip
+    latency, samples_a, samples_b = judge(side_a, side_b, eps)
     thr = _throttling(labels, side_a, side_b)
     if thr["differs"] and thr["cut_s"]:
         cut_a = [_before(r, thr["cut_s"]) for r in side_a]
         cut_b = [_before(r, thr["cut_s"]) for r in side_b]
-        unthrottled, _, _ = _latency_table(cut_a, cut_b, eps, **judge)
+        unthrottled, _, _ = judge(cut_a, cut_b, eps)
         if len(unthrottled):
             thr["unthrottled"] = unthrottled
     memory, errors = _side_tables(labels, side_a, side_b)

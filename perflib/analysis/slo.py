@@ -151,6 +151,12 @@ class Slo(BaseModel):
             )
         return self
 
+    def span_level(self) -> float:
+        """The level a ``*_sustained`` SLO measures spans above (its validator requires it)."""
+        if self.threshold is None:
+            raise SloError(f"SLO {self.id!r}: kind {self.kind!r} has no `threshold`")
+        return self.threshold
+
 
 class SloFile(BaseModel):
     """The whole SLO file."""

@@ -122,16 +122,17 @@ def _measure_resources(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float |
     if kind == "memory_sustained":
         if m.samples == 0:
             return None, "no memory samples"
+        level = slo.span_level()
         sp = spans_above(
             m.timeline["time"],
             m.timeline["memory_used_mb"],
-            float(slo.threshold),
+            level,
             max_gap_s=slos.settings.max_gap_s,
         )
         longest = float(sp["span_s"].max()) if len(sp) else 0.0
         total = float(sp["span_s"].sum()) if len(sp) else 0.0
         return longest, (
-            f"longest span above {slo.threshold:g} MB: {longest:.0f} s "
+            f"longest span above {level:g} MB: {longest:.0f} s "
             f"({total:.0f} s above in total, {len(sp)} spans)"
         )
     if kind == "oom":
@@ -156,11 +157,12 @@ def _measure_resources(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float |
     if kind == "cpu_sustained":
         if c.samples == 0:
             return None, "no CPU samples"
+        level = slo.span_level()
         tl = c.timeline[c.timeline["cpu_pct"].notna()]
         longest = cpu_span_s(
             tl["time"],
             tl["cpu_pct"],
-            float(slo.threshold),
+            level,
             cpus=c.cpus,
             full_pct=slos.settings.cpu_full_pct,
             max_gap_s=slos.settings.max_gap_s,
@@ -168,7 +170,7 @@ def _measure_resources(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float |
         advice = (
             " → dedicated (performance) CPU advised" if longest >= slos.resolved_target(slo) else ""
         )
-        return longest, f"longest span above {slo.threshold:g} % CPU: {longest:.0f} s{advice}"
+        return longest, f"longest span above {level:g} % CPU: {longest:.0f} s{advice}"
     return None, f"unknown kind {kind}"  # pragma: no cover (validated by pydantic)
 
 

@@ -190,7 +190,9 @@ def classify_log_message(message: str) -> tuple[str | None, dict[str, Any]]:
 
 def _stream(event: Mapping[str, Any]) -> tuple[str, str]:
     """The place an event was seen: (source, reason). One stream sees a happening once."""
-    detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        detail = {}
     return str(detail.get("source") or event.get("source") or ""), str(detail.get("reason") or "")
 
 
@@ -277,7 +279,7 @@ def _fold(match: dict[str, Any], event: dict[str, Any], detail: dict[str, Any]) 
 
 def _records(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
     if hasattr(events, "to_dict") and hasattr(events, "columns"):
-        return list(events.to_dict("records"))  # type: ignore[union-attr]
+        return list(events.to_dict("records"))
     return [dict(e) for e in events]
 
 

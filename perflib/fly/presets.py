@@ -136,6 +136,7 @@ def parse_preset(
         )
     kind = "shared" if m.group(1) else "performance"
     cpus = int(m.group(3))
+    valid_cpus: tuple[int, ...]
     if strict:
         valid_cpus = SHARED_CPUS if kind == "shared" else PERFORMANCE_CPUS
     else:

@@ -44,7 +44,9 @@ def _assemble(
     splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
     for metric, name, whole, *agg in rows:
         if whole:
-            stats[metric] = _stats(types[metric], *agg, duration_s, trend_stats)
+            stats[metric] = _stats(
+                types[metric], *agg, duration_s=duration_s, trend_stats=trend_stats
+            )
         elif name is not None and metric.startswith("http_req") and types[metric] != "gauge":
             splits.setdefault(metric, []).append((name, tuple(agg)))
 
@@ -52,8 +54,10 @@ def _assemble(
     declared: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for name, parent, tags in _declared_subs(seen, meta):
         declared.add((parent, tuple(sorted(tags.items()))))
-        agg = sub_aggs.get(_sub_key(name, parent, tags), (0, 0.0, None, None, None, 0, None))
-        stats[name] = _stats(types[parent], *agg, duration_s, trend_stats)
+        sub_agg = sub_aggs.get(_sub_key(name, parent, tags), (0, 0.0, None, None, None, 0, None))
+        stats[name] = _stats(
+            types[parent], *sub_agg, duration_s=duration_s, trend_stats=trend_stats
+        )
 
     for metric, values in sorted(splits.items()):
         if len(values) > MAX_NAME_SPLITS:
@@ -62,10 +66,10 @@ def _assemble(
                 f"(limit {MAX_NAME_SPLITS}: set the name tag on URLs that carry ids)"
             )
             continue
-        for name, agg in sorted(values):
+        for name, split_agg in sorted(values):
             if (metric, (("name", name),)) not in declared:
                 stats[f"{metric}{{name:{name}}}"] = _stats(
-                    types[metric], *agg, duration_s, trend_stats
+                    types[metric], *split_agg, duration_s=duration_s, trend_stats=trend_stats
                 )
 
     order = {m: i for i, m in enumerate(seen)}
@@ -85,6 +89,7 @@ def _stats(
     q: Sequence[float] | None,
     nonzero: int,
     last: float | None,
+    *,
     duration_s: float,
     trend_stats: Sequence[str] = TREND_STATS,
 ) -> dict[str, Any]:
@@ -97,7 +102,7 @@ def _stats(
             raise RuntimeError("internal error: trend aggregated without its percentiles")
         at = dict(zip(pcts, q or (), strict=True))
         plain = {"count": n, "avg": (total or 0.0) / n, "min": lo, "max": hi}
-        return {s: plain[s] if s in plain else at[percentile_of(s)] for s in trend_stats}
+        return {s: plain[s] if (pct := percentile_of(s)) is None else at[pct] for s in trend_stats}
     if kind == "rate":
         return {"rate": nonzero / n if n else 0.0, "passes": nonzero, "fails": n - nonzero}
     if kind == "counter":

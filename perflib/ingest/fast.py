@@ -52,7 +52,7 @@ def fast_reader() -> Any | None:
     if os.environ.get("PERFLIB_K6_FAST", "1") == "0":
         return None
     try:
-        from perflib.ingest import _k6scan
+        import perflib.ingest._k6scan as _k6scan
     except ImportError:
         return None
     return _k6scan

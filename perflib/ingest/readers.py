@@ -45,7 +45,12 @@ def _points_sql(files: Sequence[FileIngest]) -> str:
     """
     parts = []
     for i, f in enumerate(files):
-        rel = f"read_parquet('{_sql_str(f.parquet)}')" if f.table is None else f'"{f.table}"'
+        if f.table is not None:
+            rel = f'"{f.table}"'
+        elif f.parquet is not None:
+            rel = f"read_parquet('{_sql_str(f.parquet)}')"
+        else:
+            raise RuntimeError(f"internal error: {f.source} ingested into neither table nor file")
         parts.append(f"SELECT *, {i} AS file FROM {rel} WHERE kind = 'point'")
     return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 

@@ -685,7 +685,8 @@ def _excluded_warnings(
             continue
         out[metric] = {k: int(n) for k, n in zip(BAD_VALUE_KINDS, counts, strict=True) if n}
         low, high = _value_limits(meta.get(metric))
-        unit = {"time": " ms", "data": " bytes"}.get((meta.get(metric) or {}).get("contains"), "")
+        contains = (meta.get(metric) or {}).get("contains") or ""
+        unit = {"time": " ms", "data": " bytes"}.get(contains, "")
         what = ", ".join(f"{n} {k}" for k, n in out[metric].items())
         warnings.append(
             f"{metric}: {sum(out[metric].values())} impossible value(s) excluded from its "

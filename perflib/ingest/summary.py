@@ -61,6 +61,7 @@ from perflib.ingest.scan import (
     _sql_str,
     _sub_key,
     _summary_tags,
+    _SummaryParts,
     _time_ns_sql,
     _write_json,
     resolve_sources,
@@ -315,7 +316,7 @@ GROUP BY kind, sub, metric, tag_name
 
 def _direct_summary(
     path: Path, tmp: Path, trend_stats: Sequence[str] = TREND_STATS
-) -> tuple[dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]] | None:
+) -> _SummaryParts | None:
     """Cold summary of one plain NDJSON file in ONE DuckDB pass, straight from ``read_json``.
 
     Why: on a cold cache the time goes into reading the file, so it is read once. No table
@@ -361,7 +362,7 @@ def _direct_summary(
         size = path.stat().st_size
         with _progress(f"reading {path.name} ({size / 1048576:,.0f} MiB)", size):
             scan = _Scan()
-            last = b""
+            last: bytes | bytearray = b""
             # One reused 1 MiB buffer: fresh 8 MiB reads cost a page fault per 4 KiB every time.
             # Newlines = length lost by deleting them: ``replace`` finds them with memchr, 3x less
             # CPU than ``bytes.count`` (a byte-by-byte loop), and this thread shares the 2 cores
@@ -440,7 +441,8 @@ def _summarize(
     meta: dict[str, dict[str, Any]],
     warnings: list[str],
     trend_stats: Sequence[str] = TREND_STATS,
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """k6's statistics of the ingested points, and the impossible values excluded per metric."""
     con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing.files)}")
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
     # Percentiles only for trends, the last value only for gauges: each costs a pass.

@@ -201,9 +201,12 @@ class LocalStack:
     # --- addresses ---------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
+        return f"http://{self.host}:{self._bound_port()}"
+
+    def _bound_port(self) -> int:
         if self.port is None:
             raise StackError("the stack has no port yet: call start() first")
-        return f"http://{self.host}:{self.port}"
+        return self.port
 
     @property
     def health_url(self) -> str:
@@ -336,7 +339,7 @@ class LocalStack:
         log = self.service_log.open("ab")
         self._logs.append(log)  # type: ignore[arg-type]
         proc = subprocess.Popen(
-            self.app.argv(self.python, self.host, self.port),
+            self.app.argv(self.python, self.host, self._bound_port()),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -375,9 +375,11 @@ class VmEmulator:
         self.preset = parse_preset(preset, strict=False)
         self.settings = settings or EmulationSettings()
         self.overhead_source = "--guest-overhead-mb"
-        if self.settings.guest_overhead_mb is None:  # a copy: settings may serve other sizes
+        overhead = self.settings.guest_overhead_mb
+        if overhead is None:  # a copy: settings may serve other sizes
             overhead, self.overhead_source = guest_overhead_for(self.preset.memory_mb)
             self.settings = replace(self.settings, guest_overhead_mb=overhead)
+        self.overhead_mb: float = overhead  # the resolved guest overhead, MiB
         self.events = events
         self.service_log = service_log
         self.restart = restart
@@ -556,10 +558,10 @@ class VmEmulator:
         return self._throttled
 
     def _record(self, type_: str, detail: dict[str, Any]) -> None:
-        event = {"time": utcnow(), "type": type_, "detail": detail}
-        self.state.events.append(event)
+        now = utcnow()
+        self.state.events.append({"time": now, "type": type_, "detail": detail})
         if self.events is not None:
-            self.events.record(type_, detail, time=event["time"])
+            self.events.record(type_, detail, time=now)
 
     def _log(self, lines: list[str]) -> None:
         if self.service_log is None:
@@ -628,7 +630,7 @@ class VmEmulator:
                 return
             tree = self._tree()
             app_mb, used, rss = self._measure(tree)
-            vm_mb = app_mb + self.settings.guest_overhead_mb
+            vm_mb = app_mb + self.overhead_mb
             self._memory_mb = vm_mb
             self.state.peak_memory_mb = max(self.state.peak_memory_mb, vm_mb)
             if self.quota_active:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -34,6 +34,9 @@ from perflib.rundir import RunDir, jsonable, utc_timestamp
 from perflib.sizing import SizingError, evidence_from_analysis, recommend
 from perflib.stats import percentile
 from perflib.tooling import REPO_ROOT
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB_PATH = REPO_ROOT / "perflib.db"
@@ -506,14 +509,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _upsert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any], keys: list[str]) -> Any:
     """INSERT … ON CONFLICT DO UPDATE in the connection's dialect (SQLite and PostgreSQL)."""
     name = conn.dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table).values(**row)
     elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(**row)
     else:  # any other backend: delete + insert inside the caller's transaction
         conn.execute(table.delete().where(*(table.c[k] == row[k] for k in keys)))
         return table.insert().values(**row)
-    stmt = insert(table).values(**row)
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
     )

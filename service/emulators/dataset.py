@@ -330,6 +330,8 @@ def generate(seed: int = DEFAULT_SEED, n_leads: int = DEFAULT_LEADS) -> Dataset:
     start = datetime(2025, 1, 6, 8, 0, tzinfo=BRT)
     leads: list[Lead] = []
     work_errors = 0
+    phone: str | None  # phone_only / email_only leads may lack the other contact
+    email: str | None
     for i, scenario in enumerate(_scenario_list(n_leads, rng)):
         lead_id = f"{rng.getrandbits(128):032x}"
         created = start + timedelta(seconds=i * 1_800 + rng.randrange(1_800))
@@ -472,7 +474,7 @@ def work_dossier(person: Person, seed: int) -> dict[str, Any]:
     score_a, score_b = rng.randrange(150, 1000), rng.randrange(150, 1000)
     first_surname = person.name.split()[-1]
 
-    phones = [
+    phones: list[dict[str, str | None]] = [
         {
             "telefone": person.phone,
             "status": "ATIVO",
