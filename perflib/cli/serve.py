@@ -8,9 +8,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from perflib.errors import PerflibError, deferred_stop, interrupt_exit_code, signal_of
+
+if TYPE_CHECKING:
+    from perflib.guest.isolation import GuestVm
+    from perflib.run.vm import VmEmulator
 
 
 def cli_serve(args: Any) -> int:
@@ -33,7 +37,7 @@ def cli_serve(args: Any) -> int:
         )
     from perflib.run.stack import AppSpec
 
-    vm = None
+    vm: VmEmulator | GuestVm | None = None
     vm_preset = getattr(args, "vm", None)
     try:
         app = AppSpec.from_args(args)

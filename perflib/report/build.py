@@ -439,7 +439,7 @@ def execute_notebook(
 def _ipc_kernel_manager() -> type:
     from jupyter_client.manager import AsyncKernelManager
 
-    class _IpcKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class _IpcKernelManager(AsyncKernelManager):
         """Kernels talk over Unix sockets, not loopback TCP: no port to race for with the
         other test runs on this machine, and no "running over TCP without encryption"
         warning from ipykernel on every report."""

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -46,6 +46,9 @@ from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
 from perflib.sampling.local import LocalSampler, Sampler
 from perflib.tooling import REPO_ROOT, ToolNotFoundError, find_k6, git_commit, k6_version
+
+if TYPE_CHECKING:
+    from perflib.guest.isolation import GuestVm
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # k6 or the lab failed in another way (see manifest exit.message)
@@ -216,7 +219,7 @@ class _Progress:
         if self.live is not None:
             self.live.__exit__(None, None, None)
 
-    def update(self, procs: Sequence[_K6Proc], vm: VmEmulator | None) -> None:
+    def update(self, procs: Sequence[_K6Proc], vm: VmEmulator | GuestVm | None) -> None:
         if not self.enabled:
             return
         elapsed = time.monotonic() - self.t0
@@ -450,7 +453,7 @@ def _execute(
         )
         return
     manifest["versions"]["k6"] = k6_version()
-    emulator: VmEmulator | None = None
+    emulator: VmEmulator | GuestVm | None = None
     if local:
         from perflib.run.stack import LocalStack  # the service helper's module
 
@@ -459,7 +462,7 @@ def _execute(
         if guest:
             from perflib.guest.isolation import GuestVm
 
-            emulator = GuestVm(vm_preset, settings, events=events, run_dir=run.path)  # type: ignore[assignment]
+            emulator = GuestVm(vm_preset, settings, events=events, run_dir=run.path)
         else:
             emulator = VmEmulator(
                 vm_preset, settings, events=events, service_log=run.service_log_path
@@ -476,13 +479,13 @@ def _execute(
             "emulator_env": dict(emulator_env or {}),
             "app": settings.app,
         }
-        if guest:
-            stack = emulator.make_stack(  # type: ignore[attr-defined]
-                **stack_kw, sample_interval=sample_interval, progress=console.print
-            )
-        else:
+        if isinstance(emulator, VmEmulator):
             stack = LocalStack(**stack_kw, on_service_start=emulator.attach)
             emulator.bind(stack)
+        else:  # the guest VM builds its own stack
+            stack = emulator.make_stack(
+                **stack_kw, sample_interval=sample_interval, progress=console.print
+            )
         state["stack"] = stack
         console.print(f"starting the local stack ({emulator.preset.name}) …", highlight=False)
         try:
@@ -497,10 +500,10 @@ def _execute(
         base_url = stack.base_url
         manifest["target"]["base_url"] = base_url
         emulator.start()
-        if guest:
-            active.append(emulator.sampler(sample_interval))  # type: ignore[attr-defined]
-        else:
+        if isinstance(emulator, VmEmulator):
             active.append(LocalSampler(emulator, interval=sample_interval))  # the VM's metric
+        else:
+            active.append(emulator.sampler(sample_interval))
     assert base_url is not None
     if not local:
         console.print(f"checking {base_url}/health …", highlight=False)
@@ -541,7 +544,7 @@ def _execute(
     )
 
 
-def _vm_manifest(preset: Preset | None, emulator: VmEmulator | None) -> dict[str, Any] | None:
+def _vm_manifest(preset: Preset | None, emulator: VmEmulator | GuestVm | None) -> dict[str, Any] | None:
     if emulator is not None:
         return emulator.manifest()
     if preset is None:
@@ -576,7 +579,7 @@ def _run_k6(
     seg_sequence: str,
     outputs: list[str],
     summaries: list[str],
-    emulator: VmEmulator | None,
+    emulator: VmEmulator | GuestVm | None,
     events: EventLog,
     state: dict[str, Any],
     console: Console,
@@ -711,7 +714,7 @@ def _run_k6(
 
 def _teardown(
     active: Sequence[Sampler],
-    emulator: VmEmulator | None,
+    emulator: VmEmulator | GuestVm | None,
     stack: Any,
     state: dict[str, Any],
     manifest: dict[str, Any],
@@ -725,8 +728,9 @@ def _teardown(
     for s in active:
         with contextlib.suppress(Exception):
             s.stop()
-        if getattr(s, "errors", None):
-            manifest.setdefault("sampler_errors", {})[s.source] = list(s.errors)[:20]
+        errors = getattr(s, "errors", None)  # what a sampler met while running, if it keeps any
+        if errors:
+            manifest.setdefault("sampler_errors", {})[s.source] = list(errors)[:20]
     if emulator is not None:
         emulator.stop()  # before the stack stops the service: no restart of a planned stop
         manifest["vm"] = emulator.manifest()
@@ -770,7 +774,7 @@ def _finish(
     events: EventLog,
     sink: SampleWriter,
     console: Console,
-    emulator: VmEmulator | None = None,
+    emulator: VmEmulator | GuestVm | None = None,
 ) -> RunResult:
     codes: list[int | None] = state["k6_codes"]
     oom = emulator is not None and emulator.state.oom_kills > 0

@@ -167,18 +167,18 @@ class FlySampler(PrometheusSampler):
         balance = values.get("cpu_balance", {})
         for instance, points in sorted(values.get("throttled", {}).items()):
             stretch: list[float] = []
-            for t in [*sorted(points), None]:
+            for when in [*sorted(points), None]:  # None closes the last stretch
                 if (
-                    t is not None
-                    and points[t] > THROTTLE_EVENT_PCT
-                    and (not stretch or t - stretch[-1] <= self.step * 1.5)
+                    when is not None
+                    and points[when] > THROTTLE_EVENT_PCT
+                    and (not stretch or when - stretch[-1] <= self.step * 1.5)
                 ):
-                    stretch.append(t)
+                    stretch.append(when)
                     continue
                 if stretch:
                     pct = [points[x] for x in stretch]
-                    bal = [balance.get(instance, {}).get(x) for x in stretch]
-                    bal = [b for b in bal if b is not None]
+                    seen = balance.get(instance, {})
+                    bal = [b for x in stretch if (b := seen.get(x)) is not None]
                     events.append(
                         {
                             "time": iso(from_unix(stretch[0])),

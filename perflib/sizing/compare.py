@@ -13,6 +13,7 @@ from perflib.cost import (
     monthly_cost,
     resolve_price_set,
 )
+from perflib.fly.presets import Preset
 from perflib.rundir import jsonable
 from perflib.sizing.evidence import (
     RunEvidence,
@@ -69,6 +70,13 @@ class PresetComparison:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
 
+def _preset(r: RunEvidence) -> Preset:
+    """The run's VM preset (:func:`compare_presets` refuses runs without one first)."""
+    if r.preset is None:
+        raise SizingError(f"{r.label}: no VM preset in its manifest")
+    return r.preset
+
+
 def compare_presets(
     runs: Iterable[Any],
     *,
@@ -96,18 +104,20 @@ def compare_presets(
         warnings.append("all runs use the same preset: this compares repeats, not sizes")
     warnings += setup_differences(ev)
     ps = resolve_price_set(price_set)
-    ordered = sorted(ev, key=lambda r: (r.preset.memory_mb, r.preset.cpus, r.label), reverse=True)
+    ordered = sorted(
+        ev, key=lambda r: (_preset(r).memory_mb, _preset(r).cpus, r.label), reverse=True
+    )
     base = ordered[0]
-    base_cost = monthly_cost(base.preset, 1, region, price_set=ps.name)
+    base_cost = monthly_cost(_preset(base), 1, region, price_set=ps.name)
     rows = []
     for r in ordered:
-        lim = float(r.preset.memory_mb)
-        cost = monthly_cost(r.preset, 1, region, price_set=ps.name)
+        lim = float(_preset(r).memory_mb)
+        cost = monthly_cost(_preset(r), 1, region, price_set=ps.name)
         rows.append(
             {
                 "run": r.label,
                 "profile": r.profile,
-                "preset": r.preset.name,
+                "preset": _preset(r).name,
                 "memory_limit_mb": lim,
                 "peak_memory_mb": _r(r.peak_mb),
                 "p95_memory_mb": _r(r.p95_memory_mb),
@@ -138,7 +148,7 @@ def compare_presets(
         ev,
         region=region,
         price_set=ps.name,
-        current=current or base.preset.name,
+        current=current or _preset(base).name,
         latency_check=latency,
         latency=lat,
     )
