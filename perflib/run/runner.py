@@ -544,7 +544,9 @@ def _execute(
     )
 
 
-def _vm_manifest(preset: Preset | None, emulator: VmEmulator | GuestVm | None) -> dict[str, Any] | None:
+def _vm_manifest(
+    preset: Preset | None, emulator: VmEmulator | GuestVm | None
+) -> dict[str, Any] | None:
     if emulator is not None:
         return emulator.manifest()
     if preset is None:
