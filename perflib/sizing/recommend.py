@@ -23,6 +23,7 @@ from perflib.sizing.capacity import (
     _capacity_reason,
     capacity,
 )
+from perflib.sizing.censored import BASIS_PEAK, censored_need
 from perflib.sizing.evidence import (
     RunEvidence,
     _as_evidence,
@@ -82,6 +83,8 @@ class Recommendation:
     price_set: str = ""
     required_memory_mb: float = math.nan
     peak_memory_mb: float = math.nan
+    peak_censored: bool = False  # every sizing run was OOM-killed: the peak is a lower bound
+    memory_basis: str = BASIS_PEAK  # how required_memory_mb was sized (sizing.censored)
     cpu_kind: str = "shared"
     rules: list[RuleResult] = field(default_factory=list)
     second_opinion: SecondOpinion | None = None
@@ -124,6 +127,8 @@ class Recommendation:
             "cpu_kind": self.cpu_kind,
             "peak_memory_mb": _r(self.peak_memory_mb),
             "required_memory_mb": _r(self.required_memory_mb),
+            "peak_censored": self.peak_censored,
+            "memory_basis": self.memory_basis,
             "rules": [asdict(r) for r in self.rules],
             "second_opinion": self.second_opinion.to_dict() if self.second_opinion else None,
             "pool_size": asdict(self.pool) if self.pool else None,
@@ -211,6 +216,8 @@ def recommend(
         price_set=ps.name,
         required_memory_mb=mem.required,
         peak_memory_mb=mem.peak,
+        peak_censored=mem.peak_censored,
+        memory_basis=mem.basis,
         cpu_kind=cpu_kind,
         rules=rules,
         second_opinion=so,
@@ -274,6 +281,9 @@ class _MemoryRules:
     oom_mb: float
     min_exclusive_mb: float
     lat_verdicts: dict[str, tuple[bool, str]]
+    basis: str  # how ``required`` was sized (sizing.censored: measured peak, next clean, VPA)
+    peak_censored: bool  # every sizing run was OOM-killed: ``peak`` is a lower bound
+    lat_digests: dict[str, Mapping[str, Any]]  # run label → compare_latency digest
 
 
 def _memory_rules(
@@ -287,8 +297,9 @@ def _memory_rules(
     # peaks: stress runs are for capacity, not for sizing (they push past the SLOs on purpose)
     sizing_runs = [r for r in ev if (r.profile or "") != "stress"] or ev
     n_sizing = len(sizing_runs)
-    # an OOM-killed run's peak is censored at its limit (it would have used more): the OOM
-    # rule speaks for it; the buffer applies to the runs that completed
+    # an OOM-killed run's peak is censored by the kill (a lower bound on the need, never the
+    # peak): the buffer applies to the runs that completed, the censored need (next tested
+    # clean size or VPA's OOM bump, sizing.censored) to the killed ones
     completed = [r for r in sizing_runs if not r.oom_count]
     if completed and len(completed) < len(sizing_runs):
         reasons.append(
@@ -296,26 +307,36 @@ def _memory_rules(
             + ", ".join(r.label for r in completed)
             + "): an OOM-killed run's peak is cut off at its limit"
         )
+    censored = censored_need(ev)
     sizing_runs = completed or sizing_runs
     peak = max(r.peak_mb for r in sizing_runs)
     load_runs = [r for r in sizing_runs if (r.profile or "") == "load"] or sizing_runs
     load_peak = max(r.peak_mb for r in load_runs)
-    required, why = rule_buffer(peak)
+    if completed:
+        required, why = rule_buffer(peak)
+        found = [RuleResult("buffer", True, why)]
+    else:  # every sizing run was killed: no measured peak to buffer
+        required, found = 0.0, []
+    basis = BASIS_PEAK
+    if censored is not None and censored.need_mb > required:
+        required, basis = censored.need_mb, censored.basis
+        found.append(RuleResult("censored_peak", True, censored.reason))
     r512 = rule_512(load_peak, sizing_runs[0].limits)
     oom_mb, r_oom = rule_oom(ev)
-    for rule in (RuleResult("buffer", True, why), r512, r_oom):
+    for rule in (*found, r512, r_oom):
         rules.append(rule)
         reasons.append(rule.reason)
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
     lat_verdicts: dict[str, tuple[bool, str]] = {}
+    lat_digests: dict[str, Mapping[str, Any]] = {}
     if latency_check:
-        slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts)
+        slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts, lat_digests)
         rules.extend(lat_rules)
         reasons.extend(x.reason for x in lat_rules)
         min_exclusive_mb = max(min_exclusive_mb, slow_mb)
     return _MemoryRules(
         sizing_runs, n_sizing, peak, load_peak, required, r512.triggered, oom_mb,
-        min_exclusive_mb, lat_verdicts,
+        min_exclusive_mb, lat_verdicts, basis, not completed, lat_digests,
     )  # fmt: skip
 
 
