@@ -24,6 +24,7 @@ from perflib.sizing.capacity import (
     capacity,
 )
 from perflib.sizing.censored import BASIS_PEAK, censored_need
+from perflib.sizing.decision import Decision, build_decision
 from perflib.sizing.evidence import (
     RunEvidence,
     _as_evidence,
@@ -95,6 +96,7 @@ class Recommendation:
     runs: list[str] = field(default_factory=list)
     egress: dict[str, Any] | None = None
     guide_option_1: dict[str, Any] | None = None
+    decision: Decision | None = None  # tested presets side by side (sizing.decision)
     latency_attribution: list[LatencyAttribution] = field(default_factory=list)
     partial_runs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # partial-run caveats first
@@ -103,6 +105,28 @@ class Recommendation:
     def partial(self) -> bool:
         """True when any run behind it did not run its whole profile."""
         return bool(self.partial_runs)
+
+    @property
+    def recommended_tested(self) -> bool:
+        """Was the rules' cheapest size itself run? (If not, it is only worth testing.)"""
+        if self.decision is None or self.recommended_preset is None:
+            return False
+        return any(t.preset == self.recommended_preset for t in self.decision.tested)
+
+    @property
+    def cheapest_tested_passing(self) -> dict[str, Any] | None:
+        """The headline: the cheapest preset a run was made at that passes (sizing.decision)."""
+        pick = self.decision.pick if self.decision else None
+        if pick is None:
+            return None
+        return {
+            "preset": pick.preset,
+            "memory_mb": pick.memory_mb,
+            "monthly_cost_usd": pick.monthly_cost_usd,
+            "monthly_savings_usd": pick.saving_usd,
+            "price_set": self.price_set,
+            "sentence": self.decision.sentence if self.decision else None,
+        }
 
     @property
     def headline(self) -> str:
@@ -120,6 +144,8 @@ class Recommendation:
             "current_preset": self.current_preset,
             "monthly_savings_usd": self.monthly_savings_usd,
             "reasons": list(self.reasons),
+            "recommended_tested": self.recommended_tested,
+            "cheapest_tested_passing": self.cheapest_tested_passing,
             "current_monthly_cost_usd": self.current_monthly_cost_usd,
             "instances": self.instances,
             "region": self.region,
@@ -138,6 +164,7 @@ class Recommendation:
             "runs": list(self.runs),
             "egress": self.egress,
             "guide_option_1": self.guide_option_1,
+            "decision": self.decision.to_dict() if self.decision else None,
             "latency_attribution": [a.to_dict() for a in self.latency_attribution],
             "partial": self.partial,
             "partial_runs": list(self.partial_runs),
@@ -175,7 +202,7 @@ def recommend(
     mem = _memory_rules(ev, rules, reasons, latency_check, latency)
     scale = _scale_up_rules(ev, mem, cur, rules, reasons)
     n_inst = max(instances, HA_INSTANCES) if ha else instances
-    pick = _cheapest(lambda p: _allowed(p, mem, scale), region, ps.name)
+    pick = _cheapest(lambda p: not _why_not(p, mem, scale), region, ps.name)
     cur_cost = monthly_cost(cur, 1, region, price_set=ps.name)
     rec_cost, savings = _pick_reasons(
         pick, cur, cur_cost, instances, n_inst, ha, region, ps, reasons
@@ -203,6 +230,11 @@ def recommend(
     partial = [r for r in ev if r.partial]
     confidence = _confidence(ev, partial, opt1, reasons)
     caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
+    decision = build_decision(
+        ev, current=cur, region=region, price_set=ps, instances=n_inst,
+        why_not=lambda p: _why_not(p, mem, scale), rules_pick=pick, latency=mem.lat_digests,
+        basis=mem.basis,
+    )  # fmt: skip
     return Recommendation(
         recommended_preset=pick.name if pick else None,
         memory_mb=pick.memory_mb if pick else None,
@@ -228,6 +260,7 @@ def recommend(
         runs=[r.label for r in ev],
         egress=egress,
         guide_option_1=opt1,
+        decision=decision,
         latency_attribution=scale.attributions,
         partial_runs=[r.label for r in partial],
         warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
@@ -414,15 +447,21 @@ def _no_trigger_reason(ev: list[RunEvidence]) -> str:
     )
 
 
-def _allowed(p: Preset, mem: _MemoryRules, scale: _ScaleUp) -> bool:
-    """Does preset ``p`` satisfy every rule?"""
-    if p.memory_mb < mem.required or p.memory_mb <= mem.min_exclusive_mb:
-        return False
+def _why_not(p: Preset, mem: _MemoryRules, scale: _ScaleUp) -> list[str]:
+    """The rules preset ``p`` breaks (empty: every rule allows it)."""
+    out = []
+    if p.memory_mb < mem.required:
+        out.append(f"needs {mem.required:.0f} MB ({mem.basis} × {BUFFER})")
+    if p.memory_mb <= mem.min_exclusive_mb:
+        out.append(f"OOM / latency rules rule out ≤ {mem.min_exclusive_mb:.0f} MB")
     if mem.small_ruled_out and p.memory_mb <= SMALL_PRESET_MB:
-        return False
+        out.append(f"load-test peak ≥ the 512 MB rule's limit: ≤ {SMALL_PRESET_MB} MB ruled out")
     if scale.perf_needed and p.cpu_kind != "performance":
-        return False
-    return all(p.is_larger_than(q) for q in scale.not_larger_than)
+        out.append("CPU consistently high: performance CPU needed")
+    bigger = [q.name for q in scale.not_larger_than if not p.is_larger_than(q)]
+    if bigger:
+        out.append(f"p95 above the scale-up trigger at {', '.join(bigger)}: a larger size needed")
+    return out
 
 
 def _pick_reasons(
