@@ -12,6 +12,12 @@ from perflib.analysis.compare import (
     Side,
     compare_runs,
 )
+from perflib.analysis.gate import (
+    DeployGate,
+    UpstreamFloor,
+    deploy_gate,
+    upstream_floor,
+)
 from perflib.analysis.latency import (
     AFTER,
     ALL,
@@ -73,6 +79,10 @@ from perflib.analysis.verdicts import (
 )
 
 __all__ = [
+    "DeployGate",
+    "UpstreamFloor",
+    "deploy_gate",
+    "upstream_floor",
     "AFTER",
     "BEFORE",
     "ALL",
