@@ -50,13 +50,7 @@ runs = rp.load_runs(run_dirs, profile=["load", "stress"])
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
 if not analyses:
     display(Markdown("**No load or stress run among the run directories.**"))
-rp.runs_table(runs)
-
-# %% [markdown]
-# ## Overview
-
-# %%
-rp.style_verdicts(rp.overview_table(analyses)) if analyses else None
+Markdown(rp.runs_caption(runs))
 
 # %% [markdown]
 # ## Latency percentiles over time
@@ -86,7 +80,7 @@ for a in analyses:
 # %%
 for a in analyses:
     display(Markdown(f"### {rp.run_label(a.run)}"))
-    display(a.latency_by_stage)
+    display(rp.show(a.latency_by_stage))
 
 # %% [markdown]
 # ## Throughput and errors
@@ -102,7 +96,7 @@ for a in analyses:
                 title=f"Throughput and errors — {rp.run_label(a.run)}",
             )
         )
-    display(a.errors.head(10) if len(a.errors) else Markdown("_No failed requests._"))
+    display(rp.show(a.errors.head(10)) if len(a.errors) else Markdown("_No failed requests._"))
 
 # %% [markdown]
 # ## Saturation

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ALL": "perflib.analysis",
     "analyze_run": "perflib.analysis",
     "compare_runs": "perflib.analysis",
+    "deploy_gate": "perflib.analysis",
     # sizing
     "capacity": "perflib.sizing",
     # charts
@@ -44,10 +45,12 @@ _EXPORTS: dict[str, str] = {
     "record_runs": "perflib.report",
     "load_runs": "perflib.report",
     "run_label": "perflib.report",
-    "runs_table": "perflib.report",
-    "overview_table": "perflib.report",
+    "runs_caption": "perflib.report",
+    "run_overview": "perflib.report",
+    "slo_findings": "perflib.report",
+    "events_table": "perflib.report",
+    "show": "perflib.report",
     "checks_table": "perflib.report",
-    "go_no_go": "perflib.report",
     "size_runs": "perflib.report",
     "style_verdicts": "perflib.report",
     # run directories

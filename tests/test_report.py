@@ -235,5 +235,5 @@ def test_report_says_at_the_top_when_a_run_is_partial(tmp_path: Path) -> None:
     assert first.startswith("**Partial runs: some figures below do not cover the whole")
     assert "partial run cut: interrupted; it covered 40% of its load profile" in first
     text = json.dumps(nb)
-    assert "from a partial run** (cut): re-run to confirm" in text
+    assert "From a partial run (cut): re-run to confirm" in text  # the decision's sentence
     assert "partial run full" not in text

@@ -24,6 +24,13 @@ from perflib.report.build import (
     size_runs,
     style_verdicts,
 )
+from perflib.report.tables import (
+    events_table,
+    run_overview,
+    runs_caption,
+    show,
+    slo_findings,
+)
 
 __all__ = [
     "NOTEBOOKS",
@@ -34,6 +41,7 @@ __all__ = [
     "checks_table",
     "cli_report",
     "cli_report_job",
+    "events_table",
     "execute_notebook",
     "go_no_go",
     "load_runs",
@@ -42,8 +50,12 @@ __all__ = [
     "render_html",
     "resolve_run_dirs",
     "run_label",
+    "run_overview",
+    "runs_caption",
     "runs_table",
     "sample_run_dirs",
+    "show",
     "size_runs",
+    "slo_findings",
     "style_verdicts",
 ]

@@ -170,9 +170,11 @@ def style_verdicts(df: Any, column: str = "verdict") -> Any:
     """A pandas Styler colouring each row by its verdict (rendered in notebooks and HTML)."""
     if column not in getattr(df, "columns", []) or len(df) == 0:
         return df
-    return df.style.apply(
-        lambda row: [VERDICT_COLOURS.get(str(row[column]), "")] * len(row), axis=1
-    ).format(precision=1, na_rep="—")
+    return (
+        df.style.apply(lambda row: [VERDICT_COLOURS.get(str(row[column]), "")] * len(row), axis=1)
+        .hide(axis="index")
+        .format(precision=1, na_rep="–")
+    )
 
 
 def go_no_go(analysis: Any) -> tuple[bool, list[str]]:
