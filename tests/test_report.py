@@ -72,7 +72,7 @@ def test_show_code_keeps_the_code(defaults_report: rp.ReportResult, tmp_path: Pa
     out = rp.render_html(
         [defaults_report.notebooks[1].output], tmp_path / "code.html", show_code=True
     )
-    assert "go_no_go" in out.read_text()
+    assert "deploy_gate" in out.read_text()
 
 
 def _args(**kw: object) -> argparse.Namespace:
