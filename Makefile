@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPORT_TIME_SCALE ?= 1
+SERVE_PORT ?= 8081
 
 .PHONY: setup test lint format serve report bench clean
 
@@ -34,7 +35,7 @@ test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -p no:cacheprovider $(NBVAL) notebooks
 
 serve: setup
-	$(BIN)/perflib serve --port 8081
+	$(BIN)/perflib serve --port $(SERVE_PORT)
 
 report: setup
 	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE)

@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "show": "perflib.report",
     "checks_table": "perflib.report",
     "size_runs": "perflib.report",
+    "no_sizing_reason": "perflib.report",
     "style_verdicts": "perflib.report",
     # run directories
     "caveats": "perflib.rundir",

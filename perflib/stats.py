@@ -222,14 +222,20 @@ def sample_weights(times: pd.Series, max_gap_s: float) -> np.ndarray:
 
 
 def spans_above(
-    times: pd.Series, values: pd.Series, threshold: float, *, max_gap_s: float
+    times: pd.Series,
+    values: pd.Series,
+    threshold: float,
+    *,
+    max_gap_s: float,
+    inclusive: bool = False,
 ) -> pd.DataFrame:
     """Unbroken runs of samples strictly above ``threshold``, and how long each lasted.
 
     A sample stands for its interval (:func:`sample_weights`), so a run's ``span_s`` is the
     sum of its samples' intervals: 60 one-second samples above 800 MB last 60 s (first to
     last sample is 59 s, plus the last sample's own second). A sample at or below the
-    threshold, a missing value, or a gap longer than ``max_gap_s`` ends a run. Columns:
+    threshold (below it with ``inclusive``), a missing value, or a gap longer than
+    ``max_gap_s`` ends a run. Columns:
     ``start``, ``end`` (first / last sample above), ``span_s``, ``samples``, ``max``.
     """
     import pandas as pd
@@ -239,7 +245,7 @@ def spans_above(
         return pd.DataFrame(columns=cols)
     t = pd.Series(pd.to_datetime(pd.Series(times), utc=True)).reset_index(drop=True)
     v = pd.to_numeric(pd.Series(values), errors="coerce").astype("float64").reset_index(drop=True)
-    above = (v > threshold).to_numpy()
+    above = ((v >= threshold) if inclusive else (v > threshold)).to_numpy()
     secs = _epoch_s(t)
     gap = np.append(True, np.diff(secs) > max_gap_s)
     w = sample_weights(t, max_gap_s)
@@ -263,8 +269,13 @@ def spans_above(
 
 
 def longest_span_above(
-    times: pd.Series, values: pd.Series, threshold: float, *, max_gap_s: float
+    times: pd.Series,
+    values: pd.Series,
+    threshold: float,
+    *,
+    max_gap_s: float,
+    inclusive: bool = False,
 ) -> float:
     """The longest :func:`spans_above` span in seconds (0 when the series never exceeds it)."""
-    sp = spans_above(times, values, threshold, max_gap_s=max_gap_s)
+    sp = spans_above(times, values, threshold, max_gap_s=max_gap_s, inclusive=inclusive)
     return float(sp["span_s"].max()) if len(sp) else 0.0

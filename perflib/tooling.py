@@ -12,12 +12,16 @@ import sys
 from functools import cache
 from pathlib import Path
 
+from perflib.errors import PerflibError
+
 #: Repository root (perflib is used from a checkout: k6 scripts and data live beside it).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ToolNotFoundError(RuntimeError):
+class ToolNotFoundError(PerflibError, RuntimeError):
     """An external program the lab needs is not installed."""
+
+    exit_code = 1
 
 
 def find_k6() -> str:

@@ -188,7 +188,7 @@ def test_in_repo_and_public_citations_pass(line: str) -> None:
     [
         ("The 512 MB vs 1 GB decision", "the-512-mb-vs-1-gb-decision"),
         ("JSON of `perflib recommend --json`", "json-of-perflib-recommend---json"),
-        ("The emulated Fly VM (`perflib/run/vm.py`)", "the-emulated-fly-vm-perflibvmpy"),
+        ("The emulated Fly VM (`perflib/vm.py`)", "the-emulated-fly-vm-perflibvmpy"),
         ("samples.csv", "samplescsv"),
         ("Prices (`data/`)", "prices-data"),
     ],

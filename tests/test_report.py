@@ -15,6 +15,7 @@ import pytest
 from synthetic_runs import make_partial_run, make_run
 
 from perflib.cli import main as cli_main
+from perflib.cli.report import cli_report
 from perflib.report import build as rp
 
 PLANTED = "fly-planted-report-4Hq81"
@@ -88,8 +89,11 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert cli_main(["report", str(run), "--slo", str(tmp_path / "x.toml")]) == 2
     assert "no such SLO file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for bad input
-    job = argparse.Namespace(time_scale=0.0, out=str(tmp_path / "j"), upstreams="nominal")
-    assert rp.cli_report_job(job) == 2
+    assert cli_main(["report-job", "--time-scale", "0", "--out", str(tmp_path / "j")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "perflib report-job: error: --time-scale must be positive, got 0.0"
+    )
+    assert not (tmp_path / "j").exists()
 
 
 def test_secret_parameter_is_refused(tmp_path: Path) -> None:
@@ -122,7 +126,7 @@ def test_failing_notebook_exits_1_and_keeps_the_partial_notebook(
     monkeypatch.setenv("PERFLIB_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
     out = tmp_path / "out"
     smoke = [p for p in rp.sample_run_dirs() if "smoke" in p.name]
-    assert rp.cli_report(_args(out=str(out), run_dirs=[str(smoke[0])])) == 1
+    assert cli_report(_args(out=str(out), run_dirs=[str(smoke[0])])) == 1
     err = capsys.readouterr().err
     # cells: 0 markdown, 1 parameters, 2 injected parameters, 3 print, 4 the division
     assert "broken" in err and "cell 4" in err and "ZeroDivisionError" in err

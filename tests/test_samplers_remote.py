@@ -8,7 +8,6 @@ the sampler's conversion code.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from perflib.cli import build_parser
-from perflib.cli.samples import cli_samples
+from perflib.cli import main as cli_main
 from perflib.fly import TOKEN_ENV, FlyToken, FlyTokenMissing
 from perflib.rundir import EventLog, SampleWriter, read_events, read_samples
 from perflib.sampling.fly import FlySampler, remote_samplers
@@ -281,9 +280,8 @@ def test_remote_samplers_factory(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    args = build_parser().parse_args(["samples", *argv])
-    assert isinstance(args, argparse.Namespace)
-    return cli_samples(args)
+    """Through the CLI layer, which prints errors (``perflib samples: error: …``)."""
+    return cli_main(["samples", *argv])
 
 
 def test_cli_missing_token_is_a_clear_error(

@@ -1396,3 +1396,27 @@ def test_oom_count_is_the_same_through_every_path(tmp_path: Path) -> None:
         # events.jsonl alone (a samples file exported without the log) holds one record
         alone = evidence_from_samples(run.samples_path, run.events_path)
         assert alone.oom_count == 1
+
+
+def test_cpu_spans_agree_between_analyze_and_recommend(tmp_path: Path) -> None:
+    """One CPU rule (per vCPU, strictly above 70 %, docs/guide.md#cpu-targets): a 2-vCPU run at
+    150 % of one vCPU (75 % per vCPU) for 61 s is "consistently above 70 %" for both
+    commands; a run held at exactly 70 % per vCPU is not, for either."""
+    from perflib.analysis import analyze_run
+
+    for name, level, above in (("hot", 150.0, True), ("flat", 140.0, False)):
+        run = make_run(
+            tmp_path / name,
+            "performance-2x:4096mb",
+            ramp(300),
+            cpu=plateau(level, 61, base=20),
+        )
+        a = analyze_run(run)
+        ev = evidence_from_analysis(a)
+        expect = 61.0 if above else 0.0
+        assert a.cpu.cpus == 2 and a.cpu.longest_above_s == pytest.approx(expect)
+        assert ev.cpu_longest_above(70.0) == pytest.approx(expect)
+        verdict = a.verdicts.set_index("id").loc["cpu_sustained_70", "verdict"]
+        assert (verdict == "alert") is above
+        (cpu_rule,) = _rule(recommend([run.path]), "cpu_sustained")
+        assert cpu_rule.triggered is above

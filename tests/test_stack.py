@@ -15,7 +15,10 @@ import httpx
 import psutil
 import pytest
 
-from perflib.run.stack import LocalStack, StackError, cli_serve, free_port, port_in_use
+from perflib.cli import main as cli_main
+from perflib.cli.serve import cli_serve
+from perflib.errors import PerflibError
+from perflib.run.stack import LocalStack, StackError, free_port, port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,16 +94,37 @@ def test_serve_refuses_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
         args = argparse.Namespace(
             port=port, upstreams="nominal", database_url=None, vm=None, prometheus=False
         )
-        assert cli_serve(args) == 2
-    err = capsys.readouterr().err
-    assert f"port {port} is already in use" in err
+        with pytest.raises(PerflibError) as err:
+            cli_serve(args)
+        assert err.value.exit_code == 2 and f"port {port} is already in use" in str(err.value)
+        assert cli_main(["serve", "--port", str(port)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"perflib serve: error: port {port} is already in use on 127.0.0.1; stop what listens "
+        "there or choose another with --port"
+    ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_perflib_serve_runs_until_stopped(sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "prometheus"),
+    [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, False)],
+    ids=["ctrl-c", "sigterm-with-prometheus", "sighup"],
+)
+def test_perflib_serve_runs_until_stopped(sig: signal.Signals, prometheus: bool) -> None:
+    """Every stop signal stops the whole tree (a local Prometheus too) and exits
+    128 + signal; the service's log lines show in the terminal, prefixed, while
+    service.log keeps them."""
+    if prometheus:
+        from perflib.sampling.prometheus import PrometheusBinaryNotFound, find_prometheus
+
+        try:
+            find_prometheus()
+        except PrometheusBinaryNotFound as exc:
+            pytest.skip(f"no Prometheus server: {exc}")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perflib", "serve", "--port", str(port)],
+        [sys.executable, "-m", "perflib", "serve", "--port", str(port)]
+        + (["--prometheus"] if prometheus else []),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -120,12 +144,25 @@ def test_perflib_serve_runs_until_stopped(sig: signal.Signals) -> None:
         out = "".join(lines)
         assert f"service     http://127.0.0.1:{port}" in out, out
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        lead = "nonexistent-lead-for-serve-test"
+        httpx.get(f"http://127.0.0.1:{port}/api/v1/leads/process", params={"id": lead}, timeout=30)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 4  # service + 3 emulators
+        assert len(children) >= 4 + prometheus  # service + 3 emulators (+ Prometheus)
+        if prometheus:
+            assert "prometheus  http://127.0.0.1:" in out
+        log = next(line.split()[2] for line in lines if line.startswith("service log"))
+        deadline = time.monotonic() + 10
+        while "Step 1:" not in Path(log).read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the follower polls the log every 0.2 s
         proc.send_signal(sig)
-        assert proc.wait(60) == 0
+        assert proc.wait(60) == 128 + sig
         assert all(_gone(c.pid) for c in children)
         assert not port_in_use(port)
+        err = proc.stderr.read()
+        step = next(x for x in Path(log).read_text().splitlines() if "Step 1:" in x)
+        assert f"service | {step}" in err.splitlines(), err
+        assert f"stopping ({sig.name})" in err
     finally:
         if proc.poll() is None:
             proc.kill()

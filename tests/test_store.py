@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from synthetic_runs import make_run
 
 from perflib import store as st
+from perflib.cli import main as cli_main
+from perflib.cli.store import cli_store
 from perflib.cost import monthly_cost
 from perflib.rundir import RunDir
 
@@ -225,33 +227,40 @@ def test_cli_store_verbs(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")  # rich wraps the table to the terminal width
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert st.cli_store(_ns(action="upgrade", database_url=url)) == 0
+    assert cli_store(_ns(action="upgrade", database_url=url)) == 0
     assert "revision 0002" in capsys.readouterr().out
     paths = [str(r.path) for r in runs]
-    assert st.cli_store(_ns(action="index", run_dirs=paths, database_url=url)) == 0
+    assert cli_store(_ns(action="index", run_dirs=paths, database_url=url)) == 0
     assert capsys.readouterr().out.count("indexed ") == 2
-    assert st.cli_store(_ns(action="index", run_dirs=paths[:1], database_url=url)) == 0
+    assert cli_store(_ns(action="index", run_dirs=paths[:1], database_url=url)) == 0
     assert "updated " in capsys.readouterr().out
-    assert st.cli_store(_ns(action="list", database_url=url)) == 0
+    assert cli_store(_ns(action="list", database_url=url)) == 0
     out = capsys.readouterr().out
     assert "2 runs" in out and "s-1x:512mb" in out and "oom_killed" in out
 
 
 def test_cli_store_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'bad.db'}"
-    assert st.cli_store(_ns(action="index", run_dirs=[str(tmp_path)], database_url=url)) == 2
-    assert "no manifest.json" in capsys.readouterr().err
-    assert st.cli_store(_ns(action="index", database_url=url)) == 2
-    assert st.cli_store(_ns(action="list", database_url="not a url")) == 2
-    assert "not a SQLAlchemy database URL" in capsys.readouterr().err
+    assert cli_main(["store", "index", str(tmp_path), "--database-url", url]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"perflib store: error: not a run directory (no manifest.json) ({tmp_path})"
+    )
+    assert cli_main(["store", "index", "--database-url", url]) == 2
+    assert cli_main(["store", "list", "--database-url", "not a url"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("perflib store: error: ")
+    assert (
+        lines[1].startswith("perflib store: error: ")
+        and "not a SQLAlchemy database URL" in lines[1]
+    )
 
 
 @pytest.mark.postgres
 def test_password_in_url_is_never_printed(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     # the server trusts local connections, so a planted password is accepted and ignored
     url = pg_url.replace("postgres@", "postgres:planted-pw-93@")
-    assert st.cli_store(_ns(action="upgrade", database_url=url)) == 0
-    assert st.cli_store(_ns(action="list", database_url=url)) == 0
+    assert cli_store(_ns(action="upgrade", database_url=url)) == 0
+    assert cli_store(_ns(action="list", database_url=url)) == 0
     captured = capsys.readouterr()
     assert "planted-pw-93" not in captured.out + captured.err
     assert "***" in captured.out

@@ -21,8 +21,10 @@ from perflib.analysis.slo import (
     default_slos,
 )
 from perflib.fly.events import event_count, oom_count, parse_log_lines
+from perflib.fly.presets import PricingError, parse_preset
 from perflib.rundir import utc_timestamp
 from perflib.stats import (
+    longest_span_above,
     percentile,
     sample_weights,
     spans_above,
@@ -403,9 +405,48 @@ def memory_summary(
     )
 
 
+def vcpus(manifest: Mapping[str, Any] | None) -> int:
+    """The VM's vCPU count: its preset's (``vm.preset``, as sizing reads it), else
+    ``vm.cpus``, else 1."""
+    vm = (manifest or {}).get("vm") or {}
+    if vm.get("preset"):
+        try:
+            return parse_preset(str(vm["preset"])).cpus
+        except PricingError:  # the manifest's error, which `perflib recommend` reports
+            return _declared_cpus(vm)
+    return _declared_cpus(vm)
+
+
+def _declared_cpus(vm: Mapping[str, Any]) -> int:
+    try:
+        return max(int(vm.get("cpus") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def cpu_span_s(
+    times: pd.Series,
+    cpu_pct: pd.Series,
+    threshold_pct: float,
+    *,
+    cpus: int,
+    full_pct: float,
+    max_gap_s: float,
+) -> float:
+    """Longest span of CPU above a level — THE CPU span rule of ``analyze`` (figures and
+    verdicts) and ``recommend``. CPU is per vCPU (``cpu_pct`` ÷ vCPUs, docs/guide.md#cpu-targets);
+    "above" is strict ("consistently above 70 %"), except that a level at or above
+    ``full_pct`` means "at 100 %" and counts samples at or above it."""
+    per_vcpu = pd.to_numeric(pd.Series(cpu_pct), errors="coerce") / max(cpus, 1)
+    return longest_span_above(
+        times, per_vcpu, threshold_pct, max_gap_s=max_gap_s, inclusive=threshold_pct >= full_pct
+    )
+
+
 @dataclass
 class CpuSummary:
-    """CPU figures of one run (percent of one vCPU, as samples.csv has them)."""
+    """CPU figures of one run, per vCPU (``cpu_pct`` ÷ the VM's vCPUs, docs/guide.md#cpu-targets);
+    the ``timeline`` keeps ``cpu_pct`` as sampled (percent of one vCPU)."""
 
     samples: int
     load_samples: int  # samples while k6 ran (what avg/p95 use)
@@ -419,8 +460,9 @@ class CpuSummary:
     throttled_any_s: float | None  # time with any throttling
     threshold_pct: float  # the dedicated-CPU rule's level (70 %)
     sustained_s: float
-    longest_above_s: float  # longest span at or above threshold_pct
+    longest_above_s: float  # longest span strictly above threshold_pct (cpu_span_s)
     timeline: pd.DataFrame  # time, t_s, cpu_pct, cpu_throttled_pct
+    cpus: int = 1  # the VM's vCPUs the figures are divided by
 
     @property
     def dedicated_cpu_advised(self) -> bool:
@@ -439,9 +481,9 @@ def cpu_summary(
 ) -> CpuSummary:
     """Average / p95 CPU under load, time at 100 %, throttled time, the dedicated-CPU rule.
 
-    CPU spans count samples *at or above* a level (one rule for 70 % and for "100 %" =
-    ``full_pct``); memory spans are strictly above, as the guide's "> 800 MB". Knobs left at
-    None take the SLO file's defaults (settings, the ``cpu_sustained`` threshold).
+    Every figure is per vCPU (``cpu_pct`` ÷ the manifest's ``vm.cpus``); spans follow
+    :func:`cpu_span_s`. Knobs left at None take the SLO file's defaults (settings, the
+    ``cpu_sustained`` threshold).
     """
     d = default_slos().settings
     if threshold_pct is None:
@@ -459,18 +501,18 @@ def cpu_summary(
             load = valid
     else:
         load = valid
+    n = vcpus(manifest)
     w = sample_weights(valid["time"], max_gap_s) if len(valid) else np.array([])
-    cpu = valid["cpu_pct"].to_numpy(dtype="float64") if len(valid) else np.array([])
-    full_spans = (
-        spans_above(valid["time"], valid["cpu_pct"], full_pct - 1e-9, max_gap_s=max_gap_s)
-        if len(valid)
-        else pd.DataFrame(columns=["span_s"])
-    )
-    above = (
-        spans_above(valid["time"], valid["cpu_pct"], threshold_pct - 1e-9, max_gap_s=max_gap_s)
-        if len(valid)
-        else pd.DataFrame(columns=["span_s"])
-    )
+    cpu = valid["cpu_pct"].to_numpy(dtype="float64") / n if len(valid) else np.array([])
+    load_cpu = load["cpu_pct"].astype("float64") / n if len(load) else pd.Series(dtype=float)
+
+    def span(level: float) -> float:
+        if not len(valid):
+            return 0.0
+        return cpu_span_s(
+            valid["time"], valid["cpu_pct"], level, cpus=n, full_pct=full_pct, max_gap_s=max_gap_s
+        )
+
     thr = valid["cpu_throttled_pct"] if len(valid) else pd.Series(dtype="float64")
     known = thr.notna().to_numpy() if len(thr) else np.array([], dtype=bool)
     throttled_s = throttled_any = None
@@ -482,16 +524,17 @@ def cpu_summary(
     return CpuSummary(
         samples=int(len(valid)),
         load_samples=int(len(load)),
-        avg_pct=float(load["cpu_pct"].mean()) if len(load) else None,
-        p95_pct=percentile(load["cpu_pct"], 95) if len(load) else None,
+        avg_pct=float(load_cpu.mean()) if len(load) else None,
+        p95_pct=percentile(load_cpu, 95) if len(load) else None,
         max_pct=float(cpu.max()) if cpu.size else None,
         full_pct=full_pct,
         time_full_s=float(w[cpu >= full_pct].sum()) if cpu.size else 0.0,
-        longest_full_s=float(full_spans["span_s"].max()) if len(full_spans) else 0.0,
+        longest_full_s=span(full_pct),
         throttled_s=throttled_s,
         throttled_any_s=throttled_any,
         threshold_pct=threshold_pct,
         sustained_s=sustained_s,
-        longest_above_s=float(above["span_s"].max()) if len(above) else 0.0,
+        longest_above_s=span(threshold_pct),
         timeline=df[cols].copy() if len(df) else pd.DataFrame(columns=cols),
+        cpus=n,
     )

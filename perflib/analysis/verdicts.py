@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from perflib.analysis.resources import cpu_span_s
 from perflib.analysis.slo import (
     Slo,
     SloFile,
@@ -153,13 +154,14 @@ def _measure_resources(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float |
         if c.samples == 0:
             return None, "no CPU samples"
         tl = c.timeline[c.timeline["cpu_pct"].notna()]
-        sp = spans_above(
+        longest = cpu_span_s(
             tl["time"],
             tl["cpu_pct"],
-            float(slo.threshold) - 1e-9,
+            float(slo.threshold),
+            cpus=c.cpus,
+            full_pct=slos.settings.cpu_full_pct,
             max_gap_s=slos.settings.max_gap_s,
         )
-        longest = float(sp["span_s"].max()) if len(sp) else 0.0
         advice = (
             " → dedicated (performance) CPU advised" if longest >= slos.resolved_target(slo) else ""
         )

@@ -6,21 +6,11 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from perflib.analysis.slo import (
-    SEVERITY,
-    load_slos,
-)
 from perflib.errors import PerflibError
 
 if TYPE_CHECKING:
     import argparse
 
-from perflib.analysis.run import (
-    analyze_run,
-)
-from perflib.analysis.verdicts import (
-    _fmt,
-)
 
 # --------------------------------------------------------------------------- CLI
 
@@ -44,6 +34,10 @@ def cli_analyze(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
     from rich.table import Table
+
+    from perflib.analysis.run import analyze_run
+    from perflib.analysis.slo import SEVERITY, load_slos
+    from perflib.analysis.verdicts import _fmt
 
     err = Console(stderr=True, soft_wrap=True)
     try:
@@ -105,3 +99,16 @@ def cli_analyze(args: argparse.Namespace) -> int:
         f"{analysis.worst_verdict}[/] (exit {code})"
     )
     return code
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="SLO verdicts and key figures of a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--slo", default=None, help="SLO file (default data/slo.toml)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--fail-on",
+        choices=["critical", "alert", "warn"],
+        default="critical",
+        help="exit 1 when any verdict is at least this severe (default critical)",
+    )

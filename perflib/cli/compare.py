@@ -5,18 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from perflib.cli.recommend import (
-    guide_option_1_line,
-    print_decision,
-)
-from perflib.fly.presets import PricingError
-from perflib.sizing.compare import (
-    compare_presets,
-)
-
 
 def cli_compare(args: argparse.Namespace) -> int:
     """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
+    from perflib.cli.recommend import guide_option_1_line, print_decision
+    from perflib.fly.presets import PricingError
+    from perflib.sizing.compare import compare_presets
+
     try:
         comp = compare_presets(
             args.run_dirs,
@@ -48,3 +43,11 @@ def cli_compare(args: argparse.Namespace) -> int:
     if rec.guide_option_1:
         con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare runs of one profile at different presets")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--region", default="iad")
+    p.add_argument("--price-set", default=None)
+    p.add_argument("--json", action="store_true")

@@ -5,17 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from perflib.fly.presets import PricingError
-from perflib.sizing.decision import Decision
-from perflib.sizing.guide import (
-    SizingError,
-)
-from perflib.sizing.recommend import (
-    Recommendation,
-    recommend,
-)
+if TYPE_CHECKING:
+    from perflib.sizing.decision import Decision
+    from perflib.sizing.recommend import Recommendation
 
 # ----------------------------------------------------------------- CLI
 
@@ -93,6 +87,10 @@ def guide_option_1_line(opt: Mapping[str, Any]) -> str:
 
 def cli_recommend(args: argparse.Namespace) -> int:
     """``perflib recommend``: 0 ok, 2 bad input (message on stderr)."""
+    from perflib.fly.presets import PricingError
+    from perflib.sizing.guide import SizingError
+    from perflib.sizing.recommend import recommend
+
     run_dirs = list(getattr(args, "run_dirs", None) or [])
     samples = getattr(args, "samples", None)
     events = getattr(args, "events", None)
@@ -122,3 +120,28 @@ def cli_recommend(args: argparse.Namespace) -> int:
     else:
         _print_recommendation(rec)
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="right-size the Fly VM from runs or samples")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
+    p.add_argument("--samples", default=None, metavar="FILE.csv")
+    p.add_argument("--events", default=None, metavar="FILE.jsonl")
+    p.add_argument(
+        "--current",
+        default=None,
+        metavar="PRESET",
+        help="preset the app runs on now (default: from the runs, else shared-cpu-1x:1024mb)",
+    )
+    p.add_argument("--region", default="iad")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--price-set", default=None, help="price set date or name (default newest)")
+    p.add_argument("--ha", action="store_true", help="require high availability (>= 2 instances)")
+    p.add_argument(
+        "--monthly-requests",
+        type=float,
+        default=None,
+        metavar="N",
+        help="production requests per 30 days, to add egress to the costs",
+    )
+    p.add_argument("--json", action="store_true")

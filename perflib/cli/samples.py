@@ -8,32 +8,19 @@ import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from perflib.fly import (
-    MACHINES_API,
-    TOKEN_ENV,
-    FlyError,
-    FlyTokenMissing,
-    merge_events,
-    parse_log_lines,
-    parse_time,
-)
-from perflib.rundir import SampleWriter, write_events
-from perflib.sampling.fly import (
-    FlySampler,
-)
-from perflib.sampling.prometheus import (
-    PrometheusError,
-)
-from perflib.sampling.remote import (
-    ProcessSampler,
-    PrometheusSampler,
-)
+from perflib.errors import PerflibError
+
+if TYPE_CHECKING:
+    from perflib.sampling.remote import PrometheusSampler
 
 EXIT_OK, EXIT_NO_DATA, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
 
 
 def _parse_iso(text: str, name: str) -> datetime:
+    from perflib.fly import parse_time
+
     ts = parse_time(text) if "T" in text else None
     if ts is None:
         try:
@@ -60,11 +47,24 @@ def cli_samples(args: argparse.Namespace) -> int:
     """
     from rich.console import Console
 
+    from perflib.fly import (
+        MACHINES_API,
+        TOKEN_ENV,
+        FlyError,
+        FlyTokenMissing,
+        merge_events,
+        parse_log_lines,
+    )
+    from perflib.rundir import SampleWriter, write_events
+    from perflib.sampling.fly import FlySampler
+    from perflib.sampling.prometheus import PrometheusError
+    from perflib.sampling.remote import ProcessSampler
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def fail(code: int, message: str) -> int:
-        err.print(f"[bold red]perflib samples:[/] {message}")
-        return code
+        """The CLI prints the one error line (``perflib samples: error: …``)."""
+        raise PerflibError(message, exit_code=code)
 
     try:
         start = _parse_iso(args.start, "start")
@@ -166,3 +166,57 @@ def cli_samples(args: argparse.Namespace) -> int:
         + (f" → {out}" if out else "")
     )
     return EXIT_OK if result.rows else EXIT_NO_DATA
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("samples", help="fetch resource samples of a deployed app from Prometheus")
+    p.add_argument("--source", choices=["fly", "process"], required=True)
+    p.add_argument(
+        "--prometheus",
+        default=None,
+        metavar="URL",
+        help="Prometheus base URL (default for fly: https://api.fly.io/prometheus/<org>)",
+    )
+    p.add_argument("--app", default=None)
+    p.add_argument("--org", default=None)
+    p.add_argument("--start", required=True, help="ISO 8601")
+    p.add_argument("--end", required=True, help="ISO 8601")
+    p.add_argument(
+        "--step",
+        type=float,
+        default=None,
+        help="seconds (default: the data's resolution: 15 for fly, the scrape interval for process)",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="FILE", help="samples.csv to write (default stdout)"
+    )
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="FILE",
+        help="also write Fly machine events (OOM, restarts) to this events.jsonl",
+    )
+    p.add_argument("--job", default=None, help="source process: only series with this job label")
+    p.add_argument(
+        "--memory-limit-mb",
+        type=float,
+        default=None,
+        help="source process: the VM memory limit to record (MiB)",
+    )
+    p.add_argument(
+        "--logs",
+        default=None,
+        metavar="FILE",
+        help="parse `fly logs` output from FILE ('-' = stdin) into OOM/restart events",
+    )
+    p.add_argument(
+        "--no-fly-logs",
+        action="store_true",
+        help="do not run `fly logs --no-tail` even when flyctl is installed",
+    )
+    p.add_argument(
+        "--machines-api",
+        default=None,
+        metavar="URL",
+        help="Fly Machines API base URL (default https://api.machines.dev/v1)",
+    )

@@ -10,9 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from perflib.errors import PerflibError
-from perflib.ingest.summary import (
-    _summary_and_meta,
-)
 
 # --------------------------------------------------------------------------- CLI
 
@@ -81,6 +78,8 @@ def cli_summarize(args: argparse.Namespace) -> int:
     """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
     # numpy's import starts one OpenBLAS thread per core (about 0.06 CPU-s here); summarize does
     # no linear algebra. Set only in this process, and only when the user has not chosen.
+    from perflib.ingest.summary import _summary_and_meta
+
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
@@ -105,3 +104,10 @@ def cli_summarize(args: argparse.Namespace) -> int:
     else:
         _render(summary, meta)
     return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summarize", help="k6's summary statistics from raw k6 output")
+    p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
+    p.add_argument("--json", action="store_true", help="print JSON (shape in docs/contracts.md)")
+    p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from perflib.errors import PerflibError
 from perflib.fly.events import LogParse, parse_log_lines, parse_time
 from perflib.rundir import iso
 from perflib.sampling.prometheus import HeaderAuth, PrometheusError, send_with_retries
@@ -31,8 +32,10 @@ PROMETHEUS_API = "https://api.fly.io/prometheus"
 DEFAULT_ORG = "personal"  # the slug of every Fly user's personal organisation
 
 
-class FlyError(RuntimeError):
+class FlyError(PerflibError, RuntimeError):
     """A Fly API or flyctl call failed; the message says which and why (never the token)."""
+
+    exit_code = 1
 
 
 class FlyTokenMissing(FlyError):

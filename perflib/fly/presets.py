@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from perflib.errors import PerflibError
 
-class PricingError(ValueError):
+
+class PricingError(PerflibError, ValueError):
     """Unknown preset, memory size, region or price set (the message says which and why)."""
 
 

@@ -16,11 +16,10 @@ cell) or a run failed; 2 bad input (no such run directory, unknown kernel, secre
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from perflib.analysis.gate import checks_table, deploy_gate
-from perflib.errors import PerflibError
+from perflib.errors import PerflibError, deferred_stop
 from perflib.report import secrets
 from perflib.rundir import RunDir, validate_run
 from perflib.tooling import REPO_ROOT
@@ -48,7 +47,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04-right-sizing-cost",
     "05-capacity-trends",
 )
-#: Presets ``make report`` compares (DESIGN.md: the 512 MB vs 1 GB question).
+#: Presets ``make report`` compares (the guide's 512 MB vs 1 GB question, docs/guide.md).
 JOB_PRESETS: tuple[str, ...] = ("shared-cpu-1x:1024mb", "shared-cpu-1x:512mb")
 
 log = logging.getLogger(__name__)
@@ -218,16 +217,38 @@ def size_runs(
 ) -> tuple[Any, Any]:
     """``(comparison, recommendation)`` for the load runs of a report, the same in every
     notebook: a preset comparison when the runs cover two or more presets, else just the
-    recommendation; ``(None, None)`` without load runs."""
+    recommendation; ``(None, None)`` without a load run that has memory samples (see
+    :func:`no_sizing_reason` for what to say then)."""
     from perflib import sizing
 
-    load = [r for r in runs if r.profile == "load"]
+    load = [r for r in runs if r.profile == "load" and _has_memory_samples(r)]
     if len({r.preset for r in load}) >= 2:
         comparison = sizing.compare_presets(load, region=region, price_set=price_set)
         return comparison, comparison.recommendation
     if load:
         return None, sizing.recommend(load, region=region, price_set=price_set)
     return None, None
+
+
+def _has_memory_samples(run: RunDir) -> bool:
+    """Whether sizing can use the run (the sizing module's own check decides)."""
+    from perflib import sizing
+
+    try:
+        sizing.evidence_from_run(run)
+    except sizing.SizingError:
+        return False
+    return True
+
+
+def no_sizing_reason(runs: Sequence[RunDir]) -> str:
+    """Why :func:`size_runs` gave no sizing, in words a report can print."""
+    if not any(r.profile == "load" for r in runs):
+        return "no load run among the run directories"
+    return (
+        "the load runs have no memory samples (a run against --base-url samples the app "
+        "only with --fly-app or --prometheus)"
+    )
 
 
 def record_runs(
@@ -547,13 +568,48 @@ def build_report(
     return result
 
 
+class _Stoppable:
+    """An executor that, left by Ctrl-C/SIGTERM/SIGHUP, stops its workers and their kernels
+    instead of waiting for every running notebook to finish."""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+            _stop_descendants()
+        return super().__exit__(exc_type, exc, tb)  # type: ignore[misc]
+
+
+class _ThreadPool(_Stoppable, ThreadPoolExecutor):
+    pass
+
+
+class _ProcessPool(_Stoppable, ProcessPoolExecutor):
+    pass
+
+
 def _executor(jobs: int) -> Executor:
     """Worker processes (spawned: no inherited kernel/zmq state) when running in parallel."""
     if jobs <= 1:
-        return ThreadPoolExecutor(max_workers=1)
+        return _ThreadPool(max_workers=1)
     import multiprocessing
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    return _ProcessPool(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _stop_descendants(timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, every process below this one (found through the process tree)."""
+    import psutil
+
+    with deferred_stop():
+        procs = psutil.Process().children(recursive=True)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
 
 
 def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> bool:
@@ -576,110 +632,6 @@ def _index_runs(paths: Sequence[Path], console: Any, values: Sequence[str]) -> b
 # ---------------------------------------------------------------------------------- CLI
 
 
-def cli_report(args: argparse.Namespace) -> int:
-    """``perflib report [RUN_DIR...] [--out DIR]``."""
-    from rich.console import Console
-
-    console = Console(stderr=True, soft_wrap=True)
-    try:
-        result = build_report(
-            args.run_dirs or None,
-            Path(args.out) if args.out else None,
-            slo_file=getattr(args, "slo", None),
-            price_set=getattr(args, "price_set", None),
-            timeout=getattr(args, "timeout", 600),
-            show_code=getattr(args, "show_code", False),
-            jobs=getattr(args, "jobs", None),
-            console=console,
-            force=bool(getattr(args, "force", False)),
-        )
-    except secrets.SecretParameterError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    # ReportInputError / RunDirError (PerflibError): the CLI prints the one line, exit 2
-    return _finish(result, console)
-
-
-def _finish(result: ReportResult, console: Any) -> int:
-    failed = [n for n in result.notebooks if not n.ok]
-    for n in failed:
-        console.print(f"[red]notebook {n.name} failed[/]: {n.error} (see {n.output})")
-    if result.html:
-        print(result.html)  # stdout: the one thing scripts need
-    console.print(f"report directory: {result.out_dir}")
-    return 1 if failed else 0
-
-
-def cli_report_job(args: argparse.Namespace) -> int:
-    """``make report``: local stack, smoke, load at 1 GB and 512 MB, then the report.
-
-    Each run starts its own local stack inside :func:`perflib.run.runner.run_profile` (so each
-    service process lives under the VM being emulated); runs land in ``<out>/runs``.
-    """
-    from rich.console import Console
-
-    from perflib.run import runner
-
-    console = Console(stderr=True, soft_wrap=True)
-    if args.time_scale <= 0:
-        console.print(f"[red]error:[/] --time-scale must be positive, got {args.time_scale}")
-        return 2
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = Path(args.out) if args.out else REPORTS_DIR / stamp
-    runs_dir = out_dir / "runs"
-    plan = [("smoke", JOB_PRESETS[0])] + [("load", p) for p in JOB_PRESETS]
-    run_paths: list[Path] = []
-    status = 0
-    for i, (profile, preset) in enumerate(plan, 1):
-        console.rule(f"[{i}/{len(plan)}] {profile} @ {preset} (time scale {args.time_scale})")
-        target = runs_dir / f"{i:02d}-{profile}-{preset.split(':')[-1]}"
-        try:
-            res = runner.run_profile(
-                profile,
-                vm=preset,
-                time_scale=args.time_scale,
-                upstreams=args.upstreams,
-                out=target,
-                console=console,
-            )
-        except runner.RunError as exc:
-            console.print(f"[red]{profile} @ {preset} could not start:[/] {exc}")
-            return 2 if exc.exit_code == 2 else 1
-        console.print(f"run directory: {res.run_dir} (exit: {res.status})")
-        if res.status in ("error", "interrupted") or not (res.run_dir / "manifest.json").exists():
-            console.print(f"[red]{profile} @ {preset} failed:[/] {res.message}")
-            status = 1
-            if res.status == "interrupted":
-                break
-            continue
-        # thresholds_failed / oom_killed are findings the report is there to show
-        run_paths.append(res.run_dir)
-    if not run_paths:
-        console.print("[red]error:[/] no run completed; nothing to report")
-        return 1
-    console.rule("report")
-    try:
-        # the job's own directory: it holds the runs it just recorded
-        result = build_report(run_paths, out_dir, console=console, force=True)
-    except (ReportInputError, secrets.SecretParameterError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    code = _finish(result, console)
-    if result.html:
-        console.print(f"[bold green]report:[/] {result.html}")
-    return max(code, status)
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - dev convenience
-    from perflib.cli import main as cli_main
-
-    return cli_main(["report", *(argv or sys.argv[1:])])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 __all__ = [
     "NOTEBOOKS",
     "NotebookResult",
@@ -687,11 +639,10 @@ __all__ = [
     "ReportResult",
     "build_report",
     "checks_table",
-    "cli_report",
-    "cli_report_job",
     "execute_notebook",
     "go_no_go",
     "load_runs",
+    "no_sizing_reason",
     "overview_table",
     "record_runs",
     "render_html",

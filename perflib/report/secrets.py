@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from perflib.errors import PerflibError
+
 REDACTED = "***"
 
 #: Parameter or environment-variable names that hold secrets (case-insensitive, anywhere).
@@ -56,7 +58,7 @@ _URL = re.compile(r"[a-z][a-z0-9+.\-]*://", re.I)
 _URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.\-]*://[^:/@\s]+:(?P<password>[^@/\s]+)@", re.I)
 
 
-class SecretParameterError(ValueError):
+class SecretParameterError(PerflibError, ValueError):
     """A parameter whose name says it holds a secret was passed to a notebook."""
 
 

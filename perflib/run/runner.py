@@ -38,7 +38,8 @@ from rich.live import Live
 from rich.text import Text
 
 import perflib
-from perflib.fly.presets import Preset, PresetError, parse_preset
+from perflib.errors import Interrupted, PerflibError, deferred_stop, interrupt_exit_code, signal_of
+from perflib.fly.presets import Preset, parse_preset
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
@@ -53,6 +54,11 @@ EXIT_UNREACHABLE = 4  # the target never answered /health (or the local stack di
 EXIT_OOM = 5  # the run finished, but the emulated VM OOM-killed the service
 EXIT_THRESHOLDS = 99  # k6's own code: thresholds failed; a result, not a crash
 EXIT_INTERRUPTED = 130  # Ctrl-C: k6 stopped gracefully, partial data kept
+EXIT_TERMINATED = 143  # SIGTERM (CI time-out, docker stop, systemd): as Ctrl-C
+EXIT_HANGUP = 129  # SIGHUP (terminal closed): as Ctrl-C
+#: --base-url: how long a target that does not answer /health is given (a Fly app that
+#: scaled to zero answers within a few seconds; a wrong URL should not cost a minute)
+REMOTE_HEALTH_TIMEOUT = 5.0
 
 K6_THRESHOLDS_FAILED = 99
 TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
@@ -72,12 +78,11 @@ class RunResult:
         return self.exit_code == EXIT_OK
 
 
-class RunError(Exception):
+class RunError(PerflibError):
     """A run that could not start; carries the exit code that says why."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    def __init__(self, message: str, exit_code: int, path: str | Path | None = None) -> None:
+        super().__init__(message, path=path, exit_code=exit_code)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -95,14 +100,16 @@ def wait_healthy(base_url: str, timeout: float = 30.0, path: str = "/health") ->
     last = "no answer"
     while True:
         try:
-            with urllib.request.urlopen(base_url.rstrip("/") + path, timeout=5) as resp:
+            left = max(0.5, min(5.0, deadline - time.monotonic()))  # a black hole: no 5 s waits
+            with urllib.request.urlopen(base_url.rstrip("/") + path, timeout=left) as resp:
                 if 200 <= resp.status < 300:
                     return None
                 last = f"HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            last = str(getattr(exc, "reason", exc))
+            reason = getattr(exc, "reason", exc)  # "Connection refused", not "[Errno 111] …"
+            last = getattr(reason, "strerror", None) or str(reason)
         if time.monotonic() >= deadline:
             return last
         time.sleep(0.25)
@@ -258,15 +265,21 @@ def run_profile(
     service_env: Mapping[str, str] | None = None,
     emulator_env: Mapping[str, str] | None = None,
     progress: bool = True,
-    health_timeout: float = 60.0,
+    health_timeout: float | None = None,
     console: Console | None = None,
 ) -> RunResult:
     """Run one load profile and record it; never raises for a failed *run* (see exit_code).
 
     Raises :class:`RunError` (with ``exit_code``) only for bad arguments found before
     anything started. ``k6_env`` adds k6 ``-e`` variables; ``service_env`` and
-    ``emulator_env`` go to the local service and the upstream emulators.
+    ``emulator_env`` go to the local service and the upstream emulators. A
+    KeyboardInterrupt (Ctrl-C, or SIGTERM/SIGHUP under :func:`perflib.errors.stop_signals`)
+    stops everything and returns an ``interrupted`` result with exit code 128 + signal.
+    ``health_timeout`` defaults to 60 s for the local stack, :data:`REMOTE_HEALTH_TIMEOUT`
+    for ``base_url``.
     """
+    if health_timeout is None:
+        health_timeout = 60.0 if base_url is None else REMOTE_HEALTH_TIMEOUT
     console = console or Console(stderr=True)
     try:
         prof = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -279,9 +292,11 @@ def run_profile(
     if sample_interval <= 0:
         raise RunError("--sample-interval must be positive", EXIT_USAGE)
     settings = emulation or EmulationSettings()
+    # absolute from here on: k6 runs with its cwd in the script's directory, and every other
+    # child gets these paths too; a path relative to the user's cwd would point elsewhere
     run_path = (
         Path(out) if out else Path("runs") / (utcnow().strftime("%Y%m%dT%H%M%SZ") + f"-{prof.name}")
-    )
+    ).absolute()
     if (run_path / "manifest.json").exists():
         raise RunError(f"{run_path} already holds a run; choose another --out", EXIT_USAGE)
     local = base_url is None
@@ -362,15 +377,27 @@ def run_profile(
             progress,
             health_timeout,
         )
-    except KeyboardInterrupt:
-        state["interrupted"] = True
-        events.record("interrupted", {"during": "setup"})
-    finally:
+    except KeyboardInterrupt as exc:
+        _interrupted(state, events, exc, "setup")
+    # a second Ctrl-C / SIGTERM during the clean-up is noted, not raised: the children must
+    # be stopped and the manifest written whatever arrives now
+    with deferred_stop() as noted:
         emulator, stack, workdir = state.get("emulator"), state.get("stack"), state.get("workdir")
         _teardown(active, emulator, stack, state, manifest, events)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    return _finish(run, state, events, sink, console, emulator=state.get("emulator"))
+        if noted and not state["interrupted"]:
+            _interrupted(state, events, Interrupted(noted[0]), "teardown")
+        return _finish(run, state, events, sink, console, emulator=state.get("emulator"))
+
+
+def _interrupted(state: dict[str, Any], events: EventLog, exc: BaseException, during: str) -> None:
+    """Record a stop by Ctrl-C, SIGTERM or SIGHUP (which one, and in which phase)."""
+    if state["interrupted"]:
+        return
+    sig = signal_of(exc)
+    state.update(interrupted=True, signal=sig.name, during=during)
+    events.record("interrupted", {"during": during, "signal": sig.name})
 
 
 def _execute(
@@ -454,12 +481,17 @@ def _execute(
         emulator.start()
         active.append(LocalSampler(emulator, interval=sample_interval))  # metric: the VM's
     assert base_url is not None
+    if not local:
+        console.print(f"checking {base_url}/health …", highlight=False)
     problem = wait_healthy(base_url, timeout=health_timeout)
     if problem is not None:
         state.update(
             exit=EXIT_UNREACHABLE,
             status="error",
-            message=f"target {base_url} not reachable: GET /health → {problem}",
+            message=(
+                f"target {base_url} not reachable: GET /health → {problem} "
+                f"(gave it {health_timeout:g} s)"
+            ),
         )
         return
     active.extend(samplers)
@@ -562,7 +594,7 @@ def _run_k6(
             ]
         for key, value in env_vars.items():
             cmd += ["-e", f"{key}={value}"]
-        cmd.append(str(prof.script))
+        cmd.append(str(prof.script.absolute()))
         log = run.path / ("k6.log" if len(outputs) == 1 else f"k6-{i}.log")
         fh = log.open("w", encoding="utf-8")
         # own session: Ctrl-C reaches us, and we stop k6 gracefully ourselves
@@ -572,7 +604,7 @@ def _run_k6(
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 env=proc_env,
-                cwd=str(prof.script.parent),
+                cwd=str(prof.script.absolute().parent),
                 start_new_session=True,
             )
         except OSError as exc:  # not executable, wrong architecture, …
@@ -591,6 +623,7 @@ def _run_k6(
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(proc.pid, other_cores)
         procs.append(_K6Proc(i, proc, port, out_name, summaries[i], log, fh))
+    state["k6_procs"] = procs  # teardown kills any a second signal left running
     run.save_manifest()
     total = prof.duration_s(time_scale)
     try:
@@ -611,10 +644,12 @@ def _run_k6(
                 bar.update(procs, emulator)
                 time.sleep(0.5)
             bar.update(procs, emulator)
-    except KeyboardInterrupt:
-        state["interrupted"] = True
-        events.record("interrupted", {"during": "k6"})
-        console.print("interrupted: stopping k6 gracefully (Ctrl-C again to kill) …")
+    except KeyboardInterrupt as exc:
+        _interrupted(state, events, exc, "k6")
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            console.print(
+                f"interrupted ({state['signal']}): stopping k6 gracefully (Ctrl-C again to kill) …"
+            )
         for p in procs:
             with contextlib.suppress(OSError):
                 p.proc.send_signal(signal.SIGINT)
@@ -660,6 +695,11 @@ def _teardown(
     manifest: dict[str, Any],
     events: EventLog,
 ) -> None:
+    for p in state.get("k6_procs", []):
+        if p.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                p.proc.kill()
+            p.proc.wait()
     for s in active:
         with contextlib.suppress(Exception):
             s.stop()
@@ -681,6 +721,27 @@ def _teardown(
         events.record("service_exit", {"exit_code": code, "planned": True})
 
 
+def _interrupt_code(state: dict[str, Any]) -> int:
+    """128 + the recorded signal (130, 143, 129)."""
+    return interrupt_exit_code(Interrupted(signal.Signals[state["signal"]]))
+
+
+def _ran(run: RunDir, state: dict[str, Any]) -> str:
+    """'interrupted by SIGTERM during k6 after 12.0 of 30 s of load' — what the data covers."""
+    text = f"interrupted by {state['signal']} during {state['during']}"
+    m = run.manifest
+    if m.get("k6_started_at") and m.get("k6_ended_at"):
+        from datetime import datetime
+
+        ran = (
+            datetime.fromisoformat(m["k6_ended_at"].replace("Z", "+00:00"))
+            - datetime.fromisoformat(m["k6_started_at"].replace("Z", "+00:00"))
+        ).total_seconds()
+        planned = sum(st["duration_s"] for st in m.get("stages") or [])
+        text += f" after {ran:.1f} of {planned:g} s of load"
+    return text
+
+
 def _finish(
     run: RunDir,
     state: dict[str, Any],
@@ -695,9 +756,9 @@ def _finish(
         exit_code, status = state["exit"], state.get("status", "error")
         message = state["message"]
         if state["interrupted"]:
-            exit_code, status = EXIT_INTERRUPTED, "interrupted"
+            exit_code, status = _interrupt_code(state), "interrupted"
     elif state["interrupted"]:
-        exit_code, status, message = EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C)"
+        exit_code, status, message = _interrupt_code(state), "interrupted", _ran(run, state)
     elif oom:
         exit_code, status = EXIT_OOM, "oom_killed"
         assert emulator is not None
@@ -729,61 +790,18 @@ def _finish(
         "message": message,
         "code": exit_code,
     }
+    if state["interrupted"]:  # which signal, in which phase
+        run.manifest["exit"] |= {"signal": state["signal"], "during": state["during"]}
     run.manifest["ended_at"] = iso(utcnow())
     with contextlib.suppress(Exception):
         sink.close()
     with contextlib.suppress(Exception):
         events.close()
     run.save_manifest()
-    style = "green" if exit_code == EXIT_OK else "yellow" if exit_code == EXIT_THRESHOLDS else "red"
-    console.print(f"[{style}]{status}[/{style}]: {message}", highlight=False)
-    return RunResult(run.path, exit_code, status, message, codes, run.manifest)
-
-
-def cli_run(args: argparse.Namespace) -> int:
-    """``perflib run``: prints the run directory last on stdout; returns the exit code."""
-    console = Console(stderr=True, soft_wrap=True)
-    settings = EmulationSettings(
-        memory=not args.no_memory_limit,
-        cpu_pin=not args.no_cpu_pin,
-        cpu_quota=not args.no_cpu_quota,
-        memory_metric=getattr(args, "memory_metric", "rss"),
-        quota_method=getattr(args, "quota_method", "auto"),
-    )
-    if args.guest_overhead_mb is not None:
-        if args.guest_overhead_mb < 0:
-            console.print("[red]error[/red]: --guest-overhead-mb must be >= 0")
-            return EXIT_USAGE
-        settings.guest_overhead_mb = args.guest_overhead_mb
-    try:
-        if args.vm:
-            preset = parse_preset(args.vm, strict=False)
-            if not preset.fly_valid:
-                console.print(
-                    f"[yellow]warning[/yellow]: {preset.name} is not a size Fly "
-                    "offers; emulating it anyway",
-                    highlight=False,
-                )
-        extra = samplers_for(args)
-        result = run_profile(
-            args.profile,
-            base_url=args.base_url,
-            vm=args.vm,
-            emulation=settings,
-            time_scale=args.time_scale,
-            out=args.out,
-            segments=args.segments,
-            lead_id=args.lead_id,
-            upstreams=args.upstreams,
-            sample_interval=args.sample_interval,
-            samplers=extra,
-            console=console,
+    if status != "error":  # errors are the caller's to report (the CLI: one error line)
+        style = (
+            "green" if exit_code == EXIT_OK else "yellow" if exit_code == EXIT_THRESHOLDS else "red"
         )
-    except PresetError as exc:
-        console.print(f"[red]error[/red]: {exc}", highlight=False)
-        return EXIT_USAGE
-    except RunError as exc:
-        console.print(f"[red]error[/red]: {exc}", highlight=False)
-        return exc.exit_code
-    print(result.run_dir)
-    return result.exit_code
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            console.print(f"[{style}]{status}[/{style}]: {message}", highlight=False)
+    return RunResult(run.path, exit_code, status, message, codes, run.manifest)

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from perflib.errors import PerflibError
+
 UPSTREAMS: tuple[str, ...] = ("c2s", "diretrix", "work")
 #: service env var holding each emulator's base URL
 BASE_URL_ENV = {"c2s": "C2S_BASE_URL", "diretrix": "DIRETRIX_BASE_URL", "work": "WORK_API_URL"}
@@ -55,8 +57,10 @@ SERVICE_ENV_VARS = (
 )
 
 
-class StackError(RuntimeError):
+class StackError(PerflibError, RuntimeError):
     """A part of the stack did not come up; the message names it and quotes its log."""
+
+    exit_code = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -357,111 +361,3 @@ class LocalStack:
 
 
 # --- perflib serve ---------------------------------------------------------------------------
-
-
-def cli_serve(args: Any) -> int:
-    """``perflib serve``: run the stack in the foreground until Ctrl-C; exit 0 (2: port busy)."""
-    port = int(args.port)
-    if not 0 < port < 65536:
-        print(f"error: --port must be 1-65535, got {port}", file=sys.stderr)
-        return 2
-    if port_in_use(port):
-        print(
-            f"error: port {port} is already in use on 127.0.0.1; stop what listens there "
-            f"or choose another with --port",
-            file=sys.stderr,
-        )
-        return 2
-
-    vm = None
-    vm_preset = getattr(args, "vm", None)
-    if vm_preset:
-        try:
-            from perflib.run import vm as vm_module
-        except ImportError:
-            print(
-                "note: --vm is not available in this build (perflib.run.vm missing); "
-                "running without VM emulation",
-                file=sys.stderr,
-            )
-        else:
-            try:
-                vm = vm_module.VmEmulator(vm_preset)
-            except ValueError as exc:
-                print(f"error: --vm {vm_preset}: {exc}", file=sys.stderr)
-                return 2
-
-    # SIGTERM/SIGHUP stop the stack like Ctrl-C does: the children run in their own sessions
-    # and would otherwise outlive us. SIGINT is restored too (background shells ignore it).
-    def _interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = {
-        sig: signal.signal(sig, _interrupt)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    }
-    try:
-        return _serve(args, port, vm)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _serve(args: Any, port: int, vm: Any) -> int:
-    stack = LocalStack(
-        port=port,
-        upstreams=args.upstreams,
-        database_url=getattr(args, "database_url", None),
-        on_service_start=(vm.attach if vm is not None else None),
-    )
-    prom = None
-    try:
-        print("starting the emulators and the service…", file=sys.stderr, flush=True)
-        stack.start()
-        if vm is not None:
-            vm.service_log = stack.service_log
-            vm.bind(stack)
-            vm.start()
-        info = stack.describe()
-        print(f"service     {info['base_url']}  (health: {info['base_url']}/health)")
-        for name, url in info["emulators"].items():
-            print(f"{name:<11} {url}")
-        print(f"upstreams   {info['upstreams']}")
-        print(f"database    {info['database_url']}")
-        print(f"service log {info['service_log']}")
-        if vm is not None:
-            print(f"vm          {vm.preset.name}")
-        if getattr(args, "prometheus", False):
-            from perflib.sampling.prometheus import PrometheusError, start_for_stack
-
-            try:
-                prom = start_for_stack(info["base_url"], labels={"app": "lead-enrichment"})
-            except PrometheusError as exc:
-                print(f"error: --prometheus: {exc}", file=sys.stderr)
-                return 2
-            print(f"prometheus  {prom.url}  (scraping {info['base_url']}/metrics)")
-        print("Ctrl-C stops everything.", flush=True)
-        while True:
-            svc = stack.service
-            if vm is None and svc is not None and svc.poll() is not None:
-                print(
-                    f"error: the service exited with code {svc.returncode}; last log lines:\n"
-                    f"{log_tail(stack.service_log)}",
-                    file=sys.stderr,
-                )
-                return 1
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\nstopping…", file=sys.stderr)
-        return 0
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if prom is not None:
-            with contextlib.suppress(Exception):
-                prom.stop()
-        if vm is not None:
-            with contextlib.suppress(Exception):
-                vm.stop()
-        stack.stop()

@@ -5,12 +5,12 @@ What a Fly Machine imposes on an app, and how this module reproduces it on a lap
 - **Memory.** A Fly Machine is a microVM with ``memory_mb`` of RAM and no swap by default;
   when the guest runs out, the guest kernel's OOM killer SIGKILLs the largest process, Fly's
   init notices the main child died, and the Machine restarts under the ``on-failure`` policy
-  (max 10 retries) — see ``reference/fly.md`` §2. Here a watcher polls the memory of the
+  (max 10 retries) — see docs/guide.md#fly-oom-evidence. Here a watcher polls the memory of the
   service's process tree (RSS or PSS) plus a guest-OS overhead, kills the largest process
   with SIGKILL when the sum exceeds the preset, writes the kernel-style line Fly shows into
   ``service.log``, records ``oom_killed`` and ``restart`` events and restarts the service.
 - **CPU.** One shared vCPU is 5 ms of CPU per 80 ms period (6.25 %), with a burst balance
-  (start 5 s, max 500 s) that lets it run at 100 % until spent (fly.md §4). The service is
+  (start 5 s, max 500 s) that lets it run at 100 % until spent (docs/guide.md#fly-shared-cpu). The service is
   pinned to ``cpus`` cores; the balance is tracked here from the tree's CPU times, and only
   when it is exhausted is the process throttled to the baseline quota — with a cgroup
   (``cpu.cfs_quota_us`` in v1, ``cpu.max`` in v2, like Fly) when one can be created, else by
@@ -50,7 +50,7 @@ MIB = 1024 * 1024
 #: of an idle Machine minus the app's RSS).
 GUEST_OVERHEAD_MB = 40.0
 
-#: Shared-CPU quota (fly.md §4, machines/cpu-performance): 5 ms per 80 ms period per vCPU.
+#: Shared-CPU quota (docs/guide.md#fly-shared-cpu, fly.io/docs/machines/cpu-performance): 5 ms per 80 ms period per vCPU.
 CFS_PERIOD_US = 80_000
 SHARED_QUOTA_US_PER_CPU = 5_000
 INITIAL_BALANCE_S = 5.0
@@ -81,7 +81,7 @@ class EmulationSettings:
 
 
 class BurstBalance:
-    """Fly's shared-CPU burst balance, in CPU-seconds above the baseline (fly.md §4).
+    """Fly's shared-CPU burst balance, in CPU-seconds above the baseline (docs/guide.md#fly-shared-cpu).
 
     Accrues ``baseline × dt`` and spends what the VM used; a balance of B lets a 1x VM run
     at 100 % for B / (1 − 0.0625) s, which is the docs' 500 s → ≈ 533 s example.
@@ -307,7 +307,7 @@ def _kb(status: dict[str, str], key: str) -> int:
 
 
 def oom_kill_line(pid: int, uptime_s: float) -> str:
-    """The guest kernel's OOM line for ``pid``, in the shape ``fly logs`` shows (fly.md §2)."""
+    """The guest kernel's OOM line for ``pid``, in the shape ``fly logs`` shows (docs/guide.md#fly-oom-evidence)."""
     st = _proc_status(pid)
     comm = st.get("Name", "python")
     uid = (st.get("Uid", "0").split() or ["0"])[0]

@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
+from perflib.errors import PerflibError
+
 log = logging.getLogger(__name__)
 
 #: Prometheus refuses a range query returning more points than this per series
@@ -54,8 +56,10 @@ INSTALL_HINT = (
 )
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(PerflibError, RuntimeError):
     """Base class: a Prometheus API could not give us an answer."""
+
+    exit_code = 1
 
 
 class PrometheusAuthError(PrometheusError):

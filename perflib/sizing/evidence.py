@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from perflib.analysis import RunAnalysis, analyze_run
+from perflib.analysis.resources import cpu_span_s
 from perflib.analysis.slo import SloFile
 from perflib.errors import RunDirError
 from perflib.fly.events import event_count, oom_count
@@ -104,13 +105,23 @@ class RunEvidence:
             return 1.0
         return float(t.diff().dt.total_seconds().median())
 
-    def longest_above(self, column: str, threshold: float, per_cpu: bool = False) -> float:
-        """Longest span above ``threshold`` (:func:`perflib.stats.longest_span_above`)."""
-        values = self.samples[column]
-        if per_cpu and self.preset is not None:
-            values = values / self.preset.cpus
+    def longest_above(self, column: str, threshold: float) -> float:
+        """Longest span of ``column`` above ``threshold`` (:func:`perflib.stats.spans_above`,
+        as ``perflib analyze`` measures memory)."""
         return longest_span_above(
-            self.samples["time"], values, threshold, max_gap_s=self.limits.max_gap_s
+            self.samples["time"], self.samples[column], threshold, max_gap_s=self.limits.max_gap_s
+        )
+
+    def cpu_longest_above(self, threshold_pct: float) -> float:
+        """Longest span of CPU per vCPU above ``threshold_pct`` — the rule ``perflib analyze``
+        uses (:func:`perflib.analysis.resources.cpu_span_s`)."""
+        return cpu_span_s(
+            self.samples["time"],
+            self.samples["cpu_pct"],
+            threshold_pct,
+            cpus=self.preset.cpus if self.preset is not None else 1,
+            full_pct=self.limits.cpu_full_pct,
+            max_gap_s=self.limits.max_gap_s,
         )
 
     @property

@@ -68,6 +68,7 @@ class Limits:
     p95_ms: float  #: scale_up_p95 — "When to scale up: p95 latency >3s"
     safe_512_peak_mb: float  #: memory_512_safe — Option 1: "Peak memory <400 MB"
     sustained_s: float
+    cpu_full_pct: float  #: settings.cpu_full_pct — CPU "at 100 %" from this level
     max_gap_s: float
 
     @classmethod
@@ -93,6 +94,7 @@ class Limits:
             p95_ms=target("scale_up_p95"),
             safe_512_peak_mb=target("memory_512_safe"),
             sustained_s=f.settings.sustained_s,
+            cpu_full_pct=f.settings.cpu_full_pct,
             max_gap_s=f.settings.max_gap_s,
         )
 

@@ -437,7 +437,7 @@ def _scale_up_rules(
 def _no_trigger_reason(ev: list[RunEvidence]) -> str:
     lim = ev[0].limits
     worst_mem = max(r.longest_above("memory_used_mb", r.limits.memory_mb) for r in ev)
-    worst_cpu = max(r.longest_above("cpu_pct", r.limits.cpu_pct, per_cpu=True) for r in ev)
+    worst_cpu = max(r.cpu_longest_above(r.limits.cpu_pct) for r in ev)
     p95s = [r.p95_ms for r in ev if r.p95_ms is not None]
     return (
         f"{G}, VM Sizing Strategy: no scale-up trigger — memory > {lim.memory_mb:.0f} MB "

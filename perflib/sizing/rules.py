@@ -192,7 +192,7 @@ def rule_p95(run: RunEvidence) -> RuleResult:
 
 def rule_cpu(run: RunEvidence) -> RuleResult:
     thr = run.limits.cpu_pct
-    span = run.longest_above("cpu_pct", thr, per_cpu=True)
+    span = run.cpu_longest_above(thr)
     win = run.sustain_window_s
     hit = span >= win
     return RuleResult(

@@ -1,4 +1,4 @@
-"""The results store: every run indexed in SQL (results), schema migrations in migrations/."""
+"""The results store: every run indexed in SQL (``results``), schema migrations in ``migrations/``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from perflib.store.results import (
     Store,
     StoreError,
     StoreSettings,
-    cli_store,
     flag_regressions,
     metadata,
     metrics_table,
@@ -29,7 +28,6 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSettings",
-    "cli_store",
     "flag_regressions",
     "metadata",
     "metrics_table",

@@ -15,9 +15,7 @@ every open, so an old database is upgraded in place.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +28,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perflib import ingest as k6
 from perflib.analysis import RunAnalysis, analyze_run
+from perflib.errors import PerflibError
 from perflib.fly.events import event_count, oom_count
-from perflib.rundir import RunDir, jsonable, utc_timestamp, validate_run
+from perflib.rundir import RunDir, jsonable, utc_timestamp
 from perflib.sizing import SizingError, evidence_from_analysis, recommend
 from perflib.stats import percentile
 from perflib.tooling import REPO_ROOT
@@ -65,8 +64,10 @@ class StoreSettings(BaseSettings):
         return self.database_url or f"sqlite:///{DEFAULT_DB_PATH}"
 
 
-class StoreError(RuntimeError):
+class StoreError(PerflibError, RuntimeError):
     """The store cannot be opened or a run cannot be indexed (message says which and why)."""
+
+    exit_code = 1
 
 
 metadata = sa.MetaData()
@@ -629,92 +630,3 @@ def _comparison_stats(cmp: Any) -> dict[str, Any]:
         "significant": r["change"] == "slower",
         "verdict": str(r["verdict"]),
     }
-
-
-# ---------------------------------------------------------------------------------- CLI
-
-
-def cli_store(args: argparse.Namespace) -> int:
-    """``perflib store index|list|upgrade``: 0 ok, 1 a run could not be indexed, 2 bad input."""
-    from rich.console import Console
-    from rich.table import Table
-
-    # a pipe gets a wide table (rich would fold it to 80 columns); a terminal its own width
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        store = Store(args.database_url, upgrade=args.action != "upgrade")
-    except StoreError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
-    with store:
-        if args.action == "upgrade":
-            try:
-                rev = store.upgrade()
-            except StoreError as exc:
-                err.print(f"[red]error:[/] {exc}")
-                return 2
-            console.print(f"results store at {store.safe_url}: schema revision {rev}")
-            return 0
-        if args.action == "index":
-            if not args.run_dirs:
-                err.print("[red]error:[/] `perflib store index` needs at least one RUN_DIR")
-                return 2
-            missing = [p for p in args.run_dirs if not (Path(p) / "manifest.json").is_file()]
-            if missing:
-                err.print(
-                    f"[red]error:[/] not a run directory (no manifest.json): {', '.join(missing)}"
-                )
-                return 2
-            for p in args.run_dirs:  # a malformed file: one line naming it (the CLI), exit 2
-                validate_run(p)
-            status = 0
-            for p in args.run_dirs:
-                try:
-                    res = store.index_run(p)
-                except Exception as exc:  # noqa: BLE001 - report per run, keep going
-                    err.print(f"[red]failed[/] {p}: {type(exc).__name__}: {exc}")
-                    status = 1
-                    continue
-                verb = "indexed" if res.created else "updated"
-                console.print(
-                    f"{verb} {res.run_id} ({res.metrics} statistics, {res.slo_verdicts} SLO verdicts)"
-                )
-                for note in res.notes:
-                    err.print(f"  [yellow]note:[/] {note}")
-            return status
-        df = store.runs_frame()
-        table = Table(title=f"{len(df)} runs in {store.safe_url}")
-        for head in ("started (UTC)", "profile", "preset", "exit", "requests", "p95 ms",
-                     "errors %", "peak MB", "SLO", "recommended"):  # fmt: skip
-            table.add_column(head, overflow="fold")
-        for rec in df.to_dict("records"):
-            started = rec["started_at"]
-            table.add_row(
-                "—" if pd.isna(started) else started.strftime("%Y-%m-%d %H:%M:%S"),
-                _fmt(rec["profile"]),
-                _fmt(rec["preset"]).replace("shared-cpu-", "s-").replace("performance-", "p-"),
-                _fmt(rec["exit_status"]),
-                _fmt(rec["requests"]),
-                _fmt(rec["p95_ms"]),
-                _fmt(None if pd.isna(rec["error_rate"]) else 100 * rec["error_rate"]),
-                _fmt(rec["memory_peak_mb"]),
-                _fmt(rec["worst_verdict"]),
-                _fmt(rec["recommended_preset"]).replace("shared-cpu-", "s-"),
-            )
-        console.print(table)
-        if len(df):
-            console.print("presets: s- = shared-cpu-, p- = performance-", style="dim")
-        return 0
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-    return str(v)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(cli_store(argparse.Namespace(action="list", run_dirs=[], database_url=None)))
