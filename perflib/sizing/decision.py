@@ -45,6 +45,7 @@ class TestedPreset:
     cpu_mean_pct: float | None  # mean CPU under load, % of one vCPU (per vCPU)
     cpu_baseline_pct: float  # the guaranteed share per vCPU (6.25 shared, 100 performance)
     throttled_s: float | None  # time the CPU quota throttled in the runs (None: unknown)
+    exhaust_full_s: float | None  # seconds the measured load takes to spend a full balance
     monthly_cost_usd: float
     saving_usd: float  # against the current preset (negative: extra cost)
     confirmed_cost_usd: float | None  # at the confirmed price set, when the set in use is not
@@ -65,7 +66,7 @@ class TestedPreset:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(passes=self.passes, cpu_above_baseline=self.cpu_above_baseline)
-        for k in ("usable_mb", "peak_mb", "cpu_mean_pct", "throttled_s"):
+        for k in ("usable_mb", "peak_mb", "cpu_mean_pct", "throttled_s", "exhaust_full_s"):
             d[k] = _r(d[k])
         return d
 
@@ -197,13 +198,17 @@ class Decision:
             if throttled
             else ""
         )
+        spend = (
+            f" (a full balance lasts ~{worst.exhaust_full_s / 60:,.0f} min at this load)"
+            if worst.exhaust_full_s
+            else ""
+        )
         return (
             f"Shared-CPU risk: under the test's load the service averages up to "
             f"{worst.cpu_mean_pct:.1f} % of a vCPU, above the {worst.cpu_baseline_pct:g} % a "
             "shared vCPU is guaranteed (docs/guide.md#fly-shared-cpu): it runs on its burst "
-            "balance and is throttled once the balance is spent, whatever the memory size"
-            + seen
-            + "."
+            f"balance{spend} and is throttled once the balance is spent, whatever the memory "
+            "size" + seen + "."
         )
 
     def next_lines(self) -> list[str]:
@@ -244,12 +249,25 @@ def _latency_row(digest: Mapping[str, Any] | None) -> tuple[str, str, Any]:
     return str(row.get("change", "?")), str(row.get("verdict", "")), row.get("more_to_decide")
 
 
-def _cpu(runs: Sequence[RunEvidence], preset: Preset) -> tuple[float | None, float | None]:
-    """Mean CPU under load per vCPU (the highest over the runs) and the throttled seconds."""
-    means, throttled = [], []
+def _cpu(
+    runs: Sequence[RunEvidence], preset: Preset
+) -> tuple[float | None, float | None, float | None]:
+    """Mean CPU under load per vCPU (the highest over the runs), the throttled seconds and the
+    seconds the measured load takes to spend a full burst balance — from the analysis'
+    shared-CPU finding (``RunAnalysis.throttling``) when it has one, else its CPU summary."""
+    means: list[float] = []
+    throttled: list[float] = []
+    exhaust: list[float] = []
     for r in runs:
         a = r.analysis
-        if a is not None and a.cpu.avg_pct is not None:
+        t = getattr(a, "throttling", None) if a is not None else None
+        if t is not None and t.mean_load_pct is not None:
+            means.append(t.mean_load_pct / preset.cpus)
+            if t.throttled_s is not None:
+                throttled.append(t.throttled_s)
+            if getattr(t, "time_to_exhaust_full_s", None) is not None:
+                exhaust.append(t.time_to_exhaust_full_s)
+        elif a is not None and a.cpu.avg_pct is not None:
             means.append(a.cpu.avg_pct / preset.cpus)
             if a.cpu.throttled_s is not None:
                 throttled.append(a.cpu.throttled_s)
@@ -257,7 +275,11 @@ def _cpu(runs: Sequence[RunEvidence], preset: Preset) -> tuple[float | None, flo
             cpu = pd.to_numeric(r.samples["cpu_pct"], errors="coerce").dropna()
             if len(cpu):
                 means.append(float(cpu.mean()) / preset.cpus)
-    return (max(means) if means else None), (sum(throttled) if throttled else None)
+    return (
+        max(means) if means else None,
+        sum(throttled) if throttled else None,
+        min(exhaust) if exhaust else None,
+    )
 
 
 def memory_note(runs: Sequence[RunEvidence], basis: str) -> str:
@@ -317,7 +339,9 @@ def build_decision(
             change, verdict, more = "baseline", "the size the others are compared with", None
         else:
             change, verdict, more = _latency_row(digest)
-        mean, throttled = _cpu([r for r in sizing if (r.profile or "") == "load"] or sizing, p)
+        mean, throttled, exhaust = _cpu(
+            [r for r in sizing if (r.profile or "") == "load"] or sizing, p
+        )
         cost = monthly_cost(p, instances, region, price_set=price_set.name)
         c_cost = monthly_cost(p, instances, region, price_set=conf_name) if conf_name else None
         usable = p.memory_mb / BUFFER
@@ -352,6 +376,7 @@ def build_decision(
                 cpu_mean_pct=mean,
                 cpu_baseline_pct=100.0 * p.cpu_capacity / p.cpus,
                 throttled_s=throttled,
+                exhaust_full_s=exhaust,
                 monthly_cost_usd=cost,
                 saving_usd=round(cur_cost - cost, 2),
                 confirmed_cost_usd=c_cost,
