@@ -104,16 +104,18 @@ for a in analyses:
 # k6 drops — never queues — iterations it has no free virtual user for, so a saturated run's percentiles miss exactly the slowest moments (coordinated omission). Such a run is flagged here and should not be used to size the VM.
 
 # %%
-pd.DataFrame(
-    [
-        {
-            "run": rp.run_label(a.run),
-            "saturated": a.saturation.saturated,
-            "dropped iterations": a.saturation.dropped_iterations,
-            "evidence": a.saturation.evidence,
-        }
-        for a in analyses
-    ]
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "saturated": a.saturation.saturated,
+                "dropped iterations": a.saturation.dropped_iterations,
+                "evidence": a.saturation.evidence,
+            }
+            for a in analyses
+        ]
+    )
 )
 
 # %% [markdown]

@@ -36,7 +36,8 @@ def _print_recommendation(rec: Recommendation) -> None:
             "saving" if rec.monthly_savings_usd >= 0 else "extra cost",
             f"${abs(rec.monthly_savings_usd):.2f}/30 d",
         )
-    t.add_row("price set", f"{rec.price_set} ({rec.region})")
+    label = rec.decision.price_label if rec.decision else f"price set {rec.price_set}"
+    t.add_row("price set", f"{label} ({rec.region})")
     if rec.second_opinion:
         so = rec.second_opinion
         t.add_row(
