@@ -51,6 +51,8 @@ Markdown(rp.runs_caption(load_runs))
 
 # %% [markdown]
 # ## Side by side
+#
+# Memory as the VM sees it: in the emulated VM, the service's processes plus the assumed guest overhead named in each run's manifest (`vm.emulation.guest_overhead_mb`); the decision at the top of the report states the figure.
 
 # %%
 if comparison is not None:
