@@ -100,6 +100,7 @@ def test_oom_at_512_fails_and_the_peak_is_censored(tmp_path: Path) -> None:
     assert d.pick.preset == "shared-cpu-1x:1024mb" and d.pick.saving_usd == 0
     assert "the current size" in d.sentence and "no saving" in d.sentence
     assert d.worth_testing == []
+    assert "VPA's OOM bump" in d.memory_note and "lower bound" in d.memory_note
 
 
 def test_slower_p95_at_512_fails_it(tmp_path: Path) -> None:

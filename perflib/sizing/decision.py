@@ -21,6 +21,7 @@ import pandas as pd
 from perflib.analysis import ALL
 from perflib.cost import PriceSet, confirmed_price_set, monthly_cost
 from perflib.fly.presets import Preset
+from perflib.sizing.censored import BASIS_NEXT_CLEAN, BASIS_VPA
 from perflib.sizing.evidence import RunEvidence
 from perflib.sizing.guide import BUFFER, _r
 
@@ -298,7 +299,19 @@ def memory_note(runs: Sequence[RunEvidence], basis: str) -> str:
             f"overhead of {mb} MB (manifest vm.emulation.guest_overhead_mb), not a "
             "measurement of Fly's guest"
         )
-    return f"{what}. The memory need is sized from the {basis} × {BUFFER} (guide's buffer)."
+    if basis == BASIS_NEXT_CLEAN:
+        need = (
+            "The memory need is the next tested size without kills: an OOM kill cut the "
+            "smaller run's peak off, so that peak is only a lower bound"
+        )
+    elif basis == BASIS_VPA:
+        need = (
+            "An OOM kill cut the peak off (a lower bound), so the memory need is VPA's OOM "
+            f"bump of the memory at the kill × {BUFFER} (guide's buffer)"
+        )
+    else:
+        need = f"The memory need is the measured peak × {BUFFER} (guide's buffer)"
+    return f"{what}. {need}."
 
 
 def build_decision(
