@@ -218,13 +218,15 @@ def _copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    for so in (REPO_ROOT / "perflib").glob("_k6scan*.so"):  # the built C reader, as installed
-        shutil.copy2(so, dest / "perflib" / so.name)
+    for so in (REPO_ROOT / "perflib" / "ingest").glob(
+        "_k6scan*.so"
+    ):  # the built C reader, as installed
+        shutil.copy2(so, dest / "perflib" / "ingest" / so.name)
     (dest / ".venv").symlink_to(REPO_ROOT / ".venv")
     stamp = REPO_ROOT / ".venv" / ".installed-stamp"
     if stamp.exists():  # `make setup` sees the shared .venv up to date: it must not reinstall
         old = stamp.stat().st_mtime - 60
-        for name in ("pyproject.toml", "perflib/_k6scan.c"):
+        for name in ("pyproject.toml", "perflib/ingest/_k6scan.c"):
             os.utime(dest / name, (old, old))
 
 
