@@ -160,3 +160,11 @@ def test_cli_compare_opens_with_the_decision(
     assert head < out.index("Worth testing next: shared-cpu-1x:256mb")
     assert head < out.index("Guide, Optimization Checklist")
     assert "perflib run load --vm shared-cpu-1x:256mb" in out
+
+
+def test_samples_without_a_preset_decide_nothing(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "a", preset="shared-cpu-1x:1024mb", memory_peak_mb=150)
+    rec = recommend(samples=run.samples_path)
+    assert rec.decision.tested == [] and rec.cheapest_tested_passing is None
+    assert rec.decision.sentence.startswith("No run names its VM preset")
+    assert rec.recommended_preset is not None and not rec.recommended_tested

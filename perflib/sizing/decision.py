@@ -121,6 +121,11 @@ class Decision:
     def sentence(self) -> str:
         """The one-sentence answer, with the figures it follows from."""
         pick = self.pick
+        if not self.tested:
+            return (
+                "No run names its VM preset, so no tested size can be decided on: run the "
+                "load profile at the sizes to compare (`perflib run load --vm PRESET`)."
+            )
         if pick is None:
             why = "; ".join(f"{t.preset}: {', '.join(t.failed)}" for t in self.tested)
             out = f"No tested preset passes ({why})."
