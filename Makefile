@@ -4,9 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPORT_TIME_SCALE ?= 1
+# process (default: the fast process emulation) or guest (real Linux guests, memory-exact)
+ISOLATION ?= process
 SERVE_PORT ?= 8081
 
-.PHONY: setup test lint format serve report bench clean
+.PHONY: setup test lint format serve report bench clean guest-setup
 
 $(STAMP): pyproject.toml perflib/ingest/_k6scan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +19,11 @@ $(STAMP): pyproject.toml perflib/ingest/_k6scan.c
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# QEMU + busybox + cpio from Debian, the kernel via linux-image-amd64, the initramfs
+# (~/.cache/perflib/guest). Needed by --isolation guest; exit 3 = cannot install here.
+guest-setup:
+	scripts/setup_guest.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -38,7 +45,7 @@ serve: setup
 	$(BIN)/perflib serve --port $(SERVE_PORT)
 
 report: setup
-	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE)
+	$(BIN)/perflib report-job --time-scale $(REPORT_TIME_SCALE) --isolation $(ISOLATION)
 
 bench: setup
 	$(BIN)/python -m benchmarks

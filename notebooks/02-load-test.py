@@ -35,7 +35,7 @@ from IPython.display import Markdown, display
 
 from perflib import plots
 from perflib import report as rp
-from perflib.analysis import ALL, analyze_run
+from perflib.analysis import analyze_run
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pd.set_option("display.precision", 1)
@@ -55,22 +55,18 @@ Markdown(rp.runs_caption(runs))
 # %% [markdown]
 # ## Latency percentiles over time
 #
-# One chart per run for all endpoints, then one per endpoint: where p95 leaves p50 behind is where queueing starts.
+# One panel per endpoint (never a percentile pooled over `/health` and enrichment, which moves with the mix of requests): where p95 leaves p50 behind is where queueing starts.
 
 # %%
 for a in analyses:
-    display(Markdown(f"### {rp.run_label(a.run)}"))
-    names = [ALL] + sorted(set(a.latency_over_time["name"].astype(str)) - {ALL})
-    for name in names:
-        display(
-            plots.plot_latency_over_time(
-                a.latency_over_time,
-                vus=a.vus,
-                stages=a.stages,
-                endpoint=name,
-                title=f"{rp.run_label(a.run)} — {'all endpoints' if name == ALL else name}",
-            )
+    display(
+        plots.plot_latency_over_time(
+            a.latency_over_time,
+            vus=a.vus,
+            stages=a.stages,
+            title=f"Latency percentiles per endpoint — {rp.run_label(a.run)}",
         )
+    )
 
 # %% [markdown]
 # ## Latency by stage

@@ -104,7 +104,7 @@ rp.show(events) if len(events) else Markdown("_No event recorded in these runs._
 # %% [markdown]
 # ## Leak estimate
 #
-# The memory slope during steady load by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval; a leak is suspected only when the whole interval lies above the SLO file's threshold. Short runs give wide intervals: a soak run is the real test.
+# The memory slope by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval, over a stage whose load is flat (`hold …`) and at least the SLO file's `leak_min_window_s` long: under a ramp memory follows the load, so the guide's load profile (which ramps throughout) cannot test for a leak and says so. A leak is suspected only when the whole interval lies above the SLO file's threshold; the soak profile (`perflib run soak`) is the real test.
 
 # %%
 rp.show(
@@ -112,9 +112,9 @@ rp.show(
         [
             {
                 "run": rp.run_label(a.run),
+                "verdict": a.memory.leak_verdict,
                 "slope (MB/min)": a.memory.leak.slope_mb_per_min if a.memory.leak else None,
-                "suspected": a.memory.leak.suspected if a.memory.leak else None,
-                "evidence": a.memory.leak.evidence if a.memory.leak else "too few steady samples",
+                "evidence": a.memory.leak_note,
             }
             for a in analyses
         ]
@@ -124,8 +124,28 @@ rp.show(
 # %% [markdown]
 # ## CPU and throttling
 #
-# Percent of one vCPU; the lower panel is the share of time the shared-CPU quota throttled the service.
+# Percent of one vCPU, with the preset's guaranteed share (6.25 % per shared vCPU) and the run's mean under load. The lower panel replays Fly's shared-CPU burst balance over the CPU samples (the model the VM emulation enforces) and shades the stretches the quota throttled the service. A mean above the baseline spends the balance: the table gives how long a fresh Machine's (5 s) and a full (500 s) balance last at the measured load.
+
+# %%
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "finding": a.throttling.statement if a.throttling else None,
+            }
+            for a in analyses
+        ]
+    )
+)
 
 # %%
 for a in analyses:
-    display(plots.plot_cpu(a.cpu.timeline, stages=a.stages, title=f"CPU — {rp.run_label(a.run)}"))
+    display(
+        plots.plot_cpu(
+            a.cpu.timeline,
+            stages=a.stages,
+            throttling=a.throttling,
+            title=f"CPU — {rp.run_label(a.run)}",
+        )
+    )

@@ -96,7 +96,7 @@ if comparison is not None:
 # %% [markdown]
 # ## Latency at the smaller size
 #
-# Δp95 against the largest preset with a bootstrap confidence interval and a Mann–Whitney test; a change is reported only when the interval excludes zero *and* the shift exceeds the 10 % practical threshold.
+# Δp95 against the largest preset, judged by equivalence testing (two one-sided tests, Schuirmann 1987): *unchanged* only when the 90 % bootstrap interval lies inside ±10 % of the baseline p95 (the SLO file's `equivalence_margin_pct`), *slower*/*faster* when it lies wholly beyond, otherwise *inconclusive* with how many more requests would decide. The Mann–Whitney p is kept as a second opinion.
 
 # %%
 if comparison is not None:

@@ -23,7 +23,6 @@ _EXPORTS: dict[str, str] = {
     # statistics
     "percentile": "perflib.stats",
     # analysis
-    "ALL": "perflib.analysis",
     "analyze_run": "perflib.analysis",
     "compare_runs": "perflib.analysis",
     "deploy_gate": "perflib.analysis",

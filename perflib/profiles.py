@@ -48,6 +48,10 @@ class Profile:
         """The manifest's ``stages``: name, start_s (from k6 start), duration_s, target."""
         return scale_stages(self.stages, time_scale)
 
+    def stage_loads(self, time_scale: float = 1.0) -> list[StageLoad]:
+        """The stages with the load each one applies (:func:`stage_loads`)."""
+        return stage_loads(self.scaled_stages(time_scale), self.executor, self.start)
+
     def duration_s(self, time_scale: float = 1.0) -> float:
         """Scheduled length of the stages (without k6's graceful stop)."""
         return sum(s["duration_s"] for s in self.scaled_stages(time_scale))
@@ -131,6 +135,106 @@ PROFILES: dict[str, Profile] = {
         thresholds=_SLO_LOAD,
     ),
 }
+
+
+# --------------------------------------------------------------------------- stage loads
+
+#: Executors whose ``target`` is an arrival rate (iterations/s), not a number of VUs.
+ARRIVAL_RATE_EXECUTORS = ("ramping-arrival-rate", "constant-arrival-rate")
+
+
+@dataclass(frozen=True)
+class StageLoad:
+    """One stage of a run and the load it applies: k6 moves linearly from ``start`` to
+    ``target`` over the stage (ramping executors), so a stage is *flat* only when the two
+    are equal. ``label`` is how every table and chart names the stage."""
+
+    name: str  # the script's own name ("steady"): what SLO files and capacity select by
+    start_s: float
+    end_s: float
+    start: float
+    target: float
+    unit: str  # "VUs" or "it/s"
+
+    @property
+    def flat(self) -> bool:
+        return self.start == self.target
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def label(self) -> str:
+        return describe_load(self.start, self.target, self.unit)
+
+
+def describe_load(start: float, target: float, unit: str) -> str:
+    """``hold 20 VUs`` for a flat stage, ``ramp 5→10 VUs`` for a changing one."""
+    if unit == "VUs" and target == 1:
+        unit = "VU"
+    if start == target:
+        return f"hold {target:g} {unit}"
+    return f"ramp {start:g}→{target:g} {unit}"
+
+
+def load_unit(executor: str | None) -> str:
+    return "it/s" if (executor or "") in ARRIVAL_RATE_EXECUTORS else "VUs"
+
+
+def stage_loads(
+    stages: Sequence[Mapping[str, Any]], executor: str | None, start: float | None = None
+) -> list[StageLoad]:
+    """The load of each stage of a manifest's (or a profile's scaled) stage table.
+
+    A stage starts where the previous one ended (its ``target``); the first starts at
+    ``start`` — the profile's ``startVUs``/``startRate``, else 0 (k6's default
+    ``startVUs``). The constant executors never ramp: their stage holds its target.
+    """
+    unit = load_unit(executor)
+    constant = (executor or "").startswith("constant")
+    start = 0.0 if start is None else start
+    out: list[StageLoad] = []
+    prev = float(start)
+    for st in stages:
+        s0 = float(st.get("start_s", 0.0))
+        target = float(st.get("target") or 0.0)
+        if constant:
+            prev = target
+        out.append(
+            StageLoad(
+                name=str(st.get("name", f"stage-{len(out) + 1}")),
+                start_s=s0,
+                end_s=s0 + float(st.get("duration_s", 0.0)),
+                start=prev,
+                target=target,
+                unit=unit,
+            )
+        )
+        prev = target
+    return out
+
+
+def unique_labels(loads: Sequence[StageLoad]) -> list[str]:
+    """Each stage's label, with ``(2)``, ``(3)`` … on repeats so a label names one stage."""
+    seen: dict[str, int] = {}
+    out = []
+    for ld in loads:
+        seen[ld.label] = seen.get(ld.label, 0) + 1
+        out.append(ld.label if seen[ld.label] == 1 else f"{ld.label} ({seen[ld.label]})")
+    return out
+
+
+def manifest_stage_loads(manifest: Mapping[str, Any] | None) -> list[StageLoad]:
+    """:func:`stage_loads` of a run's manifest: its ``stages`` and ``executor``, the start
+    load from the named profile (a custom script: the executor's default)."""
+    m = manifest or {}
+    prof = PROFILES.get(str(m.get("profile")))
+    executor = m.get("executor") or (prof.executor if prof is not None else None)
+    start = m.get("start_load")
+    if start is None and prof is not None and prof.executor == executor:
+        start = prof.start
+    return stage_loads(m.get("stages") or [], executor, start)
 
 
 def get_profile(name_or_path: str | Path) -> Profile:

@@ -5,6 +5,7 @@
 * :func:`bootstrap_diff_ci` — bootstrap CI of a difference of a statistic between two samples.
 * :func:`mann_whitney_p` — Mann–Whitney U two-sided p value.
 * :func:`fisher_exact_p` — Fisher's exact test on a 2×2 table.
+* :func:`equivalence` — two one-sided tests (TOST, Schuirmann 1987) on a difference's CI.
 * :func:`theil_sen` — Theil–Sen slope with the Sen (1968) confidence interval.
 * :func:`sample_weights`, :func:`spans_above`, :func:`longest_span_above` — time above a
   threshold in a sampled series, with a gap limit.
@@ -30,8 +31,10 @@ if TYPE_CHECKING:  # pandas is imported where used: `perflib summarize` never pa
     import pandas as pd
 
 __all__ = [
+    "Equivalence",
     "TheilSen",
     "bootstrap_diff_ci",
+    "equivalence",
     "finite",
     "fisher_exact_p",
     "longest_span_above",
@@ -168,6 +171,92 @@ def fisher_exact_p(table: Sequence[Sequence[int]]) -> float:
     from scipy.stats import fisher_exact
 
     return float(fisher_exact([list(r) for r in table]).pvalue)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """The outcome of :func:`equivalence`: a difference judged against a margin ±``margin``.
+
+    ``verdict`` is ``"unchanged"`` (the CI lies inside the margin), ``"slower"`` /
+    ``"faster"`` (the CI lies wholly beyond +margin / −margin) or ``"inconclusive"``
+    (the CI straddles a margin edge); ``n_to_decide`` is the total number of observations a
+    side would need for the current estimate to decide, ``None`` when already decided or
+    when no size would (an estimate on the margin edge, no CI).
+    """
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    margin: float
+    alpha: float
+    n: int  # observations per side now (the smaller side)
+    verdict: str
+    n_to_decide: int | None
+    method: str = (
+        "two one-sided tests (Schuirmann 1987): equivalent at level α when the (1 − 2α) CI "
+        "of the difference lies inside ±margin; n to decide from CI half-width ∝ 1/√n"
+    )
+
+    @property
+    def ci_level(self) -> float:
+        return 1.0 - 2.0 * self.alpha
+
+    @property
+    def more_to_decide(self) -> int | None:
+        """Observations per side to add (``n_to_decide − n``), None when not applicable."""
+        return None if self.n_to_decide is None else max(0, self.n_to_decide - self.n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "delta": self.delta,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "ci_level": self.ci_level,
+            "margin": self.margin,
+            "alpha": self.alpha,
+            "n": self.n,
+            "n_to_decide": self.n_to_decide,
+            "more_to_decide": self.more_to_decide,
+            "method": self.method,
+        }
+
+
+def equivalence(
+    delta: float, ci_low: float, ci_high: float, margin: float, *, alpha: float, n: int
+) -> Equivalence:
+    """Judge a difference against ±``margin`` by two one-sided tests (TOST).
+
+    Schuirmann (1987), "A comparison of the two one-sided tests procedure and the power
+    approach for assessing the equivalence of average bioavailability": rejecting both
+    H₀⁻: Δ ≤ −margin and H₀⁺: Δ ≥ +margin at level α is the same as the (1 − 2α) confidence
+    interval ``[ci_low, ci_high]`` lying inside (−margin, +margin) — so the caller passes
+    that interval (e.g. :func:`bootstrap_diff_ci` at ``confidence = 1 − 2α``). A CI wholly
+    beyond one edge is a change larger than the margin ("slower" above, "faster" below);
+    anything else is "inconclusive".
+
+    How many observations would decide: the CI half-width ``h`` shrinks as 1/√n (the
+    standard error of a percentile or a mean does), so keeping the centre ``c`` the CI
+    decides once ``h' = | margin − |c| |``, at ``n · (h / h')²`` per side. An estimate — the
+    centre moves as data arrive.
+    """
+    if not all(math.isfinite(v) for v in (ci_low, ci_high, margin)) or margin <= 0:
+        return Equivalence(delta, ci_low, ci_high, margin, alpha, n, "inconclusive", None)
+    if -margin < ci_low and ci_high < margin:
+        verdict = "unchanged"
+    elif ci_low > margin:
+        verdict = "slower"
+    elif ci_high < -margin:
+        verdict = "faster"
+    else:
+        verdict = "inconclusive"
+    needed = None
+    if verdict == "inconclusive" and n > 0:
+        centre, half = (ci_low + ci_high) / 2.0, (ci_high - ci_low) / 2.0
+        target = abs(margin - abs(centre))
+        if target > 0 and half > 0:
+            needed = int(math.ceil(n * (half / target) ** 2))
+    return Equivalence(delta, ci_low, ci_high, margin, alpha, n, verdict, needed)
 
 
 @dataclass(frozen=True)

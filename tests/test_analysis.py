@@ -94,8 +94,10 @@ def make_samples(
     )
 
 
+#: How the analysis names them: by the load (the load profile starts from 0 VUs).
+LABELS = {"ramp-up": "ramp 0→10 VUs", "steady": "hold 10 VUs", "ramp-down": "ramp 10→0 VUs"}
 STAGES = [
-    {"name": "ramp-up", "start_s": 0.0, "duration_s": 30.0, "target": 5},
+    {"name": "ramp-up", "start_s": 0.0, "duration_s": 30.0, "target": 10},
     {"name": "steady", "start_s": 30.0, "duration_s": 60.0, "target": 10},
     {"name": "ramp-down", "start_s": 90.0, "duration_s": 20.0, "target": 0},
 ]
@@ -156,7 +158,7 @@ def test_latency_by_stage_splits_on_manifest_stages() -> None:
     out = an.latency_by_stage(req, manifest())
     secs = (req["time"] - T0).dt.total_seconds().to_numpy()
     for st in STAGES:
-        row = out[(out["stage"] == st["name"]) & (out["name"] == an.ALL)].iloc[0]
+        row = out[(out["stage"] == LABELS[st["name"]]) & (out["name"] == an.ALL)].iloc[0]
         mask = (secs >= st["start_s"]) & (secs < st["start_s"] + st["duration_s"])
         vals = req["duration_ms"].to_numpy()[mask]
         assert row["count"] == vals.size
@@ -167,13 +169,33 @@ def test_latency_by_stage_splits_on_manifest_stages() -> None:
     after = out[(out["stage"] == an.AFTER) & (out["name"] == an.ALL)]
     assert after["count"].iloc[0] == int((secs >= 110).sum()) > 0
     assert out.loc[out["name"] == an.ALL, "count"].sum() == len(req)
-    assert list(out["stage"].drop_duplicates()) == ["ramp-up", "steady", "ramp-down", an.AFTER]
+    assert list(out["stage"].drop_duplicates()) == [*LABELS.values(), an.AFTER]
 
 
 def test_assign_stage_boundaries() -> None:
     stages = an.stage_table(manifest())
     labels = an.assign_stage(pd.Series([-0.1, 0.0, 29.999, 30.0, 109.9, 110.0]), stages)
-    assert list(labels) == [an.BEFORE, "ramp-up", "ramp-up", "steady", "ramp-down", an.AFTER]
+    ramp_up, hold, ramp_down = LABELS.values()
+    assert list(labels) == [an.BEFORE, ramp_up, ramp_up, hold, ramp_down, an.AFTER]
+    assert list(stages["stage_name"]) == ["ramp-up", "steady", "ramp-down"]
+    assert list(stages["flat"]) == [False, True, False]
+
+
+def test_stage_labels_describe_the_load_of_each_profile() -> None:
+    from perflib.profiles import PROFILES, unique_labels
+
+    load = [ld.label for ld in PROFILES["load"].stage_loads()]
+    assert load == ["ramp 0→5 VUs", "ramp 5→10 VUs", "ramp 10→20 VUs", "ramp 20→0 VUs"]
+    assert not any(ld.flat for ld in PROFILES["load"].stage_loads())  # the guide ramps throughout
+    stress = [ld.label for ld in PROFILES["stress"].stage_loads()][:3]
+    assert stress == ["ramp 1→2 it/s", "hold 2 it/s", "ramp 2→5 it/s"]
+    assert [ld.label for ld in PROFILES["soak"].stage_loads()] == ["hold 10 VUs"]
+    assert [ld.label for ld in PROFILES["smoke"].stage_loads()] == ["hold 1 VU"]
+    # a recorded manifest without start_load takes the named profile's start
+    m = {"profile": "load", "executor": "ramping-vus", "stages": PROFILES["load"].scaled_stages()}
+    assert list(an.stage_table(m)["stage"]) == load
+    twice = PROFILES["load"].stage_loads()[:1] * 2
+    assert unique_labels(twice) == ["ramp 0→5 VUs", "ramp 0→5 VUs (2)"]
 
 
 # ----------------------------------------------------------------------------- throughput, errors
@@ -310,21 +332,52 @@ def test_memory_summary_idle_load_peak_and_time_above() -> None:
     assert above700 == pytest.approx(float((np.linspace(300, 750, 100) > 700).sum()))
     assert set(ms.time_above["threshold_mb"]) == {500.0, 700.0, 800.0, 1024.0}
     assert set(ms.timeline["phase"]) == {"idle", "load", "after"}
-    # the leak window is the "steady" stage: memory rises linearly there
+    # the leak window is the flat "hold 10 VUs" stage: memory rises linearly there
     assert ms.leak is not None and ms.leak.slope_mb_per_min == pytest.approx(
         (750 - 300) / 99 * 60, rel=0.01
     )
-    assert ms.leak.window == "stages steady"
-    # the steady stage covers 60 samples at 1 s = 60 s: enough for the default minimum (60 s),
-    # not for 61 s
-    assert an.memory_summary(s, m).leak is not None
-    assert an.memory_summary(s, m, leak_min_window_s=61.0).leak is None
-    # stages but none named steady (a stress profile): no slope; no stages: the k6 window
-    stress = {**m, "stages": [{"name": "hold-5/s", "start_s": 0, "duration_s": 99, "target": 5}]}
-    assert an.memory_summary(s, stress).leak is None
-    assert "no stage named steady" in an.memory_summary(s, stress).leak_note
-    bare = an.memory_summary(s, {**m, "stages": []})
-    assert bare.leak is not None and bare.leak.window == "k6 window"
+    assert ms.leak.window == "stage hold 10 VUs, 60 s" and ms.leak_verdict == "leak suspected"
+    # the hold stage covers 60 samples at 1 s = 60 s: enough for a 60 s minimum, not for 61 s
+    assert an.memory_summary(s, m, leak_min_window_s=60.0).leak is not None
+    short = an.memory_summary(s, m, leak_min_window_s=61.0)
+    assert short.leak is None and short.leak_verdict.startswith("not testable in this profile")
+    # no stage table: the load is unknown, so no slope either
+    bare = an.memory_summary(s, {**m, "stages": []}, leak_min_window_s=30.0)
+    assert bare.leak is None and "run `perflib run soak`" in bare.leak_verdict
+
+
+def test_flat_memory_on_a_ramp_claims_no_leak() -> None:
+    """The guide's load profile ramps throughout: memory that follows the VUs up is no leak,
+    and the verdict says the profile cannot test it."""
+    from perflib.profiles import PROFILES
+
+    stages = PROFILES["load"].scaled_stages(1)
+    m = manifest(T0, stages=stages, executor="ramping-vus")
+    total = int(sum(st["duration_s"] for st in stages))
+    # memory rising with the VUs (a ramp), 8 MB/min: a slope over it would cry "leak"
+    s = make_samples(200 + np.arange(total) * (8 / 60))
+    ms = an.memory_summary(s, m, leak_min_window_s=30.0)
+    assert ms.leak is None
+    assert ms.leak_verdict == "not testable in this profile — run `perflib run soak`"
+    assert "ramp 5→10 VUs" in ms.leak_note
+    # flat memory on the same ramp: still not testable, never "no leak"
+    flat = an.memory_summary(make_samples(np.full(total, 200.0)), m, leak_min_window_s=30.0)
+    assert flat.leak is None and flat.leak_verdict.startswith("not testable")
+
+
+def test_a_real_slope_on_a_flat_window_is_a_leak() -> None:
+    from perflib.profiles import PROFILES
+
+    stages = PROFILES["soak"].scaled_stages(1 / 6)  # hold 10 VUs for 300 s
+    m = manifest(T0, stages=stages, executor="constant-vus", profile="soak")
+    rng = np.random.default_rng(4)
+    leaking = 150 + np.arange(310) * (3.0 / 60) + rng.normal(0, 1.0, 310)  # +3 MB/min
+    ms = an.memory_summary(make_samples(leaking), m)  # the SLO file's minimum window (300 s)
+    assert ms.leak is not None and ms.leak.window.startswith("stage hold 10 VUs")
+    assert ms.leak.slope_mb_per_min == pytest.approx(3.0, rel=0.1)
+    assert ms.leak.suspected and ms.leak_verdict == "leak suspected"
+    steady = an.memory_summary(make_samples(150 + rng.normal(0, 1.0, 310)), m)
+    assert steady.leak is not None and steady.leak_verdict == "no leak suspected"
 
 
 def test_oom_lines_and_events_make_one_events_frame(tmp_path: Path) -> None:
@@ -482,7 +535,6 @@ def test_step_attribution_empty() -> None:
 def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     base = make_requests(3000, seed=10)
     shifted = make_requests(3000, seed=11, scale=1.4)
-    same = make_requests(3000, seed=12)
     ra = _analysis_stub(base)
     cmp = an.compare_runs(ra, _analysis_stub(shifted), n_resamples=500, seed=1)
     row = cmp.latency.set_index("name").loc["/api/v1/leads/process"]
@@ -494,7 +546,9 @@ def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     assert cmp.unit == "requests" and cmp.changed
     assert "p95 slower (Δ +" in row["verdict"]
 
-    rb = _analysis_stub(same)
+    # equal distributions with enough requests: the 90 % CI lies inside ±10 % → unchanged
+    ra = _analysis_stub(make_requests(20000, seed=10))
+    rb = _analysis_stub(make_requests(20000, seed=12))
     ra.memory = an.memory_summary(make_samples(np.full(10, 300.0)), {})
     rb.memory = an.memory_summary(make_samples(np.r_[np.full(9, 300.0), 350.0]), {})
     cmp0 = an.compare_runs(ra, rb, n_resamples=500, seed=1)
@@ -503,6 +557,20 @@ def test_compare_runs_detects_a_shift_and_not_identical_runs() -> None:
     assert (cmp0.latency["change"] == "unchanged").all()
     assert not cmp0.changed
     assert cmp0.latency["verdict"].str.startswith("p95 unchanged").all()
+    for r in cmp0.latency.itertuples():  # the word follows from the printed interval
+        assert -r.margin_ms < r.ci_low and r.ci_high < r.margin_ms
+        assert r.margin_ms == pytest.approx(0.10 * r.p95_a) and r.ci_level == pytest.approx(0.90)
+
+
+def test_compare_runs_too_few_requests_is_inconclusive() -> None:
+    small_a = _analysis_stub(make_requests(40, seed=20))
+    small_b = _analysis_stub(make_requests(40, seed=21))
+    cmp = an.compare_runs(small_a, small_b, n_resamples=500, seed=1)
+    row = cmp.latency.set_index("name").loc[an.ALL]
+    assert row["change"] == "inconclusive" and not cmp.changed
+    assert row["more_to_decide"] > 0
+    assert f"~{row['more_to_decide']:,} more requests per side" in row["verdict"]
+    assert row["equivalence"]["verdict"] == "inconclusive"
 
 
 def test_compare_groups_resample_runs() -> None:

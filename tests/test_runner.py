@@ -103,6 +103,7 @@ def test_local_load_run_is_complete_and_consistent(tmp_path: Path) -> None:
     assert m["schema"] == 1 and m["profile"] == "load" and m["script"] == "tests/load-test.js"
     assert m["stages"] == PROFILES["load"].scaled_stages(0.03)
     assert [s["name"] for s in m["stages"]] == ["ramp-up", "steady", "peak", "ramp-down"]
+    assert m["start_load"] == 0  # with the targets: ramp 0→5 VUs, ramp 5→10 VUs, …
     assert m["target"]["kind"] == "local" and m["target"]["base_url"].startswith(
         "http://127.0.0.1:"
     )

@@ -940,8 +940,22 @@ def test_plot_preset_comparison(tmp_path: Path) -> None:
     labels = [t.get_text() for t in ax.get_xticklabels()]
     # the recommendation (768 MB: 420 × 1.3 = 546) was not run: added as its own bar
     assert labels == ["shared-cpu-1x\n512mb", "shared-cpu-1x\n768mb", "shared-cpu-1x\n1024mb"]
+    # a size nobody ran is never the chart's headline recommendation
+    assert "768mb suggested by the sizing rules, not run yet" in fig.get_suptitle()
+    assert "recommended:" not in fig.get_suptitle()
     heights = [round(p.get_height(), 2) for p in ax.patches]
     assert heights == [P26["512"], P26["768"], P26["1024"]]
+    # one unit per axes, no twin axes: $ on one panel, MB on the other, side by side
+    assert [a.get_ylabel() for a in fig.axes] == ["$ per 30 days", "memory (MB = MiB)"]
+    boxes = [a.get_position().bounds for a in fig.axes]
+    assert len(set(boxes)) == len(boxes)
+    mem = fig.axes[1]
+    limits = [round(p.get_height()) for p in mem.patches]
+    assert limits == [512, 768, 1024]
+    peaks = mem.collections[0].get_offsets()[:, 1]
+    assert peaks[0] == pytest.approx(
+        comp.table.set_index("preset").loc["shared-cpu-1x:512mb", "peak_memory_mb"]
+    )
     fig.savefig(tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 0
 

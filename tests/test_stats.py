@@ -119,3 +119,65 @@ def test_mann_whitney_and_bootstrap_see_a_shift_not_noise() -> None:
     true_delta = 1.5 * math.log(20) - math.log(20)  # exponential p95 = scale·ln 20
     assert lo > 0 and lo <= true_delta <= hi
     assert stats.fisher_exact_p([[5, 95], [5, 95]]) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+def _p95_tost(x: np.ndarray, y: np.ndarray, margin_pct: float = 10.0) -> stats.Equivalence:
+    """TOST on Δp95 with the bootstrap's 90 % CI (α = 0.05 per side)."""
+
+    def p95(v: np.ndarray, axis: int = -1) -> np.ndarray:
+        return stats.percentile(v, 95, axis=axis)
+
+    lo, hi = stats.bootstrap_diff_ci(
+        x, y, p95, n_resamples=1000, confidence=0.90, method="percentile", seed=3
+    )
+    base = float(np.percentile(x, 95))
+    delta = float(np.percentile(y, 95)) - base
+    return stats.equivalence(
+        delta, lo, hi, margin_pct / 100 * base, alpha=0.05, n=min(x.size, y.size)
+    )
+
+
+def test_tost_equal_distributions_are_unchanged() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.lognormal(6.8, 0.4, 20_000), rng.lognormal(6.8, 0.4, 20_000)
+    eq = _p95_tost(x, y)
+    assert eq.verdict == "unchanged"
+    assert -eq.margin < eq.ci_low and eq.ci_high < eq.margin
+    assert eq.ci_level == pytest.approx(0.90) and eq.n_to_decide is None
+
+
+def test_tost_a_30_percent_shift_is_slower_and_faster_backwards() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.lognormal(6.8, 0.4, 5000), 1.3 * rng.lognormal(6.8, 0.4, 5000)
+    assert _p95_tost(x, y).verdict == "slower"
+    assert _p95_tost(y, x).verdict == "faster"
+    eq = _p95_tost(x, y)
+    assert eq.ci_low > eq.margin  # the whole CI beyond +10 % of the baseline p95
+
+
+def test_tost_too_few_requests_is_inconclusive_with_a_size_that_decides() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.lognormal(6.8, 0.4, 60), rng.lognormal(6.8, 0.4, 60)
+    eq = _p95_tost(x, y)
+    assert eq.verdict == "inconclusive"
+    assert eq.n_to_decide is not None and eq.n_to_decide > eq.n
+    # the estimate is the 1/√n rule: half-width × √(n / n') reaches |margin − |centre||
+    centre, half = (eq.ci_low + eq.ci_high) / 2, (eq.ci_high - eq.ci_low) / 2
+    scaled = half * math.sqrt(eq.n / eq.n_to_decide)
+    assert scaled <= abs(eq.margin - abs(centre)) + 1e-9
+    assert eq.more_to_decide == eq.n_to_decide - eq.n
+
+
+def test_tost_edges_follow_the_interval_only() -> None:
+    e = stats.equivalence
+    assert e(0.0, -9.0, 9.0, 10.0, alpha=0.05, n=100).verdict == "unchanged"
+    assert e(15.0, 11.0, 19.0, 10.0, alpha=0.05, n=100).verdict == "slower"
+    assert e(-15.0, -19.0, -11.0, 10.0, alpha=0.05, n=100).verdict == "faster"
+    # significant (excludes 0) but not beyond the margin: inconclusive, not "unchanged"
+    straddle = e(8.0, 5.0, 11.0, 10.0, alpha=0.05, n=100)
+    assert straddle.verdict == "inconclusive"
+    assert straddle.n_to_decide == math.ceil(100 * (3.0 / 2.0) ** 2)
+    assert e(0.0, math.nan, math.nan, 10.0, alpha=0.05, n=1).verdict == "inconclusive"

@@ -2,7 +2,7 @@
 
 Modules in data-flow order: :mod:`.latency` (k6 requests), :mod:`.resources` (samples and
 events), :mod:`.steps` (service.log step timings), :mod:`.slo` (the SLO file) and
-:mod:`.verdicts`, :mod:`.run` (:func:`analyze_run` → :class:`RunAnalysis`, what sizing consumes),
+:mod:`.verdicts`, :mod:`.cpu` (shared-CPU throttling), :mod:`.run` (:func:`analyze_run` → :class:`RunAnalysis`, what sizing consumes),
 :mod:`.compare` (two runs or groups). Methods and their sources: docs/analysis.md."""
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ from perflib.analysis.compare import (
     Comparison,
     Side,
     compare_runs,
+)
+from perflib.analysis.cpu import (
+    Throttling,
+    replay_balance,
+    throttling_analysis,
 )
 from perflib.analysis.gate import (
     DeployGate,
@@ -128,6 +133,9 @@ __all__ = [
     "saturation",
     "slo_verdicts",
     "stage_table",
+    "Throttling",
+    "replay_balance",
+    "throttling_analysis",
     "step_attribution",
     "throughput",
     "throughput_summary",

@@ -170,21 +170,33 @@ def latency_over_time(
 
 
 def stage_table(manifest: Mapping[str, Any] | None) -> pd.DataFrame:
-    """The manifest's load-profile stages: ``stage``, ``start_s``, ``end_s``, ``target``."""
-    rows = []
-    for i, st in enumerate((manifest or {}).get("stages") or []):
-        start = float(st.get("start_s", 0.0))
-        dur = float(st.get("duration_s", 0.0))
-        rows.append(
-            {
-                "stage_index": i,
-                "stage": str(st.get("name", f"stage-{i}")),
-                "start_s": start,
-                "end_s": start + dur,
-                "target": st.get("target"),
-            }
-        )
-    return pd.DataFrame(rows, columns=["stage_index", "stage", "start_s", "end_s", "target"])
+    """The manifest's load-profile stages, named by the load they apply.
+
+    ``stage`` is the label every table and chart shows (``ramp 0→5 VUs``, ``hold 20 VUs``,
+    ``hold 5 it/s``: :func:`perflib.profiles.manifest_stage_loads`, the one place stage loads
+    are derived); ``stage_name`` the script's own name (``steady``), which SLO files may
+    select by; ``start_load``/``target`` the load at either end; ``flat`` whether the load
+    is constant over the stage (only those windows can show a memory leak)."""
+    from perflib.profiles import manifest_stage_loads, unique_labels
+
+    loads = manifest_stage_loads(manifest)
+    rows = [
+        {
+            "stage_index": i,
+            "stage": label,
+            "stage_name": ld.name,
+            "start_s": ld.start_s,
+            "end_s": ld.end_s,
+            "start_load": ld.start,
+            "target": ld.target,
+            "unit": ld.unit,
+            "flat": ld.flat,
+        }
+        for i, (ld, label) in enumerate(zip(loads, unique_labels(loads), strict=True))
+    ]
+    cols = ["stage_index", "stage", "stage_name", "start_s", "end_s", "start_load", "target",
+            "unit", "flat"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
 
 
 def assign_stage(t_s: pd.Series | np.ndarray, stages: pd.DataFrame) -> pd.Series:

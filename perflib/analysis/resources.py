@@ -51,7 +51,7 @@ def _timeline(samples: pd.DataFrame, origin: pd.Timestamp | None) -> pd.DataFram
 
 @dataclass
 class LeakEstimate:
-    """Memory slope during steady load: Theil–Sen estimator with its confidence interval.
+    """Memory slope over a flat-load stage: Theil–Sen estimator with its confidence interval.
 
     Theil (1950) / Sen (1968): the median of all pairwise slopes, robust to GC spikes and
     outliers; ``scipy.stats.theilslopes`` gives the CI from Kendall's tau distribution
@@ -212,6 +212,17 @@ class MemorySummary:
     timeline: pd.DataFrame  # time, t_s, memory_used_mb, memory_limit_mb, phase
 
     @property
+    def leak_verdict(self) -> str:
+        """One phrase that follows from :attr:`leak` / :attr:`leak_note`: "leak suspected",
+        "no leak suspected" (the CI's low end at or below the threshold), "not testable in this
+        profile — run `perflib run soak`", or "no estimate"."""
+        if self.leak is not None:
+            return "leak suspected" if self.leak.suspected else "no leak suspected"
+        if self.leak_note.startswith(NOT_TESTABLE):
+            return f"{NOT_TESTABLE} — run `{SOAK_COMMAND}`"
+        return "no estimate"
+
+    @property
     def sustained_above(self) -> bool:
         """The guide's "[warn] Alert if >800 MB sustained": a span ≥ ``sustained_s``."""
         return self.longest_above_s >= self.sustained_s
@@ -253,31 +264,39 @@ def _time_above(
     return pd.DataFrame(rows, columns=cols)
 
 
+#: What the leak verdict says when the run has no flat-load window long enough.
+NOT_TESTABLE = "not testable in this profile"
+#: The profile that holds one load long enough for a leak estimate.
+SOAK_COMMAND = "perflib run soak"
+
+
 def _leak_window(
     valid: pd.DataFrame,
     events: pd.DataFrame,
     manifest: Mapping[str, Any] | None,
-    end_s: float | None,
-    leak_stages: Sequence[str],
-) -> tuple[pd.DataFrame, str, bool]:
-    """The samples a leak slope may use — the chosen stages (the k6 window without stages,
-    none when the profile has stages but none of these), cut at the first unplanned
-    OOM/restart/exit inside them — with a label saying which, and whether any were chosen."""
+    min_window_s: float,
+) -> tuple[pd.DataFrame, str]:
+    """The samples a leak slope may use: the longest stage whose load is flat (``hold …``,
+    :func:`perflib.profiles.manifest_stage_loads`) and lasts at least ``min_window_s`` (the
+    latest of equals: the most warmed-up), cut at the first unplanned OOM/restart/exit in
+    it — with a label saying which. Under a changing load (a ramp) memory follows the load
+    (more VUs, more buffers), so a slope there says nothing about a leak; no window → an
+    empty frame and the label says why, naming the profile that can test it."""
     stages = stage_table(manifest)
-    chosen = stages[stages["stage"].isin(list(leak_stages))]
-    if len(stages) and not len(chosen):
-        mask = np.zeros(len(valid), dtype=bool)  # e.g. stress: load keeps changing
-        label = "the profile has no stage named " + " or ".join(leak_stages)
-    elif len(chosen):
-        mask = np.zeros(len(valid), dtype=bool)
-        for st in chosen.itertuples():
-            t_s = valid["t_s"]
-            mask |= ((t_s >= st.start_s) & (t_s < st.end_s)).to_numpy()
-        label = "stages " + ", ".join(chosen["stage"])
-    else:
-        mask = (_phase(valid["t_s"], end_s) == "load").to_numpy()
-        label = "k6 window"
-    win = valid[mask]
+    if not len(stages):
+        return valid.iloc[0:0], f"{NOT_TESTABLE} (no stage table) — run `{SOAK_COMMAND}`"
+    flat = stages[stages["flat"] & ((stages["end_s"] - stages["start_s"]) >= min_window_s)]
+    if not len(flat):
+        shown = ", ".join(stages["stage"])
+        return valid.iloc[0:0], (
+            f"{NOT_TESTABLE}: no flat-load stage of at least {min_window_s:g} s "
+            f"({shown}) — run `{SOAK_COMMAND}`"
+        )
+    dur = flat["end_s"] - flat["start_s"]
+    st = flat[dur == dur.max()].iloc[-1]
+    t_s = valid["t_s"]
+    win = valid[((t_s >= st["start_s"]) & (t_s < st["end_s"])).to_numpy()]
+    label = f"stage {st['stage']}, {st['end_s'] - st['start_s']:g} s"
     if len(win) and len(events):
         ev = events
         planned = ev["detail"].map(lambda d: isinstance(d, dict) and bool(d.get("planned")))
@@ -290,7 +309,7 @@ def _leak_window(
         if len(cut) and (win["time"] >= cut.min()).any():
             win = win[win["time"] < cut.min()]
             label += " (cut at the first OOM/restart)"
-    return win, label, bool(mask.any())
+    return win, label
 
 
 def memory_summary(
@@ -302,7 +321,6 @@ def memory_summary(
     sustained_threshold_mb: float | None = None,
     sustained_s: float | None = None,
     max_gap_s: float | None = None,
-    leak_stages: Sequence[str] | None = None,
     leak_min_mb_per_min: float | None = None,
     leak_min_window_s: float | None = None,
 ) -> MemorySummary:
@@ -310,17 +328,17 @@ def memory_summary(
 
     *Idle* is the median of samples before k6 started, *load* the median while k6 ran
     (``k6_started_at``..``k6_ended_at``), *peak* the maximum over the whole run. Time above a
-    threshold sums sample weights (:func:`perflib.stats.sample_weights`). The leak slope uses the samples of
-    ``leak_stages`` before any restart/OOM in them — the whole k6 window when the manifest has
-    no stages, none when it has stages but none of those (a load that keeps changing, as in
-    the stress profile, moves memory without any leak). Knobs left at None take the SLO
+    threshold sums sample weights (:func:`perflib.stats.sample_weights`). The leak slope uses
+    the samples of the longest flat-load stage of at least ``leak_min_window_s``, before any
+    restart/OOM in it; a profile without one (the guide's load profile ramps throughout)
+    gets no estimate and a ``leak_note`` that says it is not testable there — a load that
+    changes moves memory without any leak. Knobs left at None take the SLO
     file's defaults (:class:`perflib.analysis.slo.Settings`, ``memory_sustained_800``).
     """
     d = default_slos().settings
     thresholds_mb = d.memory_thresholds_mb if thresholds_mb is None else thresholds_mb
     if sustained_threshold_mb is None:
         sustained_threshold_mb = default_slos().sustained_threshold("memory_sustained")
-    leak_stages = d.leak_stages if leak_stages is None else leak_stages
     leak_min_mb_per_min = (
         d.leak_min_mb_per_min if leak_min_mb_per_min is None else leak_min_mb_per_min
     )
@@ -357,7 +375,7 @@ def memory_summary(
     longest = float(at_level.max()) if len(at_level) else 0.0
     leak, leak_note = None, "no leak estimate: no memory samples or k6 start unknown"
     if len(valid) and start is not None:
-        win, label, any_chosen = _leak_window(valid, ev, manifest, end_s, leak_stages)
+        win, label = _leak_window(valid, ev, manifest, leak_min_window_s)
         leak = leak_estimate(
             win["time"],
             win["memory_used_mb"],
@@ -367,8 +385,8 @@ def memory_summary(
         )
         if leak is None:
             leak_note = (
-                f"no leak estimate: {label}"
-                if not any_chosen
+                label
+                if label.startswith(NOT_TESTABLE)
                 else f"no leak estimate: the {len(win)} samples in {label} cover under "
                 f"{leak_min_window_s:g} s (or are fewer than 10)"
             )

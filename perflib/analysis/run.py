@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from perflib import ingest as k6
+from perflib.analysis.cpu import Throttling, throttling_analysis
 from perflib.analysis.latency import (
     ALL,
     Saturation,
@@ -87,6 +88,9 @@ class RunAnalysis:
     #: summary of the NDJSON): what sizing reads for p95, request rate and bytes received.
     k6_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: shared-CPU throttling as a finding (:func:`perflib.analysis.cpu.throttling_analysis`):
+    #: burst balance over time, exhaustion, throttled time, time to exhaust at the mean load
+    throttling: Throttling | None = None
 
     def __repr__(self) -> str:  # the frames' reprs would flood a notebook
         return (
@@ -106,16 +110,19 @@ class RunAnalysis:
     def key_figures(self) -> pd.DataFrame:
         """The headline numbers as a tidy frame: ``figure``, ``value``, ``unit``."""
         rows: list[tuple[str, Any, str]] = []
+        rep = representative(self.run.manifest)
+        lat = "" if rep["latency"] else f" ({NOT_REPRESENTATIVE})"
+        cpu = "" if rep["cpu"] else f" ({NOT_REPRESENTATIVE})"
         allrow = self.summary[self.summary["name"] == ALL]
         if len(allrow):
             r = allrow.iloc[0]
             rows += [
                 ("requests", int(r["requests"]), ""),
-                ("throughput", r["req_per_s"], "req/s"),
+                ("throughput" + lat, r["req_per_s"], "req/s"),
                 ("error rate", r["error_rate_pct"], "%"),
-                ("latency p50", r["p50"], "ms"),
-                ("latency p95", r["p95"], "ms"),
-                ("latency p99", r["p99"], "ms"),
+                ("latency p50" + lat, r["p50"], "ms"),
+                ("latency p95" + lat, r["p95"], "ms"),
+                ("latency p99" + lat, r["p99"], "ms"),
             ]
         rows.append(("dropped iterations", self.saturation.dropped_iterations, ""))
         m, c = self.memory, self.cpu
@@ -131,11 +138,21 @@ class RunAnalysis:
         if m.leak is not None:
             rows.append(("memory slope", m.leak.slope_mb_per_min, "MB/min"))
         rows += [
-            ("CPU average", c.avg_pct, "%"),
-            ("CPU p95", c.p95_pct, "%"),
-            ("time at 100 % CPU", c.time_full_s, "s"),
+            ("CPU average" + cpu, c.avg_pct, "%"),
+            ("CPU p95" + cpu, c.p95_pct, "%"),
+            ("time at 100 % CPU" + cpu, c.time_full_s, "s"),
             ("throttled time", c.throttled_s, "s"),
         ]
+        t = self.throttling
+        if t is not None and t.applies:
+            rows.append(("shared-CPU baseline", t.baseline_pct, "%"))
+            if t.exhausted_at_t_s is not None:
+                rows.append(("burst balance exhausted at", t.exhausted_at_t_s, "s"))
+            if t.time_to_exhaust_full_s is not None:  # None: the mean is within the baseline
+                rows.append(
+                    ("full burst balance lasts at mean load", t.time_to_exhaust_full_s, "s")
+                )
+        rows.append(("memory leak", m.leak_verdict, ""))
         sa = self.step_attribution
         if sa.dominant_step is not None:
             rows.append(("dominant step (tail)", f"Step {sa.dominant_step}", ""))
@@ -179,6 +196,9 @@ class RunAnalysis:
                 "dropped_iterations": self.saturation.dropped_iterations,
                 "evidence": self.saturation.evidence,
             },
+            "throttling": self.throttling.to_dict() if self.throttling is not None else None,
+            "leak_verdict": self.memory.leak_verdict,
+            "leak_note": self.memory.leak_note,
             "leak": None
             if leak is None
             else {
@@ -186,6 +206,7 @@ class RunAnalysis:
                 "ci_low": leak.ci_low,
                 "ci_high": leak.ci_high,
                 "n": leak.n,
+                "window": leak.window,
                 "method": leak.method,
                 "suspected": leak.suspected,
             },
@@ -278,7 +299,6 @@ def _resources(
         thresholds_mb=st.memory_thresholds_mb,
         sustained_s=st.sustained_s,
         max_gap_s=st.max_gap_s,
-        leak_stages=st.leak_stages,
         leak_min_mb_per_min=st.leak_min_mb_per_min,
         leak_min_window_s=st.leak_min_window_s,
         sustained_threshold_mb=_threshold(slo_file, "memory_sustained"),
@@ -292,6 +312,22 @@ def _resources(
         max_gap_s=st.max_gap_s,
     )
     return memory, cpu
+
+
+NOT_REPRESENTATIVE = "not representative"
+
+
+def representative(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Which of a run's figures stand for the VM's: a guest under TCG (software CPU) gives
+    memory figures that do, CPU and latency figures that do not (manifest ``vm.representative``,
+    written by :mod:`perflib.guest.isolation`); every other run's figures do."""
+    rep = (manifest.get("vm") or {}).get("representative") or {}
+    return {
+        "memory": rep.get("memory", True),
+        "cpu": rep.get("cpu", True),
+        "latency": rep.get("latency", True),
+        "note": rep.get("note"),
+    }
 
 
 def analyze_run(
@@ -325,6 +361,9 @@ def analyze_run(
     done = completeness(run, ran_s=duration if not run.manifest.get("k6_ended_at") else None)
     if done.caveat:
         warnings.insert(0, done.caveat)
+    rep = representative(run.manifest)
+    if rep["note"]:
+        warnings.append(rep["note"])
     log_text = _read_text(run.service_log_path)
     events = resource_events(raw_events, {"service.log": log_text}, origin=start)
     memory, cpu = _resources(samples, manifest, events, slo_file)
@@ -354,6 +393,13 @@ def analyze_run(
         completeness=done,
         skipped_cells=int(samples.attrs.get("bad_cells", 0)),
         input_notes=input_notes,
+    )
+    analysis.throttling = throttling_analysis(
+        cpu,
+        manifest,
+        events,
+        min_throttled_s=slo_file.settings.throttled_min_s,
+        max_gap_s=slo_file.settings.max_gap_s,
     )
     analysis.verdicts = slo_verdicts(analysis, slo_file)
     return analysis

@@ -64,9 +64,11 @@ class Settings(BaseModel):
     bucket: str = "10s"
     cpu_full_pct: float = Field(98.0, gt=0)
     memory_thresholds_mb: list[float] = Field(default_factory=lambda: [500.0, 700.0, 800.0])
-    leak_stages: list[str] = Field(default_factory=lambda: ["steady"])
     leak_min_mb_per_min: float = 1.0
-    leak_min_window_s: float = Field(60.0, ge=0)
+    leak_min_window_s: float = Field(300.0, ge=0)
+    equivalence_margin_pct: float = Field(10.0, gt=0)
+    equivalence_alpha: float = Field(0.05, gt=0, lt=0.5)
+    throttled_min_s: float = Field(1.0, ge=0)
 
     @field_validator("bucket")
     @classmethod

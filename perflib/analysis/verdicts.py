@@ -49,7 +49,10 @@ def _measure_requests(a: RunAnalysis, slo: Slo, slos: SloFile) -> tuple[float | 
     req = _select(a.requests, slo.endpoint)
     if slo.stages and len(req) and a.k6_start is not None:
         t = (req["time"] - a.k6_start).dt.total_seconds()
-        req = req[assign_stage(t, a.stages).isin(slo.stages).to_numpy()]
+        st = a.stages
+        # an SLO names stages by the script's name ("steady") or by their load label
+        picked = st.loc[st["stage"].isin(slo.stages) | st["stage_name"].isin(slo.stages), "stage"]
+        req = req[assign_stage(t, st).isin(list(picked)).to_numpy()]
     where = (f"endpoint ~ /{slo.endpoint}/" if slo.endpoint else "all requests") + (
         f", stages {', '.join(slo.stages)}" if slo.stages else ""
     )

@@ -31,6 +31,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("report-job", "report_job"),
     ("samples", "samples"),
     ("store", "store"),
+    ("calibrate", "calibrate"),
 )
 #: verb -> "module:function"; each function takes the parsed Namespace and returns an exit code.
 HANDLERS: dict[str, str] = {verb: f"perflib.cli.{mod}:cli_{mod}" for verb, mod in VERBS}

@@ -94,6 +94,13 @@ def cli_analyze(args: argparse.Namespace) -> int:
         out.print(analysis.step_attribution.advice)
     if analysis.saturation.saturated:
         out.print(f"[bold yellow]saturated run:[/] {analysis.saturation.evidence}")
+    if analysis.throttling is not None:
+        out.print(f"shared CPU: {analysis.throttling.statement}", highlight=False, markup=False)
+    m = analysis.memory
+    leak = m.leak_note if m.leak_note.startswith("not testable") else (
+        f"{m.leak_verdict} ({m.leak_note})"
+    )  # fmt: skip
+    out.print(f"memory leak: {leak}", highlight=False, markup=False)
     out.print(
         f"worst verdict: [{_verdict_style(analysis.worst_verdict)}]"
         f"{analysis.worst_verdict}[/] (exit {code})"

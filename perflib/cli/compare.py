@@ -38,6 +38,8 @@ def cli_compare(args: argparse.Namespace) -> int:
     for label, res in comp.latency.items():
         verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
         con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
+        if res.get("throttling_note"):  # a throttled side confounds the latency above
+            con.print(f"  {res['throttling_note']}", highlight=False, markup=False)
     for reason in rec.reasons:
         con.print(f"• {reason}", highlight=False, markup=False)
     if rec.guide_option_1:

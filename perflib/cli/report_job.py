@@ -22,6 +22,7 @@ def cli_report_job(args: argparse.Namespace) -> int:
     from perflib.cli.report import _finish
     from perflib.report.build import JOB_PRESETS, REPORTS_DIR, build_report
     from perflib.run import runner
+    from perflib.run.vm import EmulationSettings
 
     console = Console(stderr=True, soft_wrap=True)
     if args.time_scale <= 0:
@@ -38,6 +39,7 @@ def cli_report_job(args: argparse.Namespace) -> int:
         res = runner.run_profile(  # RunError (cannot start) reaches the CLI's error line
             profile,
             vm=preset,
+            emulation=EmulationSettings(isolation=getattr(args, "isolation", "process")),
             time_scale=args.time_scale,
             upstreams=args.upstreams,
             out=target,
@@ -77,3 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     j.add_argument("--out", default=None)
     j.add_argument("--upstreams", choices=["nominal", "degraded"], default="nominal")
+    j.add_argument(
+        "--isolation",
+        choices=["process", "guest"],
+        default="process",
+        help="process emulation (default) or real Linux guests (memory-exact, slower)",
+    )

@@ -6,6 +6,8 @@ import argparse
 
 from rich.console import Console
 
+from perflib.cli.serve import add_app_options
+
 
 def cli_run(args: argparse.Namespace) -> int:
     """``perflib run``: prints the run directory last on stdout; returns the exit code.
@@ -15,15 +17,22 @@ def cli_run(args: argparse.Namespace) -> int:
     """
     from perflib.fly.presets import PresetError, parse_preset
     from perflib.run.runner import EXIT_USAGE, RunError, run_profile, samplers_for
+    from perflib.run.stack import AppSpec
     from perflib.run.vm import EmulationSettings
 
     console = Console(stderr=True, soft_wrap=True)
+    try:
+        app = AppSpec.from_args(args)
+    except ValueError as exc:
+        raise RunError(str(exc), EXIT_USAGE) from None
     settings = EmulationSettings(
         memory=not args.no_memory_limit,
         cpu_pin=not args.no_cpu_pin,
         cpu_quota=not args.no_cpu_quota,
         memory_metric=getattr(args, "memory_metric", "rss"),
         quota_method=getattr(args, "quota_method", "auto"),
+        isolation=getattr(args, "isolation", "process"),
+        app=app,
     )
     if args.guest_overhead_mb is not None:
         if args.guest_overhead_mb < 0:
@@ -122,3 +131,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="sample the target through this Prometheus (source 'process')",
     )
+    add_app_options(p)

@@ -31,16 +31,29 @@ def cli_serve(args: Any) -> int:
             f"port {port} is already in use on 127.0.0.1; stop what listens there "
             f"or choose another with --port"
         )
+    from perflib.run.stack import AppSpec
+
     vm = None
     vm_preset = getattr(args, "vm", None)
-    if vm_preset:
+    try:
+        app = AppSpec.from_args(args)
+    except ValueError as exc:
+        raise PerflibError(str(exc)) from None
+    if getattr(args, "isolation", "process") == "guest":
+        from perflib.guest.isolation import GuestVm
+
+        try:
+            vm = GuestVm(vm_preset or "shared-cpu-1x:1024mb")
+        except ValueError as exc:
+            raise PerflibError(f"--vm {vm_preset}: {exc}") from None
+    elif vm_preset:
         from perflib.run import vm as vm_module
 
         try:
             vm = vm_module.VmEmulator(vm_preset)
         except ValueError as exc:
             raise PerflibError(f"--vm {vm_preset}: {exc}") from None
-    return _serve(args, port, vm)
+    return _serve(args, port, vm, app)
 
 
 class LogFollower:
@@ -83,24 +96,30 @@ class LogFollower:
             self._stop.wait(0.2)
 
 
-def _serve(args: Any, port: int, vm: Any) -> int:
+def _serve(args: Any, port: int, vm: Any, app: Any = None) -> int:
     from perflib.run.stack import LocalStack, StackError, log_tail
 
-    stack = LocalStack(
-        port=port,
-        upstreams=args.upstreams,
-        database_url=getattr(args, "database_url", None),
-        on_service_start=(vm.attach if vm is not None else None),
-    )
+    guest = getattr(vm, "isolation", "process") == "guest"
+    kw: dict[str, Any] = {
+        "port": port,
+        "upstreams": args.upstreams,
+        "database_url": getattr(args, "database_url", None),
+        "app": app,
+    }
+    if guest:
+        stack: LocalStack = vm.make_stack(**kw, progress=lambda m: print(m, file=sys.stderr))
+    else:
+        stack = LocalStack(**kw, on_service_start=(vm.attach if vm is not None else None))
     prom = None
     follower = None
     try:
         print("starting the emulators and the service…", file=sys.stderr, flush=True)
         stack.start()
         follower = LogFollower(stack.service_log, "service").start()
-        if vm is not None:
+        if vm is not None and not guest:
             vm.service_log = stack.service_log
             vm.bind(stack)
+        if vm is not None:
             vm.start()
         info = stack.describe()
         print(f"service     {info['base_url']}  (health: {info['base_url']}/health)")
@@ -111,6 +130,11 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         print(f"service log {info['service_log']} (also shown here as 'service | …')")
         if vm is not None:
             print(f"vm          {vm.preset.name}")
+        if guest:
+            g = vm.manifest()["guest"]
+            print(f"isolation   Linux guest ({g['accelerator']}, kernel {g['kernel_version']})")
+            if g["accelerator"] != "kvm":
+                print("            CPU and latency under TCG are not representative")
         if getattr(args, "prometheus", False):
             from perflib.sampling.prometheus import PrometheusError, start_for_stack
 
@@ -122,7 +146,7 @@ def _serve(args: Any, port: int, vm: Any) -> int:
         print("Ctrl-C stops everything.", flush=True)
         while True:
             svc = stack.service
-            if vm is None and svc is not None and svc.poll() is not None:
+            if (vm is None or guest) and svc is not None and svc.poll() is not None:
                 raise StackError(
                     f"the service exited with code {svc.returncode}; last log lines:\n"
                     f"{log_tail(stack.service_log)}",
@@ -144,6 +168,19 @@ def _serve(args: Any, port: int, vm: Any) -> int:
             stack.stop()
             if follower is not None:
                 follower.stop()
+
+
+def add_app_options(p: argparse.ArgumentParser) -> None:
+    """Which app the emulated VM runs, and how (process watcher or a real Linux guest)."""
+    p.add_argument(
+        "--isolation",
+        choices=["process", "guest"],
+        default="process",
+        help="process emulation (default, fast) or a real Linux guest in QEMU (memory-exact)",
+    )
+    p.add_argument("--app-cmd", default=None, help="run this shell command instead of the service")
+    p.add_argument("--app-port", type=int, default=None, help="port the --app-cmd app listens on")
+    p.add_argument("--health-path", default=None, help="the app's health check (default /health)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -169,3 +206,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also start a local Prometheus server scraping the service's /metrics",
     )
+    add_app_options(p)

@@ -74,15 +74,27 @@ def _render(summary: Mapping[str, Any], meta: Mapping[str, dict[str, Any]]) -> N
     sys.stdout.write("\n".join(out) + "\n")
 
 
+def _trend_stats(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--stats``, else the stats the run was recorded with, else ``TREND_STATS``."""
+    from perflib.ingest.scan import TREND_STATS
+    from perflib.ingest.trendstats import parse_trend_stats, run_trend_stats
+
+    if getattr(args, "stats", None) is not None:
+        return parse_trend_stats(args.stats)
+    return run_trend_stats(args.path) or TREND_STATS
+
+
 def cli_summarize(args: argparse.Namespace) -> int:
-    """``perflib summarize PATH [--json] [--no-cache]``: 0 ok (warnings on stderr), 2 bad input."""
+    """``perflib summarize PATH [--json] [--no-cache] [--stats STATS]``: 0 ok (warnings on
+    stderr), 2 bad input (a bad path or a bad ``--stats``)."""
     # numpy's import starts one OpenBLAS thread per core (about 0.06 CPU-s here); summarize does
     # no linear algebra. Set only in this process, and only when the user has not chosen.
     from perflib.ingest.summary import _summary_and_meta
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
-        summary, meta = _summary_and_meta(args.path, cache=not getattr(args, "no_cache", False))
+        stats = _trend_stats(args)
+        summary, meta = _summary_and_meta(args.path, not getattr(args, "no_cache", False), stats)
     except PerflibError:
         raise  # K6InputError, RunDirError: the CLI prints one line, exit 2
     except FileNotFoundError as exc:
@@ -111,3 +123,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", help="k6 NDJSON file (.gz too) or a run directory")
     p.add_argument("--json", action="store_true", help="print JSON (shape in docs/contracts.md)")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write the cache")
+    p.add_argument(
+        "--stats",
+        metavar="STATS",
+        default=None,
+        help="trend statistics, k6's --summary-trend-stats syntax, e.g. "
+        "'avg,min,med,max,p(90),p(99.9),count' (default: the run's own summaryTrendStats, "
+        "else count,avg,min,med,max,p(90),p(95),p(99))",
+    )

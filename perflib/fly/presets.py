@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from perflib.errors import PerflibError
+from perflib.fly.burst import SHARED_BASELINE_PER_CPU
 
 
 class PricingError(PerflibError, ValueError):
@@ -55,7 +56,7 @@ class Preset:
     @property
     def cpu_capacity(self) -> float:
         """Guaranteed vCPU share (docs/guide.md#fly-shared-cpu: shared = 1/16 core per vCPU baseline)."""
-        return self.cpus * (1.0 if self.cpu_kind == "performance" else 0.0625)
+        return self.cpus * (1.0 if self.cpu_kind == "performance" else SHARED_BASELINE_PER_CPU)
 
     def __str__(self) -> str:
         return self.name

@@ -13,6 +13,7 @@ from perflib.ingest.scan import (
     _declared_subs,
     _sub_key,
 )
+from perflib.ingest.trendstats import percentile_of, trend_percentiles
 
 #: Types whose metric is certainly not a gauge (the gauge flag is on for any other type).
 _NOT_GAUGE = ("trend", "rate", "counter")
@@ -24,9 +25,12 @@ def _assemble(
     meta: Mapping[str, dict[str, Any]],
     duration_s: float,
     warnings: list[str],
+    trend_stats: Sequence[str] = TREND_STATS,
 ) -> dict[str, dict[str, Any]]:
     """k6's statistics from the aggregate rows ``(metric, name tag, whole, *aggregates)`` and
-    the sub-metric aggregates (keyed by :func:`_sub_key`): shared by both summary paths."""
+    the sub-metric aggregates (keyed by :func:`_sub_key`): shared by both summary paths.
+    Trends get ``trend_stats``, in that order; their quantiles in the aggregates are
+    :func:`trend_percentiles` of them."""
     seen = sorted({r[0] for r in rows})
     types: dict[str, str] = {}
     for m in seen:
@@ -40,7 +44,7 @@ def _assemble(
     splits: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
     for metric, name, whole, *agg in rows:
         if whole:
-            stats[metric] = _stats(types[metric], *agg, duration_s)
+            stats[metric] = _stats(types[metric], *agg, duration_s, trend_stats)
         elif name is not None and metric.startswith("http_req") and types[metric] != "gauge":
             splits.setdefault(metric, []).append((name, tuple(agg)))
 
@@ -49,7 +53,7 @@ def _assemble(
     for name, parent, tags in _declared_subs(seen, meta):
         declared.add((parent, tuple(sorted(tags.items()))))
         agg = sub_aggs.get(_sub_key(name, parent, tags), (0, 0.0, None, None, None, 0, None))
-        stats[name] = _stats(types[parent], *agg, duration_s)
+        stats[name] = _stats(types[parent], *agg, duration_s, trend_stats)
 
     for metric, values in sorted(splits.items()):
         if len(values) > MAX_NAME_SPLITS:
@@ -60,7 +64,9 @@ def _assemble(
             continue
         for name, agg in sorted(values):
             if (metric, (("name", name),)) not in declared:
-                stats[f"{metric}{{name:{name}}}"] = _stats(types[metric], *agg, duration_s)
+                stats[f"{metric}{{name:{name}}}"] = _stats(
+                    types[metric], *agg, duration_s, trend_stats
+                )
 
     order = {m: i for i, m in enumerate(seen)}
     return dict(
@@ -80,24 +86,18 @@ def _stats(
     nonzero: int,
     last: float | None,
     duration_s: float,
+    trend_stats: Sequence[str] = TREND_STATS,
 ) -> dict[str, Any]:
     if kind == "trend":
         if n == 0:
-            return dict.fromkeys(TREND_STATS, 0) | {"count": 0}
-        if q is None or any(v is None for v in q):
+            return dict.fromkeys(trend_stats, 0)
+        pcts = trend_percentiles(trend_stats)
+        if pcts and (q is None or len(q) != len(pcts) or any(v is None for v in q)):
             # Never stand in min for the percentiles: a trend always gets its quantiles.
             raise RuntimeError("internal error: trend aggregated without its percentiles")
-        med, p90, p95, p99 = q
-        return {
-            "count": n,
-            "avg": (total or 0.0) / n,
-            "min": lo,
-            "med": med,
-            "max": hi,
-            "p(90)": p90,
-            "p(95)": p95,
-            "p(99)": p99,
-        }
+        at = dict(zip(pcts, q or (), strict=True))
+        plain = {"count": n, "avg": (total or 0.0) / n, "min": lo, "max": hi}
+        return {s: plain[s] if s in plain else at[percentile_of(s)] for s in trend_stats}
     if kind == "rate":
         return {"rate": nonzero / n if n else 0.0, "passes": nonzero, "fails": n - nonzero}
     if kind == "counter":

@@ -22,8 +22,8 @@ from perflib.ingest.cache import (
 )
 from perflib.ingest.scan import (
     _MAX_LINE_BYTES,
-    _TREND_QUANTILES,
     MAX_NAME_SPLITS,
+    TREND_STATS,
     _declared_subs,
     _head_metric_lines,
     _is_gzip,
@@ -35,6 +35,7 @@ from perflib.ingest.scan import (
     _SummaryParts,
     _value_limits,
 )
+from perflib.ingest.trendstats import trend_percentiles
 
 #: Bigger files go to DuckDB, whose ``memory_limit`` bounds them: the fast reader keeps every
 #: sample's value (8 bytes, about 3 % of k6's NDJSON) until the statistics are computed.
@@ -57,7 +58,9 @@ def fast_reader() -> Any | None:
     return _k6scan
 
 
-def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
+def _fast_summary(
+    paths: Sequence[Path], trend_stats: Sequence[str] = TREND_STATS
+) -> _SummaryParts | None:
     """Cold summary of k6 files (plain or gzip, one or several segments) read by the strict C
     scanner (``perflib/ingest/_k6scan.c``).
 
@@ -74,6 +77,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     """
     from perflib.stats import percentile
 
+    pcts = trend_percentiles(trend_stats)
     scanner = fast_reader()
     if scanner is None:
         return None
@@ -152,7 +156,7 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
         v = cols[0] if len(cols) == 1 else np.concatenate(cols)
         q = None
         if kind not in ("rate", "counter", "gauge"):  # trend, or undeclared: as a trend
-            q = [float(x) for x in percentile(v, [100 * p for p in _TREND_QUANTILES])]
+            q = [float(x) for x in percentile(v, list(pcts))] if pcts else []
         last = None
         if kind not in _NOT_GAUGE:  # the latest sample; on a tie the later line, as in k6
             last = series[max(members, key=lambda i: series[i][3])][4]
@@ -193,5 +197,5 @@ def _fast_summary(paths: Sequence[Path]) -> _SummaryParts | None:
     if not starts:
         return None  # no samples at all: the general path words the warnings
     span = max(s[6] for s in scans if s[6] is not None) - min(starts)
-    result = _assemble(rows, sub_aggs, meta, max(span, 0) / 1e9, warnings)
+    result = _assemble(rows, sub_aggs, meta, max(span, 0) / 1e9, warnings, trend_stats)
     return result, {"parsed": sum(s[0] for s in scans), "skipped": 0}, warnings, meta, {}

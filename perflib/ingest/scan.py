@@ -33,11 +33,13 @@ KNOWN_TAGS: tuple[str, ...] = (
 )
 
 
-#: Trend statistics k6 prints with ``--summary-trend-stats "avg,min,med,max,p(90),p(95),p(99),count"``.
+#: The trend statistics a summary gives when the run does not say (``perflib summarize
+#: --stats`` or the run's own ``summaryTrendStats`` choose others: :mod:`.trendstats`); the
+#: runner passes the same set to k6 as ``--summary-trend-stats`` (:data:`K6_TREND_STATS_ARG`).
 TREND_STATS: tuple[str, ...] = ("count", "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
 
-
-_TREND_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+#: :data:`TREND_STATS` as k6's ``--summary-trend-stats`` argument, in k6's order.
+K6_TREND_STATS_ARG = "avg,min,med,max,p(90),p(95),p(99),count"
 
 
 #: Sample values no k6 measurement can have, excluded from the statistics and counted

@@ -39,9 +39,9 @@ from perflib.ingest.scan import (
     _BAD_AGGS,
     _MAX_LINE_BYTES,
     _NON_NEGATIVE,
-    _TREND_QUANTILES,
     _VALUE_AGGS,
     BAD_VALUE_KINDS,
+    TREND_STATS,
     Ingest,
     K6InputError,
     Source,
@@ -65,10 +65,18 @@ from perflib.ingest.scan import (
     _write_json,
     resolve_sources,
 )
+from perflib.ingest.trendstats import parse_trend_stats, trend_percentiles
 
 
-def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
+def summarize(
+    source: Source | Ingest, *, cache: bool = True, trend_stats: str | Sequence[str] | None = None
+) -> dict[str, Any]:
     """k6's end-of-test statistics recomputed from raw NDJSON, in docs/contracts.md's JSON shape.
+
+    ``trend_stats``: the statistics of every trend, in k6's ``--summary-trend-stats`` syntax
+    (``"avg,min,med,max,p(90),p(99.9),count"`` or a list; keys spelled as given, as k6
+    does); default :data:`TREND_STATS`. :func:`perflib.ingest.trendstats.run_trend_stats`
+    finds the ones a run was recorded with.
 
     Covers every metric, every sub-metric k6 declared (thresholds, ``expected_response:true``)
     and per-endpoint ``{name:…}`` splits of HTTP metrics. Counter ``rate`` divides by the span
@@ -83,19 +91,31 @@ def summarize(source: Source | Ingest, *, cache: bool = True) -> dict[str, Any]:
     to disk past the memory limit). Memory holds the aggregates and, like
     k6, the values of each trend, never the file. The result is cached beside the source.
     """
-    return _summary_and_meta(source, cache)[0]
+    stats = TREND_STATS if trend_stats is None else parse_trend_stats(trend_stats)
+    return _summary_and_meta(source, cache, stats)[0]
 
 
 def _summary_cache_path(paths: Sequence[Path]) -> Path:
     return cache_dir(paths[0]) / "summary.json"
 
 
-def _summary_cache_keys(paths: Sequence[Path]) -> list[Any]:
-    return [[str(p.resolve()), _cache_key(p)] for p in paths]
+def _summary_cache_keys(paths: Sequence[Path], trend_stats: Sequence[str]) -> list[Any]:
+    return [[str(p.resolve()), _cache_key(p)] for p in paths] + [list(trend_stats)]
+
+
+def _value_aggs(trend_stats: Sequence[str], trend: str) -> str:
+    """The aggregate columns of both DuckDB paths: the trend quantiles ``trend_stats`` need
+    (none: a NULL list, as ``quantile_cont`` refuses an empty one)."""
+    pcts = trend_percentiles(trend_stats)
+    qs = ", ".join(repr(p / 100) for p in pcts)
+    aggs = _VALUE_AGGS.format(qs=qs or "0.5", trend=trend)
+    if not pcts:
+        aggs = aggs.replace(f"quantile_cont(value, [0.5]) FILTER (WHERE {trend})", "NULL")
+    return aggs
 
 
 def _summary_and_meta(
-    source: Source | Ingest, cache: bool
+    source: Source | Ingest, cache: bool, trend_stats: Sequence[str] = TREND_STATS
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     paths: list[Path] | None = None
     if not isinstance(source, Ingest):
@@ -106,7 +126,7 @@ def _summary_and_meta(
         if cache:
             try:
                 doc = json.loads(_summary_cache_path(paths).read_text(encoding="utf-8"))
-                if doc.get("keys") == _summary_cache_keys(paths):
+                if doc.get("keys") == _summary_cache_keys(paths, trend_stats):
                     return doc["summary"], doc["meta"]
             except (OSError, ValueError, KeyError, AttributeError):
                 pass
@@ -116,9 +136,9 @@ def _summary_and_meta(
         if paths is not None and not (cache and any(_load_cached(p) for p in paths)):
             # The common cold case: the strict C reader (plain, gzip, segments); else, for one
             # plain file, one DuckDB pass; else (None) the general path.
-            direct = _fast_summary(paths)
+            direct = _fast_summary(paths, trend_stats)
             if direct is None and len(paths) == 1 and not _is_gzip(paths[0]):
-                direct = _direct_summary(paths[0], tmp)
+                direct = _direct_summary(paths[0], tmp, trend_stats)
         if direct is not None:
             result, lines, warnings, meta, excluded = direct
             return _store_summary(
@@ -126,6 +146,7 @@ def _summary_and_meta(
                 meta,
                 paths,
                 cache,
+                trend_stats,
             )
         con = _duckdb(tmp)
         try:
@@ -158,7 +179,7 @@ def _summary_and_meta(
                 )
             meta = ing.metrics
             warnings = list(ing.warnings)
-            result, excluded = _summarize(con, ing, meta, warnings)
+            result, excluded = _summarize(con, ing, meta, warnings, trend_stats)
         finally:
             con.close()
     finally:
@@ -168,6 +189,7 @@ def _summary_and_meta(
         meta,
         paths,
         cache,
+        trend_stats,
     )
 
 
@@ -176,6 +198,7 @@ def _store_summary(
     meta: dict[str, dict[str, Any]],
     paths: Sequence[Path] | None,
     cache: bool,
+    trend_stats: Sequence[str],
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Cache the summary beside the source (unless told not to), and return it."""
     if cache and paths is not None:
@@ -183,7 +206,11 @@ def _store_summary(
             _summary_cache_path(paths).parent.mkdir(exist_ok=True)
             _write_json(
                 _summary_cache_path(paths),
-                {"keys": _summary_cache_keys(paths), "summary": summary, "meta": meta},
+                {
+                    "keys": _summary_cache_keys(paths, trend_stats),
+                    "summary": summary,
+                    "meta": meta,
+                },
             )
         except OSError:
             pass  # read-only location: the summary is simply not cached
@@ -199,6 +226,7 @@ def _direct_sql(
     tags: Sequence[str],
     subs: Sequence[tuple[str, str, dict[str, str]]],
     guess: Mapping[str, dict[str, Any]],
+    trend_stats: Sequence[str] = TREND_STATS,
 ) -> str:
     """The single aggregate query of :func:`_direct_summary` (see there for why)."""
     struct = ", ".join(f'"{_sql_ident(t)}" VARCHAR' for t in tags)
@@ -258,8 +286,7 @@ def _direct_sql(
     gauge = "coalesce(s.is_gauge, TRUE)" if fan else "TRUE"
     split = 'CASE WHEN s.sub = -2 THEN data.tags."name" END' if fan else "NULL::VARCHAR"
     kinds = {k: i for i, k in enumerate(_DIRECT_KINDS)}
-    qs = ", ".join(str(q) for q in _TREND_QUANTILES)
-    aggs = _VALUE_AGGS.format(qs=qs, trend=f"kind = {kinds['point']} AND is_trend")
+    aggs = _value_aggs(trend_stats, f"kind = {kinds['point']} AND is_trend")
     return f"""
 WITH f AS (SELECT metric, type, data, {_time_ns_sql("data.time")} AS time_ns FROM {reader}),
 k AS (
@@ -287,7 +314,7 @@ GROUP BY kind, sub, metric, tag_name
 
 
 def _direct_summary(
-    path: Path, tmp: Path
+    path: Path, tmp: Path, trend_stats: Sequence[str] = TREND_STATS
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int], list[str], dict[str, dict[str, Any]]] | None:
     """Cold summary of one plain NDJSON file in ONE DuckDB pass, straight from ``read_json``.
 
@@ -327,7 +354,7 @@ def _direct_summary(
             guess = _parse_metric_lines(_head_metric_lines(path, gz=False))
             subs = _declared_subs(guess, guess)
             tags = _summary_tags(guess)
-            out["query"] = _direct_sql(path, tags, subs, guess)
+            out["query"] = _direct_sql(path, tags, subs, guess, trend_stats)
         finally:
             ready.set()  # on an error too: the worker then closes its connection and ends
 
@@ -402,7 +429,7 @@ def _direct_summary(
     warnings: list[str] = []
     _, parsed, skipped = _account(path, found, scan, 0, warnings)
     duration_s = max(last_ns - first, 0) / 1e9 if first is not None else 0.0
-    result = _assemble(rows, sub_aggs, meta, duration_s, warnings)
+    result = _assemble(rows, sub_aggs, meta, duration_s, warnings, trend_stats)
     dropped = _excluded_warnings(excluded, meta, warnings)
     return result, {"parsed": parsed, "skipped": skipped}, warnings, meta, dropped
 
@@ -412,12 +439,12 @@ def _summarize(
     ing: Ingest,
     meta: dict[str, dict[str, Any]],
     warnings: list[str],
+    trend_stats: Sequence[str] = TREND_STATS,
 ) -> dict[str, dict[str, Any]]:
     con.execute(f"CREATE TEMP VIEW pts AS {_points_sql(ing.files)}")
     columns = {r[0] for r in con.execute("DESCRIBE pts").fetchall()}
-    qs = ", ".join(str(q) for q in _TREND_QUANTILES)
     # Percentiles only for trends, the last value only for gauges: each costs a pass.
-    aggs = _VALUE_AGGS.format(qs=qs, trend="is_trend")
+    aggs = _value_aggs(trend_stats, "is_trend")
 
     def none_of(*kinds: str) -> str:
         """``metric`` is not declared as one of ``kinds`` (undeclared, or another type)."""
@@ -466,7 +493,7 @@ def _summarize(
                 GROUP BY sub""").fetchall()
         }
         sub_aggs = {_sub_key(*s): got[i] for i, s in enumerate(subs) if i in got}
-    result = _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings)
+    result = _assemble(rows, sub_aggs, meta, _run_duration_s(ing), warnings, trend_stats)
     return result, _excluded_warnings(excluded, meta, warnings)
 
 

@@ -20,15 +20,16 @@ if not os.environ.get("DISPLAY") and "MPLBACKEND" not in os.environ:
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.lines import Line2D
 
 from perflib.analysis import ALL, GUIDE_MEMORY_THRESHOLDS_MB
 from perflib.analysis.slo import default_slos
+from perflib.plots.axes import label_log_axis, y_from_zero
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from perflib.analysis import Comparison, RunAnalysis, StepAttribution
+    from perflib.analysis import Comparison, RunAnalysis, StepAttribution, Throttling
 
 _STAGE_COLOURS = ("#e8f0fe", "#fef7e0", "#fce8e6", "#e6f4ea", "#f3e8fd")
 
@@ -62,6 +63,7 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
     """Shade each load-profile stage and name it at the foot of the axes."""
     if stages is None or len(stages) == 0:
         return
+    span = max(float(stages["end_s"].max() - stages["start_s"].min()), 1e-9)
     for i, st in enumerate(stages.itertuples()):
         ax.axvspan(
             st.start_s,
@@ -71,7 +73,9 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
             zorder=0,
             lw=0,
         )
-        # names at the foot of the plot area, clear of the title and the legend
+        # names at the foot of the plot area, clear of the title and the legend; upright
+        # when the stage is too narrow for its name (a stress profile's short ramps)
+        narrow = (st.end_s - st.start_s) / span < 0.0075 * len(str(st.stage)) + 0.01
         ax.text(
             (st.start_s + st.end_s) / 2,
             0.01,
@@ -79,7 +83,8 @@ def _shade_stages(ax: Axes, stages: pd.DataFrame | None) -> None:
             transform=ax.get_xaxis_transform(),
             ha="center",
             va="bottom",
-            fontsize=8,
+            rotation=90 if narrow else 0,
+            fontsize=7 if narrow else 8,
             color="#5f6368",
         )
 
@@ -108,29 +113,40 @@ def plot_latency_over_time(
     *,
     vus: pd.DataFrame | None = None,
     stages: pd.DataFrame | None = None,
-    endpoint: str = ALL,
+    endpoint: str | None = None,
     percentiles: Sequence[str] = ("p50", "p95", "p99"),
     title: str | None = None,
 ) -> Figure:
     """Latency percentiles per bucket (from :func:`perflib.analysis.latency_over_time`) with
-    the k6 VUs on a second axis and the load-profile stages shaded."""
-    fig, axes = _figure()
-    ax = axes[0, 0]
-    _shade_stages(ax, stages)
-    sel = lot[lot["name"] == endpoint] if len(lot) else lot
-    mid = sel["t_s"] + _bucket_width(lot) / 2 if len(sel) else None  # bucket centres
-    for col, style in zip(percentiles, ("-", "--", ":", "-."), strict=False):
-        if len(sel) and col in sel:
-            ax.plot(mid, sel[col], style, marker=".", label=col)
-    if not len(sel):
-        _no_data(ax, "requests")
-    ax.set_xlabel("time since k6 start (s)")
-    ax.set_ylabel("http_req_duration (ms)")
-    handles, labels = _vus_axis(ax, vus)
-    if handles:
-        ax.legend(handles, labels, loc="upper left")
-    name = "all endpoints" if endpoint == ALL else endpoint
-    ax.set_title(title or f"Latency percentiles per time bucket ({name})")
+    the k6 VUs on a second axis and the load-profile stages shaded: one panel per endpoint
+    (or just ``endpoint``). Never a percentile of all endpoints pooled: a mix of ``/health``
+    and enrichment zig-zags with the mix, not with the service's speed."""
+    if endpoint is not None:
+        names = [endpoint]
+    else:
+        names = sorted(set(lot["name"].astype(str)) - {ALL}) if len(lot) else []
+        if not names and len(lot):
+            names = [ALL]  # only a pooled series was computed
+    rows = max(len(names), 1)
+    fig, axes = _figure(rows, 1, size=(10, 1.0 + 3.2 * rows), sharex=True)
+    width = _bucket_width(lot) if len(lot) else 1.0
+    for i, name in enumerate(names or [None]):
+        ax = axes[i, 0]
+        _shade_stages(ax, stages)
+        sel = lot[lot["name"] == name] if name is not None else lot.iloc[0:0]
+        for col, style in zip(percentiles, ("-", "--", ":", "-."), strict=False):
+            if len(sel) and col in sel:
+                ax.plot(sel["t_s"] + width / 2, sel[col], style, marker=".", label=col)
+        if not len(sel):
+            _no_data(ax, "requests")
+        ax.set_ylabel("http_req_duration (ms)")
+        y_from_zero(ax)
+        handles, labels = _vus_axis(ax, vus)
+        if handles:
+            ax.legend(handles, labels, loc="upper left", fontsize=8)
+        ax.set_title("all endpoints" if name == ALL else (name or ""), fontsize=10)
+    axes[rows - 1, 0].set_xlabel("time since k6 start (s)")
+    fig.suptitle(title or "Latency percentiles per time bucket, per endpoint")
     return fig
 
 
@@ -143,7 +159,7 @@ def plot_throughput(
 ) -> Figure:
     """Requests per second per endpoint (from :func:`perflib.analysis.throughput`) and the
     error rate of all requests, with the VUs and stages."""
-    fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
+    fig, axes = _figure(2, 1, size=(10, 6), sharex=True, height_ratios=(2, 1))
     ax, axe = axes[0, 0], axes[1, 0]
     _shade_stages(ax, stages)
     if len(tp):
@@ -167,6 +183,8 @@ def plot_throughput(
             label="failed requests",
         )
         axe.legend(loc="upper left", fontsize=8)
+        if not (allrows["error_rate_pct"].fillna(0) > 0).any():
+            _no_data(axe, "failed requests")
     else:
         _no_data(ax, "requests")
         _no_data(axe, "requests")
@@ -178,7 +196,7 @@ def plot_throughput(
     ax.set_title(title or "Throughput and errors per time bucket")
     axe.set_ylabel("error rate (%)")
     axe.set_xlabel("time since k6 start (s)")
-    axe.set_ylim(bottom=0)
+    y_from_zero(axe, min_span=1.0)  # at least 0–1 %: a 0.02 % blip is not a wall of red
     return fig
 
 
@@ -220,31 +238,32 @@ def plot_latency_distribution(
         hist, ecdf = axes[i, 0], axes[i, 1]
         if v.size:
             lo, hi = max(v.min(), 1e-3), max(v.max(), 1e-3 * 1.01)
-            edges = np.geomspace(lo, hi * 1.0001, bins) if hi > lo else bins
-            hist.hist(v, bins=edges, color="#1a73e8", alpha=0.8, label=f"{name} (n={v.size:,})")
+            # no more bins than the data can fill (a smoke run has 4 requests per endpoint)
+            nbins = int(min(bins, max(5, np.ceil(2 * np.sqrt(v.size)))))
+            edges = np.geomspace(lo, hi * 1.0001, nbins + 1) if hi > lo else nbins
+            hist.hist(v, bins=edges, color="#1a73e8", alpha=0.8)
             hist.set_xscale("log")
-            hist.xaxis.set_minor_formatter(NullFormatter())
             xs = np.sort(v)
             ecdf.step(
                 xs, np.arange(1, xs.size + 1) / xs.size, where="post", color="#1a73e8", label="ECDF"
             )
             ecdf.set_xscale("log")
-            ecdf.xaxis.set_minor_formatter(NullFormatter())
+            ecdf.set_ylim(0, 1.02)
             for p, c in ((50, "#188038"), (95, "#e37400"), (99, "#d93025")):
                 q = percentile(v, p)
                 for ax in (hist, ecdf):
                     ax.axvline(q, color=c, ls="--", lw=1, label=f"p{p} = {q:,.1f} ms")
+            for ax in (hist, ecdf):
+                label_log_axis(ax, "x")
+            ecdf.legend(fontsize=8, loc="best")  # one legend, where the curve leaves room
         else:
             _no_data(hist, "requests")
-        hist.set_title(f"{name}: histogram")
+        hist.set_title(f"{name}: histogram (n={v.size:,})")
         ecdf.set_title(f"{name}: ECDF")
         hist.set_xlabel("http_req_duration (ms, log scale)")
         ecdf.set_xlabel("http_req_duration (ms, log scale)")
         hist.set_ylabel("requests")
         ecdf.set_ylabel("fraction of requests ≤ x")
-        for ax in (hist, ecdf):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8, loc="best")
     fig.suptitle(title or "Latency distribution per endpoint")
     return fig
 
@@ -276,7 +295,8 @@ def plot_memory(
     else:
         _no_data(ax, "memory samples")
     style = _threshold_style()
-    for lvl in thresholds_mb:
+    # a guide line at or above the VM's limit is a level this VM never reaches: not drawn
+    for lvl in [t for t in thresholds_mb if not limit_mb or t < limit_mb]:
         colour, label = style.get(float(lvl), ("#9aa0a6", f"{lvl:g} MB"))
         ax.axhline(lvl, color=colour, ls="--", lw=1, label=label)
     if limit_mb:
@@ -308,71 +328,148 @@ def plot_cpu(
     average_target_pct: float = 50.0,
     stages: pd.DataFrame | None = None,
     title: str | None = None,
+    throttling: Throttling | None = None,
 ) -> Figure:
-    """CPU (% of one vCPU) and throttled share over time, with the guide's 50 % average
-    target and the 70 % dedicated-CPU line. ``timeline``: :attr:`CpuSummary.timeline`."""
+    """CPU (% of one vCPU) over time with the preset's guaranteed share (6.25 % per shared
+    vCPU) and the guide's 50 % average / 70 % dedicated-CPU lines (drawn when the scale
+    reaches them, else named in the legend); below, the burst balance replayed over the run
+    (:attr:`RunAnalysis.throttling`) with the throttled stretches shaded — or "no throttling".
+    ``timeline``: :attr:`CpuSummary.timeline`."""
     fig, axes = _figure(2, 1, size=(10, 6), sharex=True)
-    ax, axt = axes[0, 0], axes[1, 0]
+    ax, axb = axes[0, 0], axes[1, 0]
     _shade_stages(ax, stages)
-    if len(timeline) and timeline["cpu_pct"].notna().any():
-        ax.plot(timeline["t_s"], timeline["cpu_pct"], color="#1a73e8", lw=1.2, label="CPU")
+    cpu = timeline["cpu_pct"] if "cpu_pct" in timeline else pd.Series(dtype="float64")
+    has_cpu = bool(len(timeline) and cpu.notna().any())
+    if has_cpu:
+        ax.plot(timeline["t_s"], cpu, color="#1a73e8", lw=1.2, label="CPU")
     else:
         _no_data(ax, "CPU samples")
-    ax.axhline(
-        average_target_pct,
-        color="#f9ab00",
-        ls="--",
-        lw=1,
-        label=f"average target {average_target_pct:g} %",
-    )
-    ax.axhline(
-        threshold_pct,
-        color="#d93025",
-        ls="--",
-        lw=1,
-        label=f"sustained > {threshold_pct:g} % → dedicated CPU",
-    )
-    ax.axhline(100, color="black", lw=1, label="one full vCPU")
-    ax.set_ylabel("CPU (% of one vCPU)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or "CPU and throttling over time")
-    thr = timeline["cpu_throttled_pct"] if "cpu_throttled_pct" in timeline else pd.Series()
-    if len(thr) and thr.notna().any():
-        axt.fill_between(
-            timeline["t_s"],
-            thr.fillna(0),
-            step="post",
-            color="#d93025",
-            alpha=0.5,
-            label="throttled",
+    base = throttling.baseline_pct if throttling is not None else None
+    if throttling is not None and throttling.applies and base is not None:
+        ax.axhline(
+            base, color="#188038", lw=1.5, label=f"shared baseline {base:g} % ({throttling.preset})"
         )
-        axt.legend(loc="upper left", fontsize=8)
-    else:
-        _no_data(axt, "throttling data")
-    axt.set_ylabel("throttled (% of time)")
-    axt.set_xlabel("time since k6 start (s)")
-    axt.set_ylim(bottom=0)
+    if throttling is not None and throttling.mean_load_pct is not None:
+        ax.axhline(
+            throttling.mean_load_pct,
+            color="#1a73e8",
+            ls=":",
+            lw=1,
+            label=f"mean under load {throttling.mean_load_pct:.1f} %",
+        )
+    top = max(float(cpu.max()) if has_cpu else 0.0, base or 0.0, 10.0) * 1.25
+    guides = [
+        (average_target_pct, "#f9ab00", f"average target {average_target_pct:g} %"),
+        (threshold_pct, "#d93025", f"sustained > {threshold_pct:g} % → dedicated CPU"),
+    ]
+    off = []
+    for level, colour, label in guides:
+        if level <= top:
+            ax.axhline(level, color=colour, ls="--", lw=1, label=label)
+        else:
+            off.append(f"{level:g} %")
+    ax.set_ylim(0, top)
+    ax.set_ylabel("CPU (% of one vCPU)")
+    handles, labels = ax.get_legend_handles_labels()
+    if off:  # the guide's lines far above the load: said, not drawn off-scale
+        handles.append(Line2D([], [], color="none"))
+        labels.append(f"guide lines at {' and '.join(off)}: above this scale")
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title or "CPU and shared-CPU burst balance over time")
+    _plot_balance(axb, timeline, throttling)
+    axb.set_xlabel("time since k6 start (s)")
     return fig
+
+
+def _step_label(step: int, what: object) -> str:
+    """``Step 2: Using Diretrix to find CPF`` (the service's own words), shortened to fit."""
+    text = str(what).strip() if isinstance(what, str) and what.strip() else ""
+    if len(text) > 34:
+        text = text[:33].rstrip() + "…"
+    return f"Step {step}: {text}" if text else f"Step {step}"
+
+
+def _plot_balance(ax: Axes, timeline: pd.DataFrame, t: Throttling | None) -> None:
+    """The burst balance (CPU-seconds) with throttled stretches shaded; says "no
+    throttling" when there was none, never an empty panel."""
+    thr = (
+        timeline["cpu_throttled_pct"]
+        if "cpu_throttled_pct" in timeline
+        else pd.Series(dtype="float64")
+    )
+    if t is not None and t.applies and len(t.balance):
+        ax.plot(t.balance["t_s"], t.balance["balance_s"], color="#188038", lw=1.2,
+                label=f"burst balance (replayed from the CPU samples, {t.initial_balance_s:g} s "
+                "at the first)")  # fmt: skip
+        ax.set_ylabel("burst balance (CPU-s)")
+        ax.set_ylim(bottom=0)
+        if t.exhausted_at_t_s is not None:
+            ax.axvline(t.exhausted_at_t_s, color="#d93025", ls=":", lw=1,
+                       label=f"balance exhausted, t = {t.exhausted_at_t_s:.0f} s")  # fmt: skip
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel("throttled stretches")
+    shaded = False
+    if len(thr) and thr.notna().any():
+        on = (thr.fillna(0) > 0).to_numpy()
+        ts = timeline["t_s"].to_numpy(dtype="float64")
+        for i in np.flatnonzero(on):
+            nxt = ts[i + 1] if i + 1 < len(ts) else ts[i] + 1.0
+            ax.axvspan(ts[i], nxt, color="#d93025", alpha=0.3, lw=0,
+                       label=None if shaded else "throttled")  # fmt: skip
+            shaded = True
+    if not shaded:
+        if t is not None and not t.applies:
+            msg = f"no throttling ({t.cpu_kind} CPU: no burst balance)"
+        elif len(thr) and thr.notna().any():
+            msg = "no throttling"
+        elif t is not None and t.applies:
+            msg = "no throttling measured (balance replayed from CPU)"
+        else:
+            msg = "no throttling data"
+        ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center",
+                color="#5f6368", fontsize=11)  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8)
 
 
 def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Figure:
     """Per-step p50/p95/p99 (bars, log scale) and each step's share of the slow requests'
-    excess time (:func:`perflib.analysis.step_attribution`)."""
+    excess time (:func:`perflib.analysis.step_attribution`). Every step is named on the
+    shared y axis and the legends sit below the panels, so no bar hides behind one."""
     per = attribution.per_step
-    fig, axes = _figure(1, 2, size=(12, 4.5))
+    rows = max(len(per), 1)
+    fig, axes = _figure(1, 2, size=(13, 2.2 + 0.55 * rows), sharey=True)
     ax, axs = axes[0, 0], axes[0, 1]
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "fontsize": 8}
     if len(per):
-        labels = [f"Step {s}" for s in per["step"]]
-        x = np.arange(len(per))
+        whats = per["what"] if "what" in per else [None] * len(per)
+        labels = [_step_label(int(s), w) for s, w in zip(per["step"], whats, strict=True)]
+        y = np.arange(len(per))
         for k, (col, colour) in enumerate(
             (("p50", "#188038"), ("p95", "#e37400"), ("p99", "#d93025"))
         ):
-            ax.bar(x + (k - 1) * 0.27, per[col], width=0.27, color=colour, label=col)
-        ax.set_xticks(x, labels)
-        ax.set_yscale("log")
+            ax.barh(y + (k - 1) * 0.27, per[col], height=0.27, color=colour, label=col)
+        ax.set_xscale("log")
+        label_log_axis(ax, "x")
+        # a 0 ms percentile has no bar on a log axis: say so instead of leaving a gap
+        for yi, (_, r) in zip(y, per.iterrows(), strict=True):
+            zero = [c for c in ("p50", "p95", "p99") if not r[c] > 0]
+            if zero:
+                ax.annotate(
+                    f"{'/'.join(zero)} = 0 ms",
+                    (0, yi),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color="#5f6368",
+                )
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
         axs.barh(
-            x - 0.2,
+            y - 0.2,
             per["share_tail_pct"],
             height=0.4,
             color="#9aa0a6",
@@ -380,57 +477,70 @@ def plot_steps(attribution: StepAttribution, *, title: str | None = None) -> Fig
         )
         colours = ["#d93025" if s == attribution.dominant_step else "#1a73e8" for s in per["step"]]
         axs.barh(
-            x + 0.2,
+            y + 0.2,
             per["excess_tail_pct"],
             height=0.4,
             color=colours,
             label="share of their excess over each step's median",
         )
-        axs.set_yticks(x, labels)
-        axs.invert_yaxis()
-        axs.legend(loc="lower right", fontsize=8)
-        ax.legend(fontsize=8)
+        axs.set_xlim(0, 100)
+        ax.legend(ncol=3, **below)
+        axs.legend(ncol=1, **below)
     else:
         _no_data(ax, "Step timings")
         _no_data(axs, "Step timings")
-    ax.set_xlabel("service step")
-    ax.set_ylabel("step duration (ms, log scale)")
+    ax.set_xlabel("step duration (ms, log scale)")
+    ax.set_ylabel("service step")
     ax.set_title("Per-step latency")
     axs.set_xlabel("share in the requests at or above the p95 of total time (%)")
     axs.set_ylabel("service step")
-    axs.set_title("What makes the slowest requests slow")
+    axs.set_title("What makes the slowest requests slow (red: the dominant step)")
     fig.suptitle(title or attribution.advice, fontsize=10)
     return fig
 
 
-def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None = None) -> Figure:
-    """Two runs/groups: overlaid ECDFs of one endpoint and the Δp95 with its CI per endpoint."""
-    fig, axes = _figure(1, 2, size=(12, 4.5))
-    ax, axd = axes[0, 0], axes[0, 1]
+def plot_comparison(
+    cmp: Comparison, *, endpoint: str | None = None, title: str | None = None
+) -> Figure:
+    """Two runs/groups: overlaid ECDFs, one panel per endpoint (or just ``endpoint``; never
+    pooled over endpoints of different speed by default), and the Δp95 with its CI per
+    endpoint beside them."""
+    if endpoint is not None:
+        names = [endpoint]
+    else:
+        names = sorted((set(cmp.samples_a) | set(cmp.samples_b)) - {ALL}) or [ALL]
+    rows = len(names)
+    fig = Figure(figsize=(12, max(4.5, 1.2 + 3.0 * rows)), layout="constrained")
+    grid = fig.add_gridspec(rows, 2)
+    ecdfs = [fig.add_subplot(grid[i, 0]) for i in range(rows)]
+    axd = fig.add_subplot(grid[:, 1])
     a_label, b_label = cmp.labels
     pc = f"p{cmp.percentile:g}"
-    for data, label, colour in (
-        (cmp.samples_a.get(endpoint), a_label, "#1a73e8"),
-        (cmp.samples_b.get(endpoint), b_label, "#e37400"),
-    ):
-        if data is not None and data.size:
-            xs = np.sort(data)
-            ax.step(
-                xs,
-                np.arange(1, xs.size + 1) / xs.size,
-                where="post",
-                color=colour,
-                label=f"{label} (n={xs.size:,})",
-            )
-    if ax.get_legend_handles_labels()[0]:
-        ax.axhline(cmp.percentile / 100, color="#5f6368", ls=":", lw=1, label=pc)
-        ax.set_xscale("log")
-        ax.legend(loc="lower right", fontsize=8)
-    else:
-        _no_data(ax, "requests")
-    ax.set_xlabel("http_req_duration (ms, log scale)")
-    ax.set_ylabel("fraction of requests ≤ x")
-    ax.set_title(f"ECDF ({'all endpoints' if endpoint == ALL else endpoint})")
+    for ax, name in zip(ecdfs, names, strict=True):
+        for data, label, colour in (
+            (cmp.samples_a.get(name), a_label, "#1a73e8"),
+            (cmp.samples_b.get(name), b_label, "#e37400"),
+        ):
+            if data is not None and data.size:
+                xs = np.sort(data)
+                ax.step(
+                    xs,
+                    np.arange(1, xs.size + 1) / xs.size,
+                    where="post",
+                    color=colour,
+                    label=f"{label} (n={xs.size:,})",
+                )
+        if ax.get_legend_handles_labels()[0]:
+            ax.axhline(cmp.percentile / 100, color="#5f6368", ls=":", lw=1, label=pc)
+            ax.set_xscale("log")
+            label_log_axis(ax, "x")
+            ax.set_ylim(0, 1.02)
+            ax.legend(loc="best", fontsize=8)
+        else:
+            _no_data(ax, "requests")
+        ax.set_xlabel("http_req_duration (ms, log scale)")
+        ax.set_ylabel("fraction of requests ≤ x")
+        ax.set_title(f"ECDF: {'all endpoints' if name == ALL else name}", fontsize=10)
     lat = cmp.latency
     if len(lat):
         # relative to the baseline, so endpoints of very different speed share one axis
@@ -440,9 +550,7 @@ def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None =
         hi = 100.0 * lat["ci_high"].to_numpy(dtype="float64") / base
         y = np.arange(len(lat))
         band = 100.0 * (cmp.factor - 1.0)
-        axd.axvspan(
-            -band, band, color="#e8eaed", zorder=0, label=f"practical threshold ±{band:g} %"
-        )
+        axd.axvspan(-band, band, color="#e8eaed", zorder=0, label=f"equivalence margin ±{band:g} %")
         for i, change in enumerate(lat["change"]):
             colour = {"slower": "#d93025", "faster": "#188038"}.get(change, "#5f6368")
             err = np.nan_to_num(np.abs([[rel[i] - lo[i]], [hi[i] - rel[i]]]))
@@ -458,10 +566,12 @@ def plot_comparison(cmp: Comparison, *, endpoint: str = ALL, title: str | None =
         axd.axvline(0, color="black", lw=1)
         axd.set_yticks(y, list(lat["name"]))
         axd.invert_yaxis()
-        axd.legend(loc="best", fontsize=8)
+        axd.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     else:
         _no_data(axd, "common endpoints")
-    axd.set_xlabel(f"Δ{pc} = {b_label} − {a_label} (% of {a_label}), {cmp.confidence:.0%} CI")
+    axd.set_xlabel(
+        f"Δ{pc} = {b_label} − {a_label} (% of {a_label}),\n{cmp.confidence:.0%} confidence interval"
+    )
     axd.set_ylabel("endpoint")
     axd.set_title(f"Δ{pc} per endpoint (resampling {cmp.unit})")
     fig.suptitle(title or f"{b_label} vs {a_label}")
@@ -478,7 +588,7 @@ def plot_run(analysis: RunAnalysis) -> dict[str, Figure]:
         "memory": plot_memory(
             a.memory.timeline, limit_mb=a.memory.limit_mb, events=a.memory.events, stages=a.stages
         ),
-        "cpu": plot_cpu(a.cpu.timeline, stages=a.stages),
+        "cpu": plot_cpu(a.cpu.timeline, stages=a.stages, throttling=a.throttling),
         "steps": plot_steps(a.step_attribution),
     }
 
@@ -498,10 +608,22 @@ def plot_trends(trend: pd.DataFrame, *, title: str | None = None) -> Figure:
             bad["started_at"], bad["p95_ms"], s=160, facecolors="none", edgecolors="#d93025", lw=2
         )
     if len(trend):
-        ax1.legend(fontsize=8)
+        # beside the plot, never over the latest run (the point a reader looks for)
+        ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        # dates and times, the date said once (runs of one afternoon share it)
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax2.xaxis.set_major_locator(locator)
+        fmt = ConciseDateFormatter(locator)
+        fmt.formats[5] = "%H:%M:%S"  # seconds ticks as times, not a bare "30"
+        ax2.xaxis.set_major_formatter(fmt)
     else:
         _no_data(ax1, "runs")
         _no_data(ax2, "runs")
+    # from zero: a 124→131 MB wobble then looks like the 5 % it is, not like a trend
+    y_from_zero(ax1)
+    y_from_zero(ax2)
     ax1.set_ylabel("p95 latency (ms)")
     ax2.set_ylabel("memory peak (MB)")
     ax2.set_xlabel("run start (UTC)")

@@ -135,6 +135,25 @@ def run_label(run: RunDir) -> str:
     return f"{run.profile or '?'} @ {run.preset or 'no VM'}"
 
 
+def vm_model(manifest: dict[str, Any]) -> str:
+    """How a run's VM was reproduced: a Linux guest (and whether its CPU/latency figures
+    stand for the VM's), or the process emulation with the memory table it used."""
+    vm = manifest.get("vm") or {}
+    if vm.get("isolation") == "guest":
+        g = vm.get("guest") or {}
+        total = g.get("mem_total_mb")
+        text = f"Linux guest ({g.get('accelerator') or '?'}"
+        text += f", MemTotal {total:.0f} MB)" if total else ")"
+        if not (vm.get("representative") or {}).get("latency", True):
+            text += "; CPU and latency not representative (TCG)"
+        return text
+    emu = vm.get("emulation") or {}
+    if not emu or vm.get("declared"):
+        return ""
+    source = emu.get("guest_overhead_source") or "40 MB guess"
+    return f"process emulation, {emu.get('guest_overhead_mb', 0):g} MB overhead ({source})"
+
+
 def runs_table(runs: Sequence[RunDir]) -> Any:
     """One row per run: what a reader needs to know which runs a report is about."""
     import pandas as pd
@@ -151,6 +170,7 @@ def runs_table(runs: Sequence[RunDir]) -> Any:
                 "started (UTC)": str(mf.get("started_at", ""))[:19].replace("T", " "),
                 "time scale": mf.get("time_scale"),
                 "exit": (mf.get("exit") or {}).get("status"),
+                "VM model": vm_model(mf),
             }
         )
     return pd.DataFrame(rows)
@@ -649,6 +669,7 @@ __all__ = [
     "resolve_run_dirs",
     "run_label",
     "runs_table",
+    "vm_model",
     "sample_run_dirs",
     "size_runs",
     "style_verdicts",

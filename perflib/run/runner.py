@@ -40,6 +40,7 @@ from rich.text import Text
 import perflib
 from perflib.errors import Interrupted, PerflibError, deferred_stop, interrupt_exit_code, signal_of
 from perflib.fly.presets import Preset, parse_preset
+from perflib.ingest.scan import K6_TREND_STATS_ARG
 from perflib.profiles import Profile, check_time_scale, get_profile
 from perflib.run.vm import EmulationSettings, VmEmulator
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso, utcnow
@@ -61,7 +62,7 @@ EXIT_HANGUP = 129  # SIGHUP (terminal closed): as Ctrl-C
 REMOTE_HEALTH_TIMEOUT = 5.0
 
 K6_THRESHOLDS_FAILED = 99
-TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
+TREND_STATS = K6_TREND_STATS_ARG  # k6 --summary-trend-stats; the manifest records it
 
 
 @dataclass
@@ -312,10 +313,16 @@ def run_profile(
         "script": _relative(prof.script),
         "executor": prof.executor,
         "stages": prof.scaled_stages(time_scale),
+        "start_load": prof.start,  # VUs / rate before the first stage (stage labels)
         "time_scale": time_scale,
-        "target": {"kind": "local" if local else "url", "base_url": base_url},
+        "target": {
+            "kind": "local" if local else "url",
+            "base_url": base_url,
+            "app": vars(settings.app).copy() if local and settings.app is not None else None,
+        },
         "upstreams": upstreams if local else None,
         "vm": _vm_manifest(preset, None),
+        "isolation": settings.isolation if local else None,
         "versions": {
             "k6": None,
             "perflib": perflib.__version__,
@@ -331,6 +338,7 @@ def run_profile(
         "execution_segments": seg_values if segments > 1 else None,
         "k6_outputs": outputs,
         "k6_summaries": summaries,
+        "summary_trend_stats": TREND_STATS.split(","),
         "lead_id": lead_id,
         "sample_interval_s": sample_interval,
         "samplers": [],
@@ -446,26 +454,36 @@ def _execute(
     if local:
         from perflib.run.stack import LocalStack  # the service helper's module
 
-        emulator = VmEmulator(
-            preset or parse_preset("shared-cpu-1x:1024mb"),
-            settings,
-            events=events,
-            service_log=run.service_log_path,
-        )
+        guest = settings.isolation == "guest"
+        vm_preset = preset or parse_preset("shared-cpu-1x:1024mb")
+        if guest:
+            from perflib.guest.isolation import GuestVm
+
+            emulator = GuestVm(vm_preset, settings, events=events, run_dir=run.path)  # type: ignore[assignment]
+        else:
+            emulator = VmEmulator(
+                vm_preset, settings, events=events, service_log=run.service_log_path
+            )
         state["emulator"] = emulator
         manifest["vm"] = emulator.manifest()
         workdir = Path(tempfile.mkdtemp(prefix="perflib-stack-"))
         state["workdir"] = workdir
-        stack = LocalStack(
-            upstreams=upstreams,
-            workdir=workdir,
-            service_log=run.service_log_path,
-            service_env=dict(service_env or {}),
-            emulator_env=dict(emulator_env or {}),
-            on_service_start=emulator.attach,
-        )
+        stack_kw: dict[str, Any] = {
+            "upstreams": upstreams,
+            "workdir": workdir,
+            "service_log": run.service_log_path,
+            "service_env": dict(service_env or {}),
+            "emulator_env": dict(emulator_env or {}),
+            "app": settings.app,
+        }
+        if guest:
+            stack = emulator.make_stack(  # type: ignore[attr-defined]
+                **stack_kw, sample_interval=sample_interval, progress=console.print
+            )
+        else:
+            stack = LocalStack(**stack_kw, on_service_start=emulator.attach)
+            emulator.bind(stack)
         state["stack"] = stack
-        emulator.bind(stack)
         console.print(f"starting the local stack ({emulator.preset.name}) …", highlight=False)
         try:
             stack.start()
@@ -479,17 +497,21 @@ def _execute(
         base_url = stack.base_url
         manifest["target"]["base_url"] = base_url
         emulator.start()
-        active.append(LocalSampler(emulator, interval=sample_interval))  # metric: the VM's
+        if guest:
+            active.append(emulator.sampler(sample_interval))  # type: ignore[attr-defined]
+        else:
+            active.append(LocalSampler(emulator, interval=sample_interval))  # the VM's metric
     assert base_url is not None
     if not local:
         console.print(f"checking {base_url}/health …", highlight=False)
-    problem = wait_healthy(base_url, timeout=health_timeout)
+    health_path = settings.app.health_path if settings.app is not None else "/health"
+    problem = wait_healthy(base_url, timeout=health_timeout, path=health_path)
     if problem is not None:
         state.update(
             exit=EXIT_UNREACHABLE,
             status="error",
             message=(
-                f"target {base_url} not reachable: GET /health → {problem} "
+                f"target {base_url} not reachable: GET {health_path} → {problem} "
                 f"(gave it {health_timeout:g} s)"
             ),
         )

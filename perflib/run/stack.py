@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,6 +62,40 @@ class StackError(PerflibError, RuntimeError):
     """A part of the stack did not come up; the message names it and quotes its log."""
 
     exit_code = 1
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """The app an emulated VM runs: this project's service unless ``cmd`` names another.
+
+    ``cmd`` is a shell command (``--app-cmd``); it gets ``PORT`` and the upstream URLs in
+    its environment and must listen on ``port`` (``--app-port``) and answer ``health_path``.
+    """
+
+    cmd: str | None = None
+    port: int | None = None
+    health_path: str = "/health"
+
+    @classmethod
+    def from_args(cls, args: Any) -> AppSpec | None:
+        """``--app-cmd/--app-port/--health-path`` → a spec (None: the service, defaults);
+        ValueError names the bad option."""
+        cmd, port = getattr(args, "app_cmd", None), getattr(args, "app_port", None)
+        path = getattr(args, "health_path", None) or "/health"
+        if cmd is None and port is None and path == "/health":
+            return None
+        if cmd is not None and port is None:
+            raise ValueError("--app-cmd needs --app-port (the port the app listens on)")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"--app-port must be 1-65535, got {port}")
+        if not path.startswith("/"):
+            raise ValueError(f"--health-path must start with '/', got {path!r}")
+        return cls(cmd=cmd, port=port, health_path=path)
+
+    def argv(self, python: str, host: str, port: int) -> list[str]:
+        if self.cmd is None:
+            return [python, "-m", "service", "--host", host, "--port", str(port)]
+        return ["/bin/sh", "-c", self.cmd]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -139,12 +174,14 @@ class LocalStack:
         host: str = "127.0.0.1",
         ready_timeout: float = 60.0,
         python: str | None = None,
+        app: AppSpec | None = None,
     ) -> None:
         if upstreams not in ("nominal", "degraded"):
             raise ValueError(f"upstreams must be 'nominal' or 'degraded', not {upstreams!r}")
         self.upstreams = upstreams
         self.host = host
-        self.port = port
+        self.app = app or AppSpec()
+        self.port = port if port is not None else self.app.port
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else None
         self._database_url = database_url
@@ -167,6 +204,10 @@ class LocalStack:
         if self.port is None:
             raise StackError("the stack has no port yet: call start() first")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url + self.app.health_path
 
     @property
     def emulator_urls(self) -> dict[str, str]:
@@ -225,7 +266,7 @@ class LocalStack:
                     self._emulator_log(name),
                 )
             assert self.service is not None
-            self._wait_ready("service", f"{self.base_url}/health", self.service, self.service_log)
+            self._wait_ready("service", self.health_url, self.service, self.service_log)
         except BaseException:
             self.stop()
             raise
@@ -286,7 +327,7 @@ class LocalStack:
         if not self.emulators:
             raise StackError("start() the stack before start_service()")
         proc = self._spawn_service()
-        self._wait_ready("service", f"{self.base_url}/health", proc, self.service_log)
+        self._wait_ready("service", self.health_url, proc, self.service_log)
         return proc
 
     def _spawn_service(self) -> subprocess.Popen:
@@ -295,7 +336,7 @@ class LocalStack:
         log = self.service_log.open("ab")
         self._logs.append(log)  # type: ignore[arg-type]
         proc = subprocess.Popen(
-            [self.python, "-m", "service", "--host", self.host, "--port", str(self.port)],
+            self.app.argv(self.python, self.host, self.port),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

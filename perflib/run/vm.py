@@ -30,12 +30,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import psutil
 
+from perflib.fly.burst import (
+    CFS_PERIOD_US,
+    INITIAL_BALANCE_S,
+    MAX_BALANCE_S,
+    SHARED_QUOTA_US_PER_CPU,
+    BurstBalance,
+)
 from perflib.fly.presets import Preset, PresetError, parse_preset
 from perflib.rundir import EventLog, utcnow
 
@@ -50,11 +57,22 @@ MIB = 1024 * 1024
 #: of an idle Machine minus the app's RSS).
 GUEST_OVERHEAD_MB = 40.0
 
-#: Shared-CPU quota (docs/guide.md#fly-shared-cpu, fly.io/docs/machines/cpu-performance): 5 ms per 80 ms period per vCPU.
-CFS_PERIOD_US = 80_000
-SHARED_QUOTA_US_PER_CPU = 5_000
-INITIAL_BALANCE_S = 5.0
-MAX_BALANCE_S = 500.0
+# The shared-CPU quota and burst balance (CFS_PERIOD_US, SHARED_QUOTA_US_PER_CPU,
+# INITIAL_BALANCE_S, MAX_BALANCE_S, BurstBalance) live in perflib.fly.burst: the analysis
+# replays the same model over a run's samples.
+
+
+def guest_overhead_for(memory_mb: float) -> tuple[float, str]:
+    """(overhead MiB, source) for a size: the calibration table measured on real Linux guests
+    (``perflib calibrate``, :mod:`perflib.guest.calibration`), else the 40 MB guess above."""
+    from perflib.guest.calibration import load_table
+
+    table = load_table()
+    if table is None:
+        return GUEST_OVERHEAD_MB, "guess (no calibration table)"
+    return table.overhead_mb(memory_mb), table.label
+
+
 #: Fly's default restart policy (fly-go MachineRestart: on-failure, max_retries 10).
 MAX_RESTARTS = 10
 
@@ -66,7 +84,8 @@ class EmulationSettings:
     memory: bool = True
     cpu_pin: bool = True
     cpu_quota: bool = True
-    guest_overhead_mb: float = GUEST_OVERHEAD_MB
+    #: None = the calibrated table's figure for the preset (data/guest_memory.csv)
+    guest_overhead_mb: float | None = None
     memory_metric: Literal["rss", "pss"] = "rss"
     #: seconds between memory/CPU checks of the watcher (the OOM reaction time)
     poll_interval: float = 0.1
@@ -78,38 +97,10 @@ class EmulationSettings:
     resume_balance_s: float = 0.2
     #: cores to pin to; None = the last ``cpus`` cores this process may use
     cpu_cores: tuple[int, ...] | None = None
-
-
-class BurstBalance:
-    """Fly's shared-CPU burst balance, in CPU-seconds above the baseline (docs/guide.md#fly-shared-cpu).
-
-    Accrues ``baseline × dt`` and spends what the VM used; a balance of B lets a 1x VM run
-    at 100 % for B / (1 − 0.0625) s, which is the docs' 500 s → ≈ 533 s example.
-    """
-
-    def __init__(
-        self,
-        baseline_cpus: float,
-        initial_s: float = INITIAL_BALANCE_S,
-        max_s: float = MAX_BALANCE_S,
-    ) -> None:
-        self.baseline_cpus = baseline_cpus
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.balance_s = initial_s
-
-    def update(self, used_cpu_s: float, dt_s: float) -> float:
-        self.balance_s = min(
-            self.max_s, max(0.0, self.balance_s + self.baseline_cpus * dt_s - used_cpu_s)
-        )
-        return self.balance_s
-
-    @property
-    def exhausted(self) -> bool:
-        return self.balance_s <= 0.0
-
-    def reset(self) -> None:
-        self.balance_s = self.initial_s
+    #: ``process`` (this watcher) or ``guest`` (a real Linux guest, perflib.guest)
+    isolation: Literal["process", "guest"] = "process"
+    #: the app the VM runs (a perflib.run.stack.AppSpec); None = this project's service
+    app: Any = None
 
 
 class CpuThrottle(Protocol):
@@ -383,6 +374,10 @@ class VmEmulator:
     ) -> None:
         self.preset = parse_preset(preset, strict=False)
         self.settings = settings or EmulationSettings()
+        self.overhead_source = "--guest-overhead-mb"
+        if self.settings.guest_overhead_mb is None:  # a copy: settings may serve other sizes
+            overhead, self.overhead_source = guest_overhead_for(self.preset.memory_mb)
+            self.settings = replace(self.settings, guest_overhead_mb=overhead)
         self.events = events
         self.service_log = service_log
         self.restart = restart
@@ -456,12 +451,14 @@ class VmEmulator:
             "cpus": self.preset.cpus,
             "memory_mb": self.preset.memory_mb,
             "fly_valid": self.preset.fly_valid,
+            "isolation": "process",
             "emulation": {
                 "memory": self.settings.memory,
                 "cpu_pin": self.settings.cpu_pin,
                 "cpu_quota": self.quota_active,
                 "quota_method": self.quota_method,
                 "guest_overhead_mb": self.settings.guest_overhead_mb,
+                "guest_overhead_source": self.overhead_source,
                 "memory_metric": self.settings.memory_metric,
                 "poll_interval_s": self.settings.poll_interval,
                 "cores": list(self.cores) if self.settings.cpu_pin else None,

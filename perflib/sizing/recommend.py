@@ -66,6 +66,7 @@ from perflib.sizing.second_opinion import (
     SecondOpinion,
     second_opinion,
 )
+from perflib.sizing.shared_cpu import shared_cpu_advice
 
 
 @dataclass
@@ -100,6 +101,9 @@ class Recommendation:
     latency_attribution: list[LatencyAttribution] = field(default_factory=list)
     partial_runs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # partial-run caveats first
+    #: when the measured mean CPU exceeds the pick's shared baseline: time to exhaust the
+    #: burst balance, the next shared size and performance-1x with prices (else None)
+    shared_cpu: dict[str, Any] | None = None
 
     @property
     def partial(self) -> bool:
@@ -168,6 +172,7 @@ class Recommendation:
             "latency_attribution": [a.to_dict() for a in self.latency_attribution],
             "partial": self.partial,
             "partial_runs": list(self.partial_runs),
+            "shared_cpu": self.shared_cpu,
             "headline": self.headline,
             "warnings": list(self.warnings),
         }
@@ -207,6 +212,9 @@ def recommend(
     rec_cost, savings = _pick_reasons(
         pick, cur, cur_cost, instances, n_inst, ha, region, ps, reasons
     )
+    shared = shared_cpu_advice(ev, pick, region, ps.name)
+    if shared is not None:
+        reasons.append(shared["reason"])
     pool = _pool_from_runs(mem.sizing_runs, current_pool)
     pool_note = _pool_reason(pool, current_pool, mem.peak, pick, reasons)
     egress = egress_estimate(mem.sizing_runs, region, monthly_requests)
@@ -264,6 +272,7 @@ def recommend(
         latency_attribution=scale.attributions,
         partial_runs=[r.label for r in partial],
         warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
+        shared_cpu=shared,
     )
 
 
@@ -313,7 +322,7 @@ class _MemoryRules:
     small_ruled_out: bool
     oom_mb: float
     min_exclusive_mb: float
-    lat_verdicts: dict[str, tuple[bool, str]]
+    lat_verdicts: dict[str, tuple[bool, str, str]]
     basis: str  # how ``required`` was sized (sizing.censored: measured peak, next clean, VPA)
     peak_censored: bool  # every sizing run was OOM-killed: ``peak`` is a lower bound
     lat_digests: dict[str, Mapping[str, Any]]  # run label → compare_latency digest
@@ -360,7 +369,7 @@ def _memory_rules(
         rules.append(rule)
         reasons.append(rule.reason)
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
-    lat_verdicts: dict[str, tuple[bool, str]] = {}
+    lat_verdicts: dict[str, tuple[bool, str, str]] = {}
     lat_digests: dict[str, Mapping[str, Any]] = {}
     if latency_check:
         slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts, lat_digests)

@@ -98,26 +98,40 @@ def rule_oom(runs: Sequence[RunEvidence]) -> tuple[float, RuleResult]:
 
 def latency_slower(result: Mapping[str, Any]) -> tuple[bool, str]:
     """Did a ``compare_runs`` digest find p95 latency worse? Uses the all-requests row when
-    present (the guide's "p95 latency"), else any endpoint; "slower" needs the CI to exclude
-    0 and |Δ| ≥ 10 % (analysis.compare_runs)."""
-    rows = result.get("latency") or []
-    overall = [r for r in rows if r.get("name") == "(all)"] or rows
+    present (the guide's "p95 latency"), else any endpoint; "slower" is the equivalence
+    test's verdict: the whole 90 % CI beyond +margin (analysis.compare_runs)."""
+    overall = _overall_rows(result)
     slower = [r for r in overall if r.get("change") == "slower"]
     if slower:
         return True, str(slower[0].get("verdict", "slower"))
     return False, "; ".join(str(r.get("verdict", "")) for r in overall) or "no latency rows"
 
 
+def _overall_rows(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    rows = result.get("latency") or []
+    return [r for r in rows if r.get("name") == "(all)"] or rows
+
+
+def latency_change(result: Mapping[str, Any]) -> str:
+    """The equivalence verdict of a ``compare_runs`` digest's all-requests row (else the
+    worst endpoint's): "slower", "inconclusive", "faster" or "unchanged"."""
+    changes = {r.get("change") for r in _overall_rows(result)}
+    for word in ("slower", "inconclusive", "faster", "unchanged"):
+        if word in changes:
+            return word
+    return "inconclusive"
+
+
 def rule_latency_unchanged(
     runs: Sequence[RunEvidence],
     latency: Mapping[str, Mapping[str, Any]] | None = None,
-    verdicts: dict[str, tuple[bool, str]] | None = None,
+    verdicts: dict[str, tuple[bool, str, str]] | None = None,
     digests: dict[str, Mapping[str, Any]] | None = None,
 ) -> tuple[float, list[RuleResult]]:
     """Option 1: a smaller size is safe only if "p95 latency unchanged" against the largest
     size run with the same profile. Returns the largest memory ruled out and the results;
-    ``verdicts`` (when given) gets run label → (slower, verdict) for each compared run and
-    ``digests`` run label → the comparison digest (:func:`compare_latency`)."""
+    ``verdicts`` (when given) gets run label → (slower, verdict, equivalence word) for each
+    compared run and ``digests`` run label → the comparison digest (:func:`compare_latency`)."""
     out: list[RuleResult] = []
     worst = 0.0
     by_profile: dict[str | None, list[RunEvidence]] = {}
@@ -148,7 +162,11 @@ def rule_latency_unchanged(
                 continue
             slower, verdict = latency_slower(res)
             if verdicts is not None:
-                verdicts[r.label] = (slower, f"{r.preset.name} vs {base.preset.name}: {verdict}")  # type: ignore[union-attr]
+                verdicts[r.label] = (
+                    slower,
+                    f"{r.preset.name} vs {base.preset.name}: {verdict}",  # type: ignore[union-attr]
+                    latency_change(res),
+                )
             if slower:
                 worst = max(worst, float(r.preset.memory_mb))  # type: ignore[union-attr]
             out.append(
@@ -328,7 +346,7 @@ def rule_p95_upstream(run: RunEvidence, att: LatencyAttribution | None) -> RuleR
 def guide_option_1(
     load_peak_mb: float,
     runs: Sequence[RunEvidence],
-    latency_verdicts: Mapping[str, tuple[bool, str]],
+    latency_verdicts: Mapping[str, tuple[bool, str, str]],
     oom_ruled_out_mb: float,
     current: Preset,
     instances: int,
@@ -374,10 +392,12 @@ def guide_option_1(
     lat = [latency_verdicts[r.label] for r in small if r.label in latency_verdicts]
     if not lat:
         lat_status = ("not tested", "no run at 512 MB compared with a larger size")
-    elif any(slower for slower, _ in lat):
-        lat_status = ("not met", "; ".join(v for slower, v in lat if slower))
-    else:
-        lat_status = ("met", "; ".join(v for _, v in lat))
+    elif any(slower for slower, _, _ in lat):
+        lat_status = ("not met", "; ".join(v for slower, v, _ in lat if slower))
+    elif all(word in ("unchanged", "faster") for _, _, word in lat):
+        lat_status = ("met", "; ".join(v for _, v, _ in lat))
+    else:  # the interval crosses the margin: "unchanged" is not shown (equivalence test)
+        lat_status = ("unverified", "; ".join(v for _, v, _ in lat))
     criteria.append(
         {"criterion": "p95 latency unchanged", "status": lat_status[0], "evidence": lat_status[1]}
     )
@@ -445,7 +465,17 @@ def compare_latency(baseline: RunAnalysis | RunDir, other: RunAnalysis | RunDir)
     for side in (baseline, other):
         if isinstance(side, RunAnalysis) and side.requests.empty:
             return {"available": False, "reason": f"{side.run.name}: no k6 requests to compare"}
-    return comparison_summary(compare_runs(baseline, other))
+    labels = (_label(baseline), _label(other))
+    if labels[0] == labels[1]:  # two runs of one preset: their names tell them apart
+        labels = (_label(baseline, name=True), _label(other, name=True))
+    return comparison_summary(compare_runs(baseline, other, labels=labels))
+
+
+def _label(side: RunAnalysis | RunDir, *, name: bool = False) -> str:
+    """What a comparison calls a run: its preset (else its directory's name)."""
+    run = side.run if isinstance(side, RunAnalysis) else side
+    preset = (run.manifest.get("vm") or {}).get("preset")
+    return str(run.name if name or not preset else preset)
 
 
 def _side(ev: RunEvidence) -> RunAnalysis | RunDir:
@@ -465,7 +495,11 @@ def comparison_summary(res: Any) -> dict[str, Any]:
             out[key] = getattr(res, key, None)
         out["verdicts"] = list(getattr(res, "verdicts", []))
         out["changed"] = bool(getattr(res, "changed", False))
-        for key in ("latency", "errors", "memory"):
+        out["throttling_differs"] = bool(getattr(res, "throttling_differs", False))
+        out["throttling_note"] = str(getattr(res, "throttling_note", ""))
+        out["confounded"] = list(getattr(res, "confounded", []))
+        out["unthrottled_window_s"] = getattr(res, "unthrottled_window_s", None)
+        for key in ("latency", "errors", "memory", "throttling", "unthrottled"):
             tab = getattr(res, key, None)
             if isinstance(tab, pd.DataFrame):
                 out[key] = json.loads(tab.to_json(orient="records", default_handler=str))
