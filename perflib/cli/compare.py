@@ -28,7 +28,7 @@ def cli_compare(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    con = Console(width=max(Console().width, 150))
+    con = Console(width=max(Console().width, 170))
     for w in comp.warnings:
         con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
     rec = comp.recommendation

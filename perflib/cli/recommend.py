@@ -18,7 +18,7 @@ def _print_recommendation(rec: Recommendation) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=max(Console().width, 150))
+    con = Console(width=max(Console().width, 170))
     for w in rec.warnings:
         con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
     if rec.decision is not None and rec.decision.tested:
@@ -65,7 +65,7 @@ def print_decision(con: Any, decision: Decision, title: str = "Decision") -> Non
     t = Table(title=f"{title} ({decision.price_label}; {decision.region})")
     df = decision.table()
     for col in df.columns:
-        t.add_column(col, no_wrap=col in ("preset", "peak MB", "$/30 d"))
+        t.add_column(col, no_wrap=col not in ("usable MB (÷ 1.3)", "verdict", "OOM kills"))
     for row in df.itertuples(index=False):
         t.add_row(*map(str, row))
     con.print(t)
