@@ -169,3 +169,25 @@ def test_samples_without_a_preset_decide_nothing(tmp_path: Path) -> None:
     assert rec.decision.tested == [] and rec.cheapest_tested_passing is None
     assert rec.decision.sentence.startswith("No run names its VM preset")
     assert rec.recommended_preset is not None and not rec.recommended_tested
+
+
+def test_memory_note_names_a_calibrated_guest_overhead(tmp_path: Path) -> None:
+    from perflib.sizing import evidence_from_run
+    from perflib.sizing.decision import memory_note
+
+    runs = []
+    for name, preset, overhead in (
+        ("a", "shared-cpu-1x:1024mb", 129.2),
+        ("b", "shared-cpu-1x:512mb", 74.2),
+    ):
+        run = make_run(tmp_path, name, preset=preset, memory_peak_mb=150)
+        emu = run.manifest["vm"]["emulation"]
+        emu.update(
+            guest_overhead_mb=overhead,
+            guest_overhead_source="guest_memory.csv (measured 2026-12-07)",
+        )
+        run.save_manifest()
+        runs.append(evidence_from_run(run.path))
+    note = memory_note(runs, "measured peak")
+    assert "measured on a Linux guest: 74.2 MB at 512 MB, 129.2 MB at 1024 MB" in note
+    assert "assumed" not in note

@@ -289,21 +289,38 @@ def _cpu(
 
 
 def memory_note(runs: Sequence[RunEvidence], basis: str) -> str:
-    """What the memory figures are: the VM's view, with the emulation's assumed guest
-    overhead (manifest ``vm.emulation.guest_overhead_mb``) when the runs were emulated."""
-    overheads = set()
+    """What the memory figures are: the VM's view, with the emulation's guest overhead per
+    size (manifest ``vm.emulation.guest_overhead_mb`` and ``guest_overhead_source``: the
+    calibration table ``data/guest_memory.csv``, or the 40 MB guess) when the runs were
+    emulated."""
+    by_size: dict[tuple[float, float], str] = {}
     for r in runs:
         emu = ((r.run.manifest.get("vm") or {}).get("emulation") or {}) if r.run else {}
-        if emu.get("guest_overhead_mb") is not None:
-            overheads.add(float(emu["guest_overhead_mb"]))
+        if emu.get("guest_overhead_mb") is None:
+            continue
+        size = float(r.preset.memory_mb) if r.preset else 0.0
+        src = str(emu.get("guest_overhead_source") or "assumed")
+        by_size[(size, float(emu["guest_overhead_mb"]))] = src
     what = "Memory is as the VM sees it (MemTotal − MemAvailable)"
-    if overheads:
-        mb = " / ".join(f"{o:g}" for o in sorted(overheads))
-        what += (
-            f"; in the emulated VM that is the service's processes plus an assumed guest "
-            f"overhead of {mb} MB (manifest vm.emulation.guest_overhead_mb), not a "
-            "measurement of Fly's guest"
+    if by_size:
+        overheads = {o for (_, o) in by_size}
+        sizes = (
+            f"{next(iter(overheads)):g} MB"
+            if len(overheads) == 1
+            else ", ".join(f"{o:g} MB at {m:g} MB" for (m, o) in sorted(by_size))
         )
+        sources = sorted(set(by_size.values()))
+        if all("guest_memory" in src for src in sources):
+            what += (
+                "; in the emulated VM that is the service's processes plus the guest overhead "
+                f"measured on a Linux guest: {sizes} ({'; '.join(sources)})"
+            )
+        else:
+            what += (
+                "; in the emulated VM that is the service's processes plus an assumed guest "
+                f"overhead of {sizes} (manifest vm.emulation.guest_overhead_mb), not a "
+                "measurement of Fly's guest"
+            )
     if basis == BASIS_NEXT_CLEAN:
         need = (
             "The memory need is the next tested size without kills: an OOM kill cut the "
