@@ -8,7 +8,7 @@ import sys
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
     """How many documented commands the docs test ran and which ones it did not, and why:
     printed whatever ``-s``/``-q`` say, so CI logs show it (tests/test_docs_commands.py)."""
-    docs = sys.modules.get("test_docs_commands")
+    docs = sys.modules.get("tests.test_docs_commands")
     if docs is None:
         return
     ran, marked = docs.EXECUTED, docs.counts()["marked"]

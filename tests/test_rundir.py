@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_runs import make_partial_run, make_run
 
 from perflib.errors import RunDirError
 from perflib.rundir import (
@@ -22,6 +21,7 @@ from perflib.rundir import (
     read_events,
     read_samples,
 )
+from tests.synthetic_runs import make_partial_run, make_run
 
 
 def test_samples_round_trip_with_design_columns(tmp_path: Path) -> None:

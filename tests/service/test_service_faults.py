@@ -26,12 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tcp_proxy import TcpProxy
 
 from perflib.run.stack import LocalStack
 from service.emulators.dataset import get_dataset
+from tests.tcp_proxy import TcpProxy
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LEADS = list(csv.DictReader((REPO / "data" / "leads.csv").open()))
 QUIET = {"error_rate": 0.0, "hang_rate": 0.0, "rate_limit": None}
 C2S_GET = "GET /integration/leads/{id}"

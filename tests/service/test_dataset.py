@@ -14,7 +14,7 @@ import pytest
 from service.emulators import dataset as ds_mod
 from service.emulators.dataset import SCENARIOS, generate, get_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Anatel's list of valid area codes (DDD) — an independent check on generated phones.
 VALID_DDDS = {
     *range(11, 20), 21, 22, 24, 27, 28, *range(31, 36), 37, 38, *range(41, 47), 47, 48, 49,

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from synthetic_runs import make_partial_run, make_run
 
 from perflib import sizing
 from perflib.analysis import analyze_run
 from perflib.cli import main
 from perflib.sizing import evidence as sizing_evidence
+from tests.synthetic_runs import make_partial_run, make_run
 
 # ----------------------------------------------------------------- partial runs
 

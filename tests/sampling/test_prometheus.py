@@ -362,7 +362,7 @@ def test_real_service_memory_through_prometheus() -> None:
     assert result.rows[-1]["memory_used_mb"] == pytest.approx(rss, rel=0.05, abs=2.0)
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install_prometheus.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install_prometheus.sh"
 
 
 def test_install_script_idempotent_and_clear(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from service.app import create_app
 from service.emulators.dataset import get_dataset
 from service.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LEADS = list(csv.DictReader((REPO / "data" / "leads.csv").open()))
 SECRETS = {
     "C2S_TOKEN": "tok-c2s-7f3a9b1e5d",

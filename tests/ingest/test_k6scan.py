@@ -23,8 +23,8 @@ from perflib.ingest import fast as k6_fast
 from perflib.ingest import scan as k6_scan
 from perflib.ingest import summary as k6_summary
 
-FIXTURES = Path(__file__).parent / "fixtures" / "k6"
-DATA_RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "k6"
+DATA_RUNS = Path(__file__).resolve().parents[2] / "data" / "runs"
 SCANNER = k6.fast_reader()
 needs_scanner = pytest.mark.skipif(SCANNER is None, reason="perflib.ingest._k6scan not built")
 

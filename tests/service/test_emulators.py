@@ -26,7 +26,7 @@ from service.emulators import c2s, diretrix, faults, work
 from service.emulators.dataset import Lead, get_dataset
 from service.emulators.faults import C2S_GET, C2S_MESSAGE, DIRETRIX_PHONE, WORK_API
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DS = get_dataset(42)
 QUIET = {"error_rate": 0.0, "hang_rate": 0.0}
 C2S_AUTH = {"Authorization": "Bearer emulator-c2s-token"}

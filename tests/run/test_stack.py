@@ -20,7 +20,7 @@ from perflib.cli.serve import cli_serve
 from perflib.errors import PerflibError
 from perflib.run.stack import LocalStack, StackError, free_port, port_in_use
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _gone(pid: int) -> bool:

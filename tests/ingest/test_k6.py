@@ -37,8 +37,8 @@ from perflib.ingest import summary as k6_summary
 from perflib.rundir import RunDir
 from perflib.tooling import ToolNotFoundError, find_k6
 
-SCRIPTS = Path(__file__).parent / "k6_scripts"
-FIXTURES = Path(__file__).parent / "fixtures" / "k6"
+SCRIPTS = Path(__file__).resolve().parents[1] / "k6_scripts"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "k6"
 TREND_STATS = "avg,min,med,max,p(90),p(95),p(99),count"
 #: Counter rates: k6 divides by its run clock, we by the first→last sample span (docs/ingest.md).
 #: The span misses the first request's latency (ms) at the start; the last sample may trail
@@ -1121,10 +1121,8 @@ def test_impossible_values_are_excluded_and_counted_by_every_reader(
     a negative byte count: excluded from the statistics, counted per kind, warned about —
     the same through the C reader (which hands such a file to DuckDB), DuckDB's single pass,
     the gzip path and the Parquet cache. The statistics equal numpy's on the plausible values."""
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from synthetic_runs import make_run
+    from tests.synthetic_runs import make_run
 
     run = make_run(tmp_path, "run", requests=200)
     src = tmp_path / "bad.ndjson"

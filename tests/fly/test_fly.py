@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from perflib.fly import (
+from tests.fixtures.fly import flyapi
     TOKEN_ENV,
     FlyError,
     FlyToken,
@@ -34,9 +35,7 @@ from perflib.fly import (
     read_flyctl_logs,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "fly"
-sys.path.insert(0, str(FIXTURES))
-import flyapi  # noqa: E402
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fly"
 
 TOKEN = "fm2_lAb0rAt0ry-s3cret-t0ken"
 A, B, C = "3d8d9e1b2f6e89", "e784079b449483", "148ed193b95d89"

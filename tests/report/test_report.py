@@ -12,11 +12,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from synthetic_runs import make_partial_run, make_run
 
 from perflib.cli import main as cli_main
 from perflib.cli.report import cli_report
 from perflib.report import build as rp
+from tests.synthetic_runs import make_partial_run, make_run
 
 PLANTED = "fly-planted-report-4Hq81"
 
@@ -146,7 +146,7 @@ def _smoke_analysis(tmp_path: Path, verdicts: list[tuple[str, str]]):
     from perflib.analysis.slo import load_slos
     from perflib.rundir import RunDir
 
-    src = Path(__file__).resolve().parent.parent / "data" / "runs" / "01-smoke-1024mb"
+    src = Path(__file__).resolve().parents[2] / "data" / "runs" / "01-smoke-1024mb"
     run_path = tmp_path / "smoke"
     shutil.copytree(src, run_path)
     run = RunDir.open(run_path)

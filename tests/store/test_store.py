@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from synthetic_runs import make_run
 
 from perflib import store as st
 from perflib.cli import main as cli_main
 from perflib.cli.store import cli_store
 from perflib.cost import monthly_cost
 from perflib.rundir import RunDir
+from tests.synthetic_runs import make_run
 
 PG_BASE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 

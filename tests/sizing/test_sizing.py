@@ -811,7 +811,7 @@ def test_capacity_limits_come_from_the_slo_file(tmp_path: Path) -> None:
         3000.0,
     )
     text = (
-        (Path(__file__).resolve().parents[1] / "data" / "slo.toml")
+        (Path(__file__).resolve().parents[2] / "data" / "slo.toml")
         .read_text()
         .replace("target = 5000.0", "target = 1000.0")
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,10 +23,9 @@ from perflib.sampling.fly import FlySampler, remote_samplers
 from perflib.sampling.local import Sampler
 from perflib.sampling.prometheus import PrometheusAuthError, PrometheusUnavailable
 from perflib.sampling.remote import ProcessSampler, find_gaps
+from tests.fixtures.fly import flyapi
 
-FIXTURES = Path(__file__).parent / "fixtures" / "fly"
-sys.path.insert(0, str(FIXTURES))
-import flyapi  # noqa: E402
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fly"
 
 TOKEN = "fm2_lAb0rAt0ry-s3cret-t0ken"
 A, B, C = "3d8d9e1b2f6e89", "e784079b449483", "148ed193b95d89"

@@ -913,7 +913,7 @@ def test_analyze_run_without_k6_times_and_with_empty_samples(
 
 # ----------------------------------------------------------------------------- recorded fixtures
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_fly_log_fixture_oom_and_restarts() -> None:
