@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from perflib.fly import (
-from tests.fixtures.fly import flyapi
     TOKEN_ENV,
     FlyError,
     FlyToken,
@@ -34,6 +33,7 @@ from tests.fixtures.fly import flyapi
     prometheus_url,
     read_flyctl_logs,
 )
+from tests.fixtures.fly import flyapi
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fly"
 
