@@ -18,6 +18,7 @@ from perflib.cli.analyze import cli_analyze
 from perflib.fly import oom_count, parse_log_lines
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
 from perflib.stats import percentile, spans_above
+from tests.synthetic_runs import write_run_dir
 
 T0 = pd.Timestamp("2026-11-01T12:00:00Z")
 ENDPOINTS = ("/health", "/api/v1/leads/process")
@@ -629,29 +630,29 @@ def write_run(
 ) -> RunDir:
     """A run directory without k6 output (analysis must cope) + samples, events, log."""
     start = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    run = RunDir.create(root / name, manifest(T0 - pd.Timedelta(seconds=-20), profile=profile))
     mem = (
         memory if memory is not None else np.concatenate([np.full(20, 120.0), np.full(120, 400.0)])
     )
     cpu = cpu if cpu is not None else np.full(len(mem), 30.0)
-    with SampleWriter(run.samples_path) as w:
-        for i, (m, c) in enumerate(zip(mem, cpu, strict=True)):
-            w.write(
-                {
-                    "time": start + timedelta(seconds=i),
-                    "memory_used_mb": float(m),
-                    "memory_limit_mb": 1024.0,
-                    "cpu_pct": float(c),
-                    "cpu_throttled_pct": None,
-                    "source": "local",
-                }
-            )
-    ev = EventLog(run.events_path)
-    if oom:
-        ev.record("oom_killed", {"pid": 1}, time=start + timedelta(seconds=100))
-    ev.close()
-    run.service_log_path.write_text(log, encoding="utf-8")
-    return run
+    samples = [
+        {
+            "time": start + timedelta(seconds=i),
+            "memory_used_mb": float(m),
+            "memory_limit_mb": 1024.0,
+            "cpu_pct": float(c),
+            "cpu_throttled_pct": None,
+            "source": "local",
+        }
+        for i, (m, c) in enumerate(zip(mem, cpu, strict=True))
+    ]
+    events = [("oom_killed", {"pid": 1}, start + timedelta(seconds=100))] if oom else []
+    return write_run_dir(
+        root / name,
+        manifest(T0 - pd.Timedelta(seconds=-20), profile=profile),
+        samples=samples,
+        events=events,
+        service_log=log,
+    )
 
 
 def test_analyze_run_without_k6_output_gives_no_data_verdicts(tmp_path: Path) -> None:

@@ -15,15 +15,15 @@ from perflib import sizing
 from perflib.analysis import analyze_run
 from perflib.cli import main
 from perflib.sizing import evidence as sizing_evidence
-from tests.synthetic_runs import make_partial_run, make_run
+from tests.synthetic_runs import RunFactory
 
 # ----------------------------------------------------------------- partial runs
 
 
 def test_analyze_flags_an_interrupted_run_and_its_share(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = make_partial_run(tmp_path, "cut", share=0.4, duration_s=40.0)
+    run = make_run.partial("cut", share=0.4, duration_s=40.0)
     main(["analyze", str(run.path), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert doc["interrupted"] is True and doc["partial"] is True
@@ -37,9 +37,9 @@ def test_analyze_flags_an_interrupted_run_and_its_share(
 
 
 def test_analyze_of_a_complete_run_says_complete(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = make_run(tmp_path, "full")
+    run = make_run("full")
     main(["analyze", str(run.path), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert doc["interrupted"] is False and doc["partial"] is False
@@ -47,8 +47,8 @@ def test_analyze_of_a_complete_run_says_complete(
     assert not any("partial" in w for w in doc["warnings"])
 
 
-def test_analyze_of_a_run_killed_hard_uses_the_requests_it_has(tmp_path: Path) -> None:
-    run = make_partial_run(tmp_path, "killed", share=0.5, duration_s=40.0, status="running")
+def test_analyze_of_a_run_killed_hard_uses_the_requests_it_has(make_run: RunFactory) -> None:
+    run = make_run.partial("killed", share=0.5, duration_s=40.0, status="running")
     a = analyze_run(run.path)
     assert a.completeness is not None and a.completeness.partial
     assert not a.completeness.interrupted
@@ -57,10 +57,10 @@ def test_analyze_of_a_run_killed_hard_uses_the_requests_it_has(tmp_path: Path) -
 
 
 def test_recommend_never_presents_a_partial_run_as_complete(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    full = make_run(tmp_path, "full", preset="shared-cpu-1x:1024mb")
-    cut = make_partial_run(tmp_path, "cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
+    full = make_run("full", preset="shared-cpu-1x:1024mb")
+    cut = make_run.partial("cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
     rec = sizing.recommend([full.path, cut.path])
     assert rec.partial and rec.partial_runs == ["cut"] and rec.confidence == "low"
     assert "FROM A PARTIAL RUN (cut)" in rec.headline
@@ -82,10 +82,10 @@ def test_recommend_never_presents_a_partial_run_as_complete(
 
 
 def test_compare_warns_about_partial_runs_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    full = make_run(tmp_path, "full", preset="shared-cpu-1x:1024mb")
-    cut = make_partial_run(tmp_path, "cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
+    full = make_run("full", preset="shared-cpu-1x:1024mb")
+    cut = make_run.partial("cut", share=0.4, preset="shared-cpu-1x:512mb", seed=2)
     comp = sizing.compare_presets([full.path, cut.path])
     assert comp.warnings[0].startswith("partial run cut:")
     assert main(["compare", str(full.path), str(cut.path)]) == 0
@@ -106,9 +106,9 @@ def _edit_manifest(run_path: Path, **changes: object) -> None:
     mf.write_text(json.dumps(doc, indent=2))
 
 
-def test_compare_warns_when_the_setups_differ(tmp_path: Path) -> None:
-    a = make_run(tmp_path, "a", preset="shared-cpu-1x:1024mb")
-    b = make_run(tmp_path, "b", preset="shared-cpu-1x:512mb", seed=2)
+def test_compare_warns_when_the_setups_differ(make_run: RunFactory) -> None:
+    a = make_run("a", preset="shared-cpu-1x:1024mb")
+    b = make_run("b", preset="shared-cpu-1x:512mb", seed=2)
     assert sizing.setup_differences(sizing_evidence._as_evidence([a.path, b.path])) == []
     _edit_manifest(b.path, time_scale=1.0, upstreams="degraded", versions__k6="v0.55.0")
     warnings = sizing.compare_presets([a.path, b.path]).warnings
@@ -117,17 +117,17 @@ def test_compare_warns_when_the_setups_differ(tmp_path: Path) -> None:
     assert "differ in upstream profile (a: nominal, b: degraded)" in joined
     assert "differ in k6 version (a: v1.1.0, b: v0.55.0)" in joined
     assert "stages" not in joined  # same stage table
-    c = make_run(tmp_path, "c", preset="shared-cpu-1x:512mb", duration_s=80.0, seed=3)
+    c = make_run("c", preset="shared-cpu-1x:512mb", duration_s=80.0, seed=3)
     assert any(
         "load-profile stages" in w for w in sizing.compare_presets([a.path, c.path]).warnings
     )
 
 
 def test_compare_refuses_runs_of_different_profiles(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a = make_run(tmp_path, "a", preset="shared-cpu-1x:1024mb")
-    b = make_run(tmp_path, "b", profile="smoke", preset="shared-cpu-1x:512mb", seed=2)
+    a = make_run("a", preset="shared-cpu-1x:1024mb")
+    b = make_run("b", profile="smoke", preset="shared-cpu-1x:512mb", seed=2)
     assert main(["compare", str(a.path), str(b.path)]) == 2
     assert "different profiles" in capsys.readouterr().err
 
@@ -187,10 +187,10 @@ VERBS = {
 )
 @pytest.mark.parametrize("verb", list(VERBS))
 def test_a_malformed_file_gives_one_line_naming_it_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str, which: str
+    make_run: RunFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str, which: str
 ) -> None:
-    good = make_run(tmp_path, "good", preset="shared-cpu-1x:1024mb")
-    bad = make_run(tmp_path, "bad", preset="shared-cpu-1x:512mb", seed=2)
+    good = make_run("good", preset="shared-cpu-1x:1024mb")
+    bad = make_run("bad", preset="shared-cpu-1x:512mb", seed=2)
     name, line = _plant(bad.path, which)
     assert main(VERBS[verb](bad.path, good.path, tmp_path)) == 2
     err = capsys.readouterr().err
@@ -202,9 +202,9 @@ def test_a_malformed_file_gives_one_line_naming_it_and_exit_2(
 
 
 def test_summarize_of_a_run_with_a_malformed_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = make_run(tmp_path, "bad")
+    run = make_run("bad")
     name, line = _plant(run.path, "manifest")
     assert main(["summarize", str(run.path)]) == 2
     err = capsys.readouterr().err
@@ -212,9 +212,9 @@ def test_summarize_of_a_run_with_a_malformed_manifest(
 
 
 def test_skipped_cells_are_counted_in_analyze_and_recommend(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = make_run(tmp_path, "cells")
+    run = make_run("cells")
     lines = run.samples_path.read_text().splitlines(keepends=True)
     cells = lines[4].split(",")
     cells[3] = "n/a"  # cpu_pct of line 5
@@ -234,7 +234,7 @@ def test_skipped_cells_are_counted_in_analyze_and_recommend(
     assert "cpu_pct='n/a' at line 5" in captured.err
 
 
-def test_analyze_leaves_impossible_durations_out_as_summarize_does(tmp_path: Path) -> None:
+def test_analyze_leaves_impossible_durations_out_as_summarize_does(make_run: RunFactory) -> None:
     """The same values are excluded by both: analyze's p95/p99 of all requests equal
     summarize's http_req_duration statistics, and numpy's on the plausible durations."""
     import gzip
@@ -243,7 +243,7 @@ def test_analyze_leaves_impossible_durations_out_as_summarize_does(tmp_path: Pat
 
     from perflib import ingest as k6
 
-    run = make_run(tmp_path, "nan", requests=300)
+    run = make_run("nan", requests=300)
     path = run.path / "k6.ndjson.gz"
     lines, planted, kept = [], ["NaN", "-5.0", "1e300", "Infinity"], []
     for line in gzip.decompress(path.read_bytes()).decode().splitlines():

@@ -36,6 +36,7 @@ from perflib.ingest import scan as k6_scan
 from perflib.ingest import summary as k6_summary
 from perflib.rundir import RunDir
 from perflib.tooling import ToolNotFoundError, find_k6
+from tests.synthetic_runs import RunFactory
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "k6_scripts"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "k6"
@@ -1115,16 +1116,18 @@ def _with_values(src: Path, dest: Path, planted: dict[str, list[str]]) -> dict[s
 
 @pytest.mark.parametrize("reader", ["fast", "duckdb", "gzip", "parquet"])
 def test_impossible_values_are_excluded_and_counted_by_every_reader(
-    tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    make_run: RunFactory,
+    tmp_path: Path,
+    reader: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """NaN, ±Infinity, a negative duration, a duration of 1e300 ms and of 8e8 ms (> a week),
     a negative byte count: excluded from the statistics, counted per kind, warned about —
     the same through the C reader (which hands such a file to DuckDB), DuckDB's single pass,
     the gzip path and the Parquet cache. The statistics equal numpy's on the plausible values."""
 
-    from tests.synthetic_runs import make_run
-
-    run = make_run(tmp_path, "run", requests=200)
+    run = make_run("run", requests=200)
     src = tmp_path / "bad.ndjson"
     values = _with_values(
         run.path / "k6.ndjson.gz",
