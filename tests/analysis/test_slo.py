@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import T0, _analysis_stub, make_requests, make_samples, manifest
 
 from perflib import analysis as an
 from perflib.analysis.slo import (
@@ -19,6 +18,7 @@ from perflib.analysis.slo import (
     parse_slos,
     percentile_of,
 )
+from tests.analysis.test_analysis import T0, _analysis_stub, make_requests, make_samples, manifest
 
 
 def test_shipped_file_is_valid_and_holds_every_guide_target() -> None:

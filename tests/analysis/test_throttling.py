@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import T0, _analysis_stub, make_requests, make_samples, manifest
 
 from perflib import analysis as an
 from perflib.fly.burst import INITIAL_BALANCE_S, SHARED_BASELINE_PER_CPU
+from tests.analysis.test_analysis import T0, _analysis_stub, make_requests, make_samples, manifest
 
 
 def _run(cpu: np.ndarray, throttled: np.ndarray | None, preset: str = "shared-cpu-1x:1024mb"):

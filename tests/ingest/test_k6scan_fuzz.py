@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_k6scan import FIXTURES, SCANNER, needs_scanner, point, scan
 
 from perflib import ingest as k6
+from tests.ingest.test_k6scan import FIXTURES, SCANNER, needs_scanner, point, scan
 
 #: How many mutated files (each summarised twice): ~20 ms each with DuckDB, ~10 s in all.
 N_CASES = 200

@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from test_analysis import (
+
+from perflib import analysis as an
+from perflib import plots
+from perflib.stats import percentile
+from tests.analysis.test_analysis import (
     T0,
     _analysis_stub,
     _step_log,
@@ -16,10 +20,6 @@ from test_analysis import (
     make_samples,
     manifest,
 )
-
-from perflib import analysis as an
-from perflib import plots
-from perflib.stats import percentile
 
 
 def _render(fig: Figure) -> bytes:
