@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Performance report
 #
-# How the lead-enrichment service behaves under the guide's load profiles, how much memory and CPU it needs, which Fly VM size is the cheapest that meets the targets, and what that costs. The detailed sections follow this summary: smoke test, load test, memory and CPU, right-sizing and cost, capacity trends.
+# The answer first: which Fly VM size the runs support, at what cost. Then the deploy gate (smoke test), the runs, and the targets they missed. The detailed sections follow: smoke test, load test, memory and CPU, right-sizing and cost, capacity trends.
 
 # %% tags=["parameters"]
 # Parameters: papermill -p NAME VALUE overrides them. Defaults: the recorded sample runs,
@@ -34,7 +34,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from perflib import report as rp
-from perflib.analysis import analyze_run
+from perflib.analysis import analyze_run, deploy_gate
 from perflib.rundir import caveats
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -52,64 +52,53 @@ if partial:
             + "\n".join(f"- {c}" for c in partial)
         )
     )
-rp.runs_table(runs)
 
 # %% [markdown]
-# ## At a glance
+# ## Decision: which VM size
+#
+# One row per preset a load run was made at: the memory the guide's 30 % buffer leaves usable against the measured peak (a peak cut off by an OOM kill is only a lower bound), OOM kills, the p95 change against the largest tested size, mean CPU against the 6.25 % of a vCPU a shared CPU is guaranteed, and the monthly cost. The headline is the cheapest *tested* preset that passes; sizes nobody ran are only worth testing.
 
 # %%
-rp.style_verdicts(rp.overview_table(analyses)) if analyses else None
+_, rec = rp.size_runs(runs, region=region, price_set=price_set)
+decision = rec.decision if rec is not None else None
+if decision is not None and decision.tested:
+    display(rp.show(decision.table()))
+    lines = [f"**{decision.sentence}**"]
+    lines += [f"- Worth testing next: {n}" for n in decision.next_lines()]
+    lines += [f"- {note}" for note in (decision.cpu_note, decision.memory_note) if note]
+    display(Markdown("\n".join(lines)))
+else:
+    why = rp.no_sizing_reason(runs) if rec is None else "no load run with a VM preset"
+    display(Markdown(f"_No sizing decision: {why}._"))
 
 # %% [markdown]
-# ## Deploy decision
+# ## Deploy gate (smoke test)
+#
+# The guide runs a smoke test after every deployment: p95 of all requests under 3 s, errors under 5 %, `/health` always answering.
 
 # %%
 smoke = [a for a in analyses if a.profile == "smoke"][-1:]
 for a in smoke:
-    go, reasons = rp.go_no_go(a)
-    display(
-        Markdown(
-            f"**{'GO' if go else 'NO-GO'}** ({rp.run_label(a.run)})"
-            + "".join(f"\n- {r}" for r in reasons)
-        )
-    )
+    gate = deploy_gate(a)
+    lines = [f"**{gate.headline}**"]
+    if not gate.below_floor:
+        lines += [f"- {b}" for b in gate.blocking]
+    lines += [f"- {n}" for n in gate.notes]
+    display(Markdown("\n".join(lines)))
 if not smoke:
     display(Markdown("_No smoke run in this report._"))
 
 # %% [markdown]
-# ## VM size and cost
+# ## Runs
 
 # %%
-_, rec = rp.size_runs(runs, region=region, price_set=price_set)
-if rec is not None:
-    cost = f"${rec.monthly_cost_usd:,.2f}" if rec.monthly_cost_usd is not None else "n/a"
-    display(
-        Markdown(
-            f"**Recommended: `{rec.recommended_preset}`** at {cost} per month "
-            f"(confidence {rec.confidence})"
-            + (
-                f" — **from a partial run** ({', '.join(rec.partial_runs)}): re-run to confirm"
-                if rec.partial
-                else ""
-            )
-            + ".\n\n"
-            + "\n".join(f"- {r}" for r in rec.reasons)
-        )
-    )
-else:
-    display(Markdown(f"_No sizing: {rp.no_sizing_reason(runs)}._"))
+rp.show(rp.run_overview(analyses)) if analyses else None
 
 # %% [markdown]
-# ## SLOs not met
+# ## Targets missed
 #
-# Every verdict other than *pass*, across the runs.
+# Every SLO verdict other than *pass*, one row per run and measured figure (SLOs that judge the same figure share a row).
 
 # %%
-bad = [a.verdicts.assign(run=rp.run_label(a.run)) for a in analyses]
-bad = pd.concat(bad, ignore_index=True) if bad else pd.DataFrame(columns=["verdict"])
-bad = bad[~bad["verdict"].isin(["pass", "no data"])]
-(
-    rp.style_verdicts(bad[["run", "title", "target", "measured", "unit", "verdict", "evidence"]])
-    if len(bad)
-    else Markdown("_Every applicable SLO passed._")
-)
+bad = rp.slo_findings(analyses)
+rp.style_verdicts(bad) if len(bad) else Markdown("_Every applicable SLO passed._")

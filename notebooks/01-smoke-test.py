@@ -35,7 +35,7 @@ from IPython.display import Markdown, display
 
 from perflib import plots
 from perflib import report as rp
-from perflib.analysis import analyze_run
+from perflib.analysis import analyze_run, deploy_gate
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pd.set_option("display.precision", 1)
@@ -50,18 +50,22 @@ runs = rp.load_runs(run_dirs, profile="smoke")
 analyses = [analyze_run(r, slos=slo_file) for r in runs[-1:]]  # the latest smoke run
 if not analyses:
     display(Markdown("**No smoke run among the run directories** — nothing to judge."))
-rp.runs_table(runs)
+Markdown(rp.runs_caption(runs))
 
 # %% [markdown]
-# ## Decision
+# ## Deploy gate
 
 # %%
 for a in analyses:
-    go, reasons = rp.go_no_go(a)
-    lines = [f"### {'GO' if go else 'NO-GO'} — {rp.run_label(a.run)}"]
-    lines += [f"- {r}" for r in reasons] or [
-        "- every check passed and the guide's smoke expectations are met"
-    ]
+    gate = deploy_gate(a)
+    lines = [f"**{'GO' if gate.go else 'NO-GO'}** ({rp.run_label(a.run)})"]
+    if gate.below_floor and gate.floor is not None:
+        lines.append(
+            f"- red only because the guide's threshold (p95 < {gate.threshold_ms:,.0f} ms) is "
+            f"below the upstream floor: p95 {gate.floor.floor_ms:,.0f} ms with the service's "
+            "own work at 0 ms (the report's deploy gate says how it is measured)"
+        )
+    lines += [f"- {r}" for r in gate.blocking + gate.notes]
     display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -71,7 +75,7 @@ for a in analyses:
 
 # %%
 for a in analyses:
-    display(rp.checks_table(a.run))
+    display(rp.show(rp.checks_table(a.run)))
 
 # %% [markdown]
 # ## SLO verdicts
@@ -91,5 +95,5 @@ for a in analyses:
 
 # %%
 for a in analyses:
-    display(a.summary)
+    display(rp.show(a.summary))
     display(plots.plot_latency_distribution(a.requests, title=f"Latency — {rp.run_label(a.run)}"))

@@ -50,13 +50,7 @@ runs = rp.load_runs(run_dirs, profile=["load", "stress"])
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
 if not analyses:
     display(Markdown("**No load or stress run among the run directories.**"))
-rp.runs_table(runs)
-
-# %% [markdown]
-# ## Overview
-
-# %%
-rp.style_verdicts(rp.overview_table(analyses)) if analyses else None
+Markdown(rp.runs_caption(runs))
 
 # %% [markdown]
 # ## Latency percentiles over time
@@ -82,7 +76,7 @@ for a in analyses:
 # %%
 for a in analyses:
     display(Markdown(f"### {rp.run_label(a.run)}"))
-    display(a.latency_by_stage)
+    display(rp.show(a.latency_by_stage))
 
 # %% [markdown]
 # ## Throughput and errors
@@ -98,7 +92,7 @@ for a in analyses:
                 title=f"Throughput and errors — {rp.run_label(a.run)}",
             )
         )
-    display(a.errors.head(10) if len(a.errors) else Markdown("_No failed requests._"))
+    display(rp.show(a.errors.head(10)) if len(a.errors) else Markdown("_No failed requests._"))
 
 # %% [markdown]
 # ## Saturation
@@ -106,16 +100,18 @@ for a in analyses:
 # k6 drops — never queues — iterations it has no free virtual user for, so a saturated run's percentiles miss exactly the slowest moments (coordinated omission). Such a run is flagged here and should not be used to size the VM.
 
 # %%
-pd.DataFrame(
-    [
-        {
-            "run": rp.run_label(a.run),
-            "saturated": a.saturation.saturated,
-            "dropped iterations": a.saturation.dropped_iterations,
-            "evidence": a.saturation.evidence,
-        }
-        for a in analyses
-    ]
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "saturated": a.saturation.saturated,
+                "dropped iterations": a.saturation.dropped_iterations,
+                "evidence": a.saturation.evidence,
+            }
+            for a in analyses
+        ]
+    )
 )
 
 # %% [markdown]

@@ -44,29 +44,33 @@ pd.set_option("display.max_colwidth", 120)
 # %%
 runs = [r for r in rp.load_runs(run_dirs) if r.profile != "smoke"]
 analyses = [analyze_run(r, slos=slo_file) for r in runs]
-rp.runs_table(runs)
+Markdown(rp.runs_caption(runs))
 
 # %% [markdown]
 # ## Summary
+#
+# Memory as the VM sees it (`MemTotal − MemAvailable`); in the emulated VM that is the service's processes plus the assumed guest overhead named in the run's manifest (`vm.emulation.guest_overhead_mb`).
 
 # %%
-pd.DataFrame(
-    [
-        {
-            "run": rp.run_label(a.run),
-            "idle (MB)": a.memory.idle_mb,
-            "under load (MB)": a.memory.load_mb,
-            "peak (MB)": a.memory.peak_mb,
-            "limit (MB)": a.memory.limit_mb,
-            "OOM kills": a.memory.oom_kills,
-            "restarts": a.memory.restarts,
-            "CPU avg (%)": a.cpu.avg_pct,
-            "CPU p95 (%)": a.cpu.p95_pct,
-            "throttled (s)": a.cpu.throttled_s,
-            "dedicated CPU advised": a.cpu.dedicated_cpu_advised,
-        }
-        for a in analyses
-    ]
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "idle (MB)": a.memory.idle_mb,
+                "under load (MB)": a.memory.load_mb,
+                "peak (MB)": a.memory.peak_mb,
+                "limit (MB)": a.memory.limit_mb,
+                "OOM kills": a.memory.oom_kills,
+                "restarts": a.memory.restarts,
+                "CPU avg (%)": a.cpu.avg_pct,
+                "CPU p95 (%)": a.cpu.p95_pct,
+                "throttled (s)": a.cpu.throttled_s,
+                "dedicated CPU advised": a.cpu.dedicated_cpu_advised,
+            }
+            for a in analyses
+        ]
+    )
 )
 
 # %% [markdown]
@@ -86,16 +90,16 @@ for a in analyses:
         )
     )
     if len(a.memory.time_above):
-        display(a.memory.time_above)
+        display(rp.show(a.memory.time_above))
 
 # %% [markdown]
-# ## OOM kills and restarts
+# ## Events
+#
+# What happened to the VM, the service and k6 (OOM kills, restarts, CPU throttling, exits), in seconds after k6 started.
 
 # %%
-events = [a.memory.events.assign(run=rp.run_label(a.run)) for a in analyses if len(a.memory.events)]
-pd.concat(events, ignore_index=True) if events else Markdown(
-    "_No OOM kill or restart in these runs._"
-)
+events = rp.events_table(analyses)
+rp.show(events) if len(events) else Markdown("_No event recorded in these runs._")
 
 # %% [markdown]
 # ## Leak estimate
@@ -103,16 +107,18 @@ pd.concat(events, ignore_index=True) if events else Markdown(
 # The memory slope by the Theil–Sen estimator (Theil 1950, Sen 1968) with its 95 % confidence interval, over a stage whose load is flat (`hold …`) and at least the SLO file's `leak_min_window_s` long: under a ramp memory follows the load, so the guide's load profile (which ramps throughout) cannot test for a leak and says so. A leak is suspected only when the whole interval lies above the SLO file's threshold; the soak profile (`perflib run soak`) is the real test.
 
 # %%
-pd.DataFrame(
-    [
-        {
-            "run": rp.run_label(a.run),
-            "verdict": a.memory.leak_verdict,
-            "slope (MB/min)": a.memory.leak.slope_mb_per_min if a.memory.leak else None,
-            "evidence": a.memory.leak_note,
-        }
-        for a in analyses
-    ]
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "verdict": a.memory.leak_verdict,
+                "slope (MB/min)": a.memory.leak.slope_mb_per_min if a.memory.leak else None,
+                "evidence": a.memory.leak_note,
+            }
+            for a in analyses
+        ]
+    )
 )
 
 # %% [markdown]
@@ -121,11 +127,16 @@ pd.DataFrame(
 # Percent of one vCPU, with the preset's guaranteed share (6.25 % per shared vCPU) and the run's mean under load. The lower panel replays Fly's shared-CPU burst balance over the CPU samples (the model the VM emulation enforces) and shades the stretches the quota throttled the service. A mean above the baseline spends the balance: the table gives how long a fresh Machine's (5 s) and a full (500 s) balance last at the measured load.
 
 # %%
-pd.DataFrame(
-    [
-        {"run": rp.run_label(a.run), "finding": a.throttling.statement if a.throttling else None}
-        for a in analyses
-    ]
+rp.show(
+    pd.DataFrame(
+        [
+            {
+                "run": rp.run_label(a.run),
+                "finding": a.throttling.statement if a.throttling else None,
+            }
+            for a in analyses
+        ]
+    )
 )
 
 # %%

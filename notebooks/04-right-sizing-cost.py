@@ -47,17 +47,21 @@ load_runs = rp.load_runs(run_dirs, profile="load")
 comparison, rec = rp.size_runs(load_runs, region=region, price_set=price_set)
 if rec is None:
     display(Markdown(f"**No sizing** — {rp.no_sizing_reason(load_runs)}."))
-rp.runs_table(load_runs)
+Markdown(rp.runs_caption(load_runs))
 
 # %% [markdown]
 # ## Side by side
+#
+# Memory as the VM sees it: in the emulated VM, the service's processes plus the assumed guest overhead named in each run's manifest (`vm.emulation.guest_overhead_mb`); the decision at the top of the report states the figure.
 
 # %%
 if comparison is not None:
-    display(comparison.table)
+    display(rp.show(comparison.table))
 
 # %% [markdown]
-# ## Recommendation
+# ## The guide's rules, one by one
+#
+# The cheapest size every rule allows, and each rule with the figures it follows from. The decision at the top of the report is the cheapest *tested* preset that passes; a size the rules allow but nobody ran is only worth testing.
 
 # %%
 if rec is not None:
@@ -71,8 +75,10 @@ if rec is not None:
     )
     cost = f"${rec.monthly_cost_usd:,.2f}" if rec.monthly_cost_usd is not None else "n/a"
     partial = f" — FROM A PARTIAL RUN ({', '.join(rec.partial_runs)})" if rec.partial else ""
+    tested = "" if rec.recommended_tested else " — not tested: worth testing next"
     lines = [
-        f"### Recommended: `{rec.recommended_preset}` — {cost} per month{saving}{partial}",
+        f"### Cheapest size the rules allow: `{rec.recommended_preset}` — {cost} per month"
+        f"{saving}{tested}{partial}",
         *[f"**Warning:** {w}" for w in rec.warnings],  # partial-run caveats first
         f"Confidence: **{rec.confidence}** (price set {rec.price_set}, region {rec.region})",
         "",
@@ -125,7 +131,7 @@ for r in stress:
             f"{cap.first_breach_stage or 'none'} ({cap.first_breach_reason or '-'}); {per_m} per million requests"
         )
     )
-    display(cap.stages)
+    display(rp.show(cap.stages))
 if not stress:
     display(Markdown("_No stress run among the run directories._"))
 
@@ -135,7 +141,7 @@ if not stress:
 # The guide: under 10 requests/min use 5 connections, 10–50 use 10, above 50 use 20.
 
 # %%
-pd.DataFrame([vars(rec.pool)]) if rec is not None and rec.pool is not None else None
+rp.show(pd.DataFrame([vars(rec.pool)])) if rec is not None and rec.pool is not None else None
 
 # %% [markdown]
 # ## What to monitor next

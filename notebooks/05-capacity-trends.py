@@ -49,20 +49,22 @@ if not use_store:
     store.index_runs(rp.resolve_run_dirs(run_dirs), slo_file=slo_file, recommend=False)
 trend = flag_regressions(store.runs_frame())
 display(Markdown(f"**{len(trend)} runs** in the store ({store.safe_url})."))
-trend[
-    [
-        "run_id",
-        "profile",
-        "preset",
-        "started_at",
-        "requests",
-        "p95_ms",
-        "error_rate",
-        "memory_peak_mb",
-        "worst_verdict",
-        "exit_status",
+rp.show(
+    trend[
+        [
+            "run_id",
+            "profile",
+            "preset",
+            "started_at",
+            "requests",
+            "p95_ms",
+            "error_rate",
+            "memory_peak_mb",
+            "worst_verdict",
+            "exit_status",
+        ]
     ]
-]
+)
 
 # %% [markdown]
 # ## p95 latency and memory peak over time
@@ -82,18 +84,20 @@ display(
     )
 )
 (
-    flagged[
-        [
-            "run_id",
-            "baseline_run_id",
-            "ratio",
-            "delta_p95_ms",
-            "delta_ci_low",
-            "delta_ci_high",
-            "p_value",
-            "evidence",
+    rp.show(
+        flagged[
+            [
+                "run_id",
+                "baseline_run_id",
+                "ratio",
+                "delta_p95_ms",
+                "delta_ci_low",
+                "delta_ci_high",
+                "p_value",
+                "evidence",
+            ]
         ]
-    ]
+    )
     if len(flagged)
     else Markdown("_No regression: no run is >10 % and significantly slower than its predecessor._")
 )

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     # analysis
     "analyze_run": "perflib.analysis",
     "compare_runs": "perflib.analysis",
+    "deploy_gate": "perflib.analysis",
     # sizing
     "capacity": "perflib.sizing",
     # charts
@@ -43,10 +44,12 @@ _EXPORTS: dict[str, str] = {
     "record_runs": "perflib.report",
     "load_runs": "perflib.report",
     "run_label": "perflib.report",
-    "runs_table": "perflib.report",
-    "overview_table": "perflib.report",
+    "runs_caption": "perflib.report",
+    "run_overview": "perflib.report",
+    "slo_findings": "perflib.report",
+    "events_table": "perflib.report",
+    "show": "perflib.report",
     "checks_table": "perflib.report",
-    "go_no_go": "perflib.report",
     "size_runs": "perflib.report",
     "no_sizing_reason": "perflib.report",
     "style_verdicts": "perflib.report",

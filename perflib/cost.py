@@ -126,6 +126,13 @@ def resolve_price_set(price_set: str | None = None) -> PriceSet:
     return sets[key]
 
 
+def confirmed_price_set() -> PriceSet | None:
+    """The newest price set Fly's own pages confirm (``status = confirmed``): the figure
+    shown beside a cost from a set only third parties report."""
+    sets = [ps for ps in load_price_sets().values() if ps.status == "confirmed"]
+    return max(sets, key=lambda ps: ps.effective_date) if sets else None
+
+
 @cache
 def _regions(path: Path = REGIONS_CSV) -> pd.DataFrame:
     return pd.read_csv(path, comment="#", dtype={"region": str, "egress_group": str})

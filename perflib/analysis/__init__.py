@@ -17,6 +17,12 @@ from perflib.analysis.cpu import (
     replay_balance,
     throttling_analysis,
 )
+from perflib.analysis.gate import (
+    DeployGate,
+    UpstreamFloor,
+    deploy_gate,
+    upstream_floor,
+)
 from perflib.analysis.latency import (
     AFTER,
     ALL,
@@ -78,6 +84,10 @@ from perflib.analysis.verdicts import (
 )
 
 __all__ = [
+    "DeployGate",
+    "UpstreamFloor",
+    "deploy_gate",
+    "upstream_floor",
     "AFTER",
     "BEFORE",
     "ALL",

@@ -29,6 +29,11 @@ STEP_ADVICE: dict[int, str] = {
 }
 
 
+#: Service steps that wait on an upstream (service.pipeline: 1 C2S fetch, 2 Diretrix, 3 Work
+#: API, 6 C2S send); a bigger VM does not make them faster.
+UPSTREAM_STEPS = (1, 2, 3, 6)
+
+
 # --------------------------------------------------------------------------- service steps
 
 _STEP = re.compile(

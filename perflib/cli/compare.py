@@ -8,7 +8,7 @@ import sys
 
 def cli_compare(args: argparse.Namespace) -> int:
     """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
-    from perflib.cli.recommend import guide_option_1_line
+    from perflib.cli.recommend import guide_option_1_line, print_decision
     from perflib.fly.presets import PricingError
     from perflib.sizing.compare import compare_presets
 
@@ -27,38 +27,21 @@ def cli_compare(args: argparse.Namespace) -> int:
         print(comp.to_json())
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    con = Console(width=max(Console().width, 120))
+    con = Console(width=max(Console().width, 170))
     for w in comp.warnings:
         con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
-    t = Table(title=f"Preset comparison ({comp.price_set}, {comp.region})")
-    cols = {
-        "preset": "preset",
-        "peak_memory_mb": "peak MB",
-        "p95_memory_mb": "p95 MB",
-        "headroom_pct": "headroom %",
-        "oom_kills": "OOM",
-        "p95_latency_ms": "p95 ms",
-        "error_rate": "errors",
-        "monthly_cost_usd": "$/30 d",
-        "saving_vs_baseline_usd": "saving $",
-    }
-    for header in cols.values():
-        t.add_column(header)
-    for row in comp.table.to_dict("records"):
-        t.add_row(*["–" if row[c] is None else str(row[c]) for c in cols])
-    con.print(t)
+    rec = comp.recommendation
+    if rec.decision is not None:
+        print_decision(con, rec.decision, title=f"Decision: {comp.table['profile'].iloc[0]} runs")
+    con.print("Evidence", style="bold")
     for label, res in comp.latency.items():
         verdict = "; ".join(res.get("verdicts", [])) or str(res.get("reason", ""))
         con.print(f"latency {comp.baseline} → {label}: {verdict}", highlight=False)
         if res.get("throttling_note"):  # a throttled side confounds the latency above
             con.print(f"  {res['throttling_note']}", highlight=False, markup=False)
-    for reason in comp.recommendation.reasons:
+    for reason in rec.reasons:
         con.print(f"• {reason}", highlight=False, markup=False)
-    rec = comp.recommendation
-    cost = f"${rec.monthly_cost_usd:.2f}/30 d" if rec.monthly_cost_usd is not None else "–"
-    con.print(f"recommended: {rec.headline} ({cost})", highlight=False, markup=False)
     if rec.guide_option_1:
         con.print(f"guide Option 1: {guide_option_1_line(rec.guide_option_1)}", highlight=False)
     return 0

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from perflib.sizing.decision import Decision
     from perflib.sizing.recommend import Recommendation
 
 # ----------------------------------------------------------------- CLI
@@ -17,12 +18,15 @@ def _print_recommendation(rec: Recommendation) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=max(Console().width, 120))
+    con = Console(width=max(Console().width, 170))
     for w in rec.warnings:
         con.print(f"warning: {w}", style="bold yellow", highlight=False, markup=False)
-    title = "Right-sizing recommendation" + (" (FROM A PARTIAL RUN)" if rec.partial else "")
+    if rec.decision is not None and rec.decision.tested:
+        print_decision(con, rec.decision)
+    title = "The guide's rules" + (" (FROM A PARTIAL RUN)" if rec.partial else "")
     t = Table(title=title, show_header=False)
-    t.add_row("recommended", rec.headline)
+    tested = "" if rec.recommended_tested else " — not tested: see 'worth testing next'"
+    t.add_row("cheapest the rules allow", rec.headline + tested)
     t.add_row(
         "monthly cost", f"${rec.monthly_cost_usd:.2f}" if rec.monthly_cost_usd is not None else "–"
     )
@@ -32,7 +36,8 @@ def _print_recommendation(rec: Recommendation) -> None:
             "saving" if rec.monthly_savings_usd >= 0 else "extra cost",
             f"${abs(rec.monthly_savings_usd):.2f}/30 d",
         )
-    t.add_row("price set", f"{rec.price_set} ({rec.region})")
+    label = rec.decision.price_label if rec.decision else f"price set {rec.price_set}"
+    t.add_row("price set", f"{label} ({rec.region})")
     if rec.second_opinion:
         so = rec.second_opinion
         t.add_row(
@@ -51,6 +56,25 @@ def _print_recommendation(rec: Recommendation) -> None:
             con.print(f"{i}. {step}", highlight=False, markup=False)
     if rec.second_opinion:
         con.print(rec.second_opinion.caveat, style="yellow", highlight=False)
+
+
+def print_decision(con: Any, decision: Decision, title: str = "Decision") -> None:
+    """The decision table (one row per tested preset), its sentence, what to test next."""
+    from rich.table import Table
+
+    t = Table(title=f"{title} ({decision.price_label}; {decision.region})")
+    df = decision.table()
+    for col in df.columns:
+        t.add_column(col, no_wrap=col not in ("usable MB (÷ 1.3)", "verdict", "OOM kills"))
+    for row in df.itertuples(index=False):
+        t.add_row(*map(str, row))
+    con.print(t)
+    con.print(decision.sentence, style="bold", highlight=False, markup=False)
+    for line in decision.next_lines():
+        con.print(f"Worth testing next: {line}", highlight=False, markup=False)
+    if decision.cpu_note:
+        con.print(decision.cpu_note, highlight=False, markup=False)
+    con.print(decision.memory_note, highlight=False, markup=False)
 
 
 def guide_option_1_line(opt: Mapping[str, Any]) -> str:

@@ -23,6 +23,13 @@ from perflib.report.build import (
     size_runs,
     style_verdicts,
 )
+from perflib.report.tables import (
+    events_table,
+    run_overview,
+    runs_caption,
+    show,
+    slo_findings,
+)
 
 __all__ = [
     "NOTEBOOKS",
@@ -31,6 +38,7 @@ __all__ = [
     "ReportResult",
     "build_report",
     "checks_table",
+    "events_table",
     "execute_notebook",
     "go_no_go",
     "load_runs",
@@ -40,8 +48,12 @@ __all__ = [
     "render_html",
     "resolve_run_dirs",
     "run_label",
+    "run_overview",
+    "runs_caption",
     "runs_table",
     "sample_run_dirs",
+    "show",
     "size_runs",
+    "slo_findings",
     "style_verdicts",
 ]

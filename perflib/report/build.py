@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from perflib.analysis.gate import checks_table, deploy_gate
 from perflib.errors import PerflibError, deferred_stop
 from perflib.report import secrets
 from perflib.rundir import RunDir, validate_run
@@ -188,64 +189,19 @@ def style_verdicts(df: Any, column: str = "verdict") -> Any:
     """A pandas Styler colouring each row by its verdict (rendered in notebooks and HTML)."""
     if column not in getattr(df, "columns", []) or len(df) == 0:
         return df
-    return df.style.apply(
-        lambda row: [VERDICT_COLOURS.get(str(row[column]), "")] * len(row), axis=1
-    ).format(precision=1, na_rep="—")
-
-
-def checks_table(run: RunDir) -> Any:
-    """k6 ``checks`` per check name: passes, fails and pass rate (the smoke test's asserts)."""
-    import pandas as pd
-
-    cols = ["check", "passes", "fails", "pass_rate_pct"]
-    if not run.k6_outputs:
-        return pd.DataFrame(columns=cols)
-    from perflib import ingest as k6
-
-    pts = k6.read_points(run.path, metrics=["checks"])
-    if pts.empty:
-        return pd.DataFrame(columns=cols)
-    g = pts.groupby(pts["check"].astype("string"), observed=True)["value"]
-    out = pd.DataFrame({"passes": g.sum(), "total": g.count()})
-    out["fails"] = out["total"] - out["passes"]
-    out["pass_rate_pct"] = 100.0 * out["passes"] / out["total"]
-    out = out.reset_index(names="check")
-    out[["passes", "fails"]] = out[["passes", "fails"]].astype("int64")
-    return out[cols]
+    return (
+        df.style.apply(lambda row: [VERDICT_COLOURS.get(str(row[column]), "")] * len(row), axis=1)
+        .hide(axis="index")
+        .format(precision=1, na_rep="–")
+    )
 
 
 def go_no_go(analysis: Any) -> tuple[bool, list[str]]:
-    """Deploy decision from a smoke run, with the reasons behind it.
-
-    Blocking: the run did not exit cleanly, a k6 check failed, no request was recorded, a
-    verdict is *critical*, or an SLO scoped to this run's profile (the guide's "expected
-    results" of the smoke test: p95 < 3 s, errors < 5 %, /health always succeeds) is at
-    *alert*. Other alerts (e.g. the database step p95, a benchmark target) are reported as
-    notes, not blockers: a smoke run of a few requests is no basis to judge them.
-    """
-    blocking: list[str] = []
-    notes: list[str] = []
-    exit_ = (analysis.run.manifest.get("exit") or {}).get("status")
-    if exit_ not in ("ok", None):
-        blocking.append(f"run exit status is {exit_!r}")
-    checks = checks_table(analysis.run)
-    failing = checks[checks["fails"] > 0]
-    for row in failing.itertuples():
-        blocking.append(f"check {row.check!r} failed {row.fails} of {row.passes + row.fails} times")
-    gate_ids = {
-        slo.id for slo in analysis.slos.slo if slo.profiles and analysis.profile in slo.profiles
-    }
-    v = analysis.verdicts
-    if len(v):
-        for row in v[v["verdict"].isin(["alert", "critical"])].itertuples():
-            text = f"{row.title}: {row.verdict} (measured {row.measured:.4g} {row.unit})"
-            if row.verdict == "critical" or row.id in gate_ids:
-                blocking.append(text)
-            else:
-                notes.append(f"note (not blocking): {text}")
-    if len(analysis.requests) == 0:
-        blocking.append("no requests recorded")
-    return (not blocking), blocking + notes
+    """Deploy decision from a smoke run, with the reasons behind it
+    (:func:`perflib.analysis.gate.deploy_gate`, which also says when a red gate is only the
+    guide's threshold below the upstream floor)."""
+    gate = deploy_gate(analysis)
+    return gate.go, gate.blocking + gate.notes
 
 
 def overview_table(analyses: Sequence[Any]) -> Any:

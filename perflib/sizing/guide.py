@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from perflib.analysis.slo import SloError, SloFile, default_slos
+from perflib.analysis.steps import UPSTREAM_STEPS as _UPSTREAM_STEPS
 from perflib.errors import PerflibError
 
 # ----------------------------------------------------------------- the guide's numbers
@@ -31,9 +32,8 @@ GUIDE_VM_MB = 1024  #: the VM the guide's thresholds were written for
 SERVICE_POOL_DEFAULT = 10  #: service/settings.py db_pool_size
 
 
-#: Service steps that wait on an upstream (service.pipeline: 1 C2S fetch, 2 Diretrix, 3 Work
-#: API, 6 C2S send); a bigger VM does not make them faster.
-UPSTREAM_STEPS = (1, 2, 3, 6)
+#: Service steps that wait on an upstream: perflib.analysis.steps.UPSTREAM_STEPS (one home)
+UPSTREAM_STEPS = _UPSTREAM_STEPS
 
 
 #: "CPU far below 70 %" (perflib's choice, not the guide's): p95 of cpu_pct per vCPU under

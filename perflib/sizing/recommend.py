@@ -23,6 +23,8 @@ from perflib.sizing.capacity import (
     _capacity_reason,
     capacity,
 )
+from perflib.sizing.censored import BASIS_PEAK, censored_need
+from perflib.sizing.decision import Decision, build_decision
 from perflib.sizing.evidence import (
     RunEvidence,
     _as_evidence,
@@ -83,6 +85,8 @@ class Recommendation:
     price_set: str = ""
     required_memory_mb: float = math.nan
     peak_memory_mb: float = math.nan
+    peak_censored: bool = False  # every sizing run was OOM-killed: the peak is a lower bound
+    memory_basis: str = BASIS_PEAK  # how required_memory_mb was sized (sizing.censored)
     cpu_kind: str = "shared"
     rules: list[RuleResult] = field(default_factory=list)
     second_opinion: SecondOpinion | None = None
@@ -93,6 +97,7 @@ class Recommendation:
     runs: list[str] = field(default_factory=list)
     egress: dict[str, Any] | None = None
     guide_option_1: dict[str, Any] | None = None
+    decision: Decision | None = None  # tested presets side by side (sizing.decision)
     latency_attribution: list[LatencyAttribution] = field(default_factory=list)
     partial_runs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # partial-run caveats first
@@ -104,6 +109,28 @@ class Recommendation:
     def partial(self) -> bool:
         """True when any run behind it did not run its whole profile."""
         return bool(self.partial_runs)
+
+    @property
+    def recommended_tested(self) -> bool:
+        """Was the rules' cheapest size itself run? (If not, it is only worth testing.)"""
+        if self.decision is None or self.recommended_preset is None:
+            return False
+        return any(t.preset == self.recommended_preset for t in self.decision.tested)
+
+    @property
+    def cheapest_tested_passing(self) -> dict[str, Any] | None:
+        """The headline: the cheapest preset a run was made at that passes (sizing.decision)."""
+        pick = self.decision.pick if self.decision else None
+        if pick is None:
+            return None
+        return {
+            "preset": pick.preset,
+            "memory_mb": pick.memory_mb,
+            "monthly_cost_usd": pick.monthly_cost_usd,
+            "monthly_savings_usd": pick.saving_usd,
+            "price_set": self.price_set,
+            "sentence": self.decision.sentence if self.decision else None,
+        }
 
     @property
     def headline(self) -> str:
@@ -121,6 +148,8 @@ class Recommendation:
             "current_preset": self.current_preset,
             "monthly_savings_usd": self.monthly_savings_usd,
             "reasons": list(self.reasons),
+            "recommended_tested": self.recommended_tested,
+            "cheapest_tested_passing": self.cheapest_tested_passing,
             "current_monthly_cost_usd": self.current_monthly_cost_usd,
             "instances": self.instances,
             "region": self.region,
@@ -128,6 +157,8 @@ class Recommendation:
             "cpu_kind": self.cpu_kind,
             "peak_memory_mb": _r(self.peak_memory_mb),
             "required_memory_mb": _r(self.required_memory_mb),
+            "peak_censored": self.peak_censored,
+            "memory_basis": self.memory_basis,
             "rules": [asdict(r) for r in self.rules],
             "second_opinion": self.second_opinion.to_dict() if self.second_opinion else None,
             "pool_size": asdict(self.pool) if self.pool else None,
@@ -137,6 +168,7 @@ class Recommendation:
             "runs": list(self.runs),
             "egress": self.egress,
             "guide_option_1": self.guide_option_1,
+            "decision": self.decision.to_dict() if self.decision else None,
             "latency_attribution": [a.to_dict() for a in self.latency_attribution],
             "partial": self.partial,
             "partial_runs": list(self.partial_runs),
@@ -175,7 +207,7 @@ def recommend(
     mem = _memory_rules(ev, rules, reasons, latency_check, latency)
     scale = _scale_up_rules(ev, mem, cur, rules, reasons)
     n_inst = max(instances, HA_INSTANCES) if ha else instances
-    pick = _cheapest(lambda p: _allowed(p, mem, scale), region, ps.name)
+    pick = _cheapest(lambda p: not _why_not(p, mem, scale), region, ps.name)
     cur_cost = monthly_cost(cur, 1, region, price_set=ps.name)
     rec_cost, savings = _pick_reasons(
         pick, cur, cur_cost, instances, n_inst, ha, region, ps, reasons
@@ -206,6 +238,11 @@ def recommend(
     partial = [r for r in ev if r.partial]
     confidence = _confidence(ev, partial, opt1, reasons)
     caveat_lines = [r.completeness.caveat for r in partial if r.completeness is not None]
+    decision = build_decision(
+        ev, current=cur, region=region, price_set=ps, instances=n_inst,
+        why_not=lambda p: _why_not(p, mem, scale), rules_pick=pick, latency=mem.lat_digests,
+        basis=mem.basis,
+    )  # fmt: skip
     return Recommendation(
         recommended_preset=pick.name if pick else None,
         memory_mb=pick.memory_mb if pick else None,
@@ -219,6 +256,8 @@ def recommend(
         price_set=ps.name,
         required_memory_mb=mem.required,
         peak_memory_mb=mem.peak,
+        peak_censored=mem.peak_censored,
+        memory_basis=mem.basis,
         cpu_kind=cpu_kind,
         rules=rules,
         second_opinion=so,
@@ -229,6 +268,7 @@ def recommend(
         runs=[r.label for r in ev],
         egress=egress,
         guide_option_1=opt1,
+        decision=decision,
         latency_attribution=scale.attributions,
         partial_runs=[r.label for r in partial],
         warnings=[c for c in caveat_lines if c] + [n for r in ev for n in r.notes],
@@ -283,6 +323,9 @@ class _MemoryRules:
     oom_mb: float
     min_exclusive_mb: float
     lat_verdicts: dict[str, tuple[bool, str, str]]
+    basis: str  # how ``required`` was sized (sizing.censored: measured peak, next clean, VPA)
+    peak_censored: bool  # every sizing run was OOM-killed: ``peak`` is a lower bound
+    lat_digests: dict[str, Mapping[str, Any]]  # run label → compare_latency digest
 
 
 def _memory_rules(
@@ -296,8 +339,9 @@ def _memory_rules(
     # peaks: stress runs are for capacity, not for sizing (they push past the SLOs on purpose)
     sizing_runs = [r for r in ev if (r.profile or "") != "stress"] or ev
     n_sizing = len(sizing_runs)
-    # an OOM-killed run's peak is censored at its limit (it would have used more): the OOM
-    # rule speaks for it; the buffer applies to the runs that completed
+    # an OOM-killed run's peak is censored by the kill (a lower bound on the need, never the
+    # peak): the buffer applies to the runs that completed, the censored need (next tested
+    # clean size or VPA's OOM bump, sizing.censored) to the killed ones
     completed = [r for r in sizing_runs if not r.oom_count]
     if completed and len(completed) < len(sizing_runs):
         reasons.append(
@@ -305,26 +349,36 @@ def _memory_rules(
             + ", ".join(r.label for r in completed)
             + "): an OOM-killed run's peak is cut off at its limit"
         )
+    censored = censored_need(ev)
     sizing_runs = completed or sizing_runs
     peak = max(r.peak_mb for r in sizing_runs)
     load_runs = [r for r in sizing_runs if (r.profile or "") == "load"] or sizing_runs
     load_peak = max(r.peak_mb for r in load_runs)
-    required, why = rule_buffer(peak)
+    if completed:
+        required, why = rule_buffer(peak)
+        found = [RuleResult("buffer", True, why)]
+    else:  # every sizing run was killed: no measured peak to buffer
+        required, found = 0.0, []
+    basis = BASIS_PEAK
+    if censored is not None and censored.need_mb > required:
+        required, basis = censored.need_mb, censored.basis
+        found.append(RuleResult("censored_peak", True, censored.reason))
     r512 = rule_512(load_peak, sizing_runs[0].limits)
     oom_mb, r_oom = rule_oom(ev)
-    for rule in (RuleResult("buffer", True, why), r512, r_oom):
+    for rule in (*found, r512, r_oom):
         rules.append(rule)
         reasons.append(rule.reason)
     min_exclusive_mb = oom_mb  # presets must have strictly more memory than this
     lat_verdicts: dict[str, tuple[bool, str, str]] = {}
+    lat_digests: dict[str, Mapping[str, Any]] = {}
     if latency_check:
-        slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts)
+        slow_mb, lat_rules = rule_latency_unchanged(ev, latency, lat_verdicts, lat_digests)
         rules.extend(lat_rules)
         reasons.extend(x.reason for x in lat_rules)
         min_exclusive_mb = max(min_exclusive_mb, slow_mb)
     return _MemoryRules(
         sizing_runs, n_sizing, peak, load_peak, required, r512.triggered, oom_mb,
-        min_exclusive_mb, lat_verdicts,
+        min_exclusive_mb, lat_verdicts, basis, not completed, lat_digests,
     )  # fmt: skip
 
 
@@ -402,15 +456,21 @@ def _no_trigger_reason(ev: list[RunEvidence]) -> str:
     )
 
 
-def _allowed(p: Preset, mem: _MemoryRules, scale: _ScaleUp) -> bool:
-    """Does preset ``p`` satisfy every rule?"""
-    if p.memory_mb < mem.required or p.memory_mb <= mem.min_exclusive_mb:
-        return False
+def _why_not(p: Preset, mem: _MemoryRules, scale: _ScaleUp) -> list[str]:
+    """The rules preset ``p`` breaks (empty: every rule allows it)."""
+    out = []
+    if p.memory_mb < mem.required:
+        out.append(f"needs {mem.required:.0f} MB ({mem.basis} × {BUFFER})")
+    if p.memory_mb <= mem.min_exclusive_mb:
+        out.append(f"OOM / latency rules rule out ≤ {mem.min_exclusive_mb:.0f} MB")
     if mem.small_ruled_out and p.memory_mb <= SMALL_PRESET_MB:
-        return False
+        out.append(f"load-test peak ≥ the 512 MB rule's limit: ≤ {SMALL_PRESET_MB} MB ruled out")
     if scale.perf_needed and p.cpu_kind != "performance":
-        return False
-    return all(p.is_larger_than(q) for q in scale.not_larger_than)
+        out.append("CPU consistently high: performance CPU needed")
+    bigger = [q.name for q in scale.not_larger_than if not p.is_larger_than(q)]
+    if bigger:
+        out.append(f"p95 above the scale-up trigger at {', '.join(bigger)}: a larger size needed")
+    return out
 
 
 def _pick_reasons(

@@ -126,11 +126,12 @@ def rule_latency_unchanged(
     runs: Sequence[RunEvidence],
     latency: Mapping[str, Mapping[str, Any]] | None = None,
     verdicts: dict[str, tuple[bool, str, str]] | None = None,
+    digests: dict[str, Mapping[str, Any]] | None = None,
 ) -> tuple[float, list[RuleResult]]:
     """Option 1: a smaller size is safe only if "p95 latency unchanged" against the largest
     size run with the same profile. Returns the largest memory ruled out and the results;
     ``verdicts`` (when given) gets run label → (slower, verdict, equivalence word) for each
-    compared run."""
+    compared run and ``digests`` run label → the comparison digest (:func:`compare_latency`)."""
     out: list[RuleResult] = []
     worst = 0.0
     by_profile: dict[str | None, list[RunEvidence]] = {}
@@ -147,6 +148,8 @@ def rule_latency_unchanged(
             res = (latency or {}).get(r.label)
             if res is None:
                 res = compare_latency(_side(base), _side(r))
+            if digests is not None:
+                digests[r.label] = res
             if not res.get("available"):
                 out.append(
                     RuleResult(

@@ -70,6 +70,12 @@ AWS_INTERVAL_S = 300.0  #: "maximum utilization point within each five-minute in
 # ----------------------------------------------------------------- VPA second opinion
 
 
+def vpa_oom_bump_mb(used_mb: float) -> float:
+    """The memory VPA records for an OOM at ``used_mb``: max(used + 100 MiB, used × 1.2)
+    (``pkg/recommender/model/container.go`` ``RecordOOM``)."""
+    return max(used_mb + VPA_OOM_MIN_BUMP_MB, used_mb * VPA_OOM_BUMP_RATIO)
+
+
 def vpa_bucket_end_mb(value_mb: float) -> float:
     """End of the VPA memory-histogram bucket holding ``value_mb`` (10 MB first bucket, each
     5 % wider; ``util/histogram.go Percentile()`` returns the bucket end)."""
@@ -167,7 +173,7 @@ def second_opinion(
     for r in runs:
         if r.oom_count:
             used = max(r.memory_limit_mb or 0.0, r.peak_mb)
-            bump = max(used + VPA_OOM_MIN_BUMP_MB, used * VPA_OOM_BUMP_RATIO)
+            bump = vpa_oom_bump_mb(used)
             oom_bump = max(oom_bump or 0.0, bump)
             peaks.extend([bump] * r.oom_count)
     p90 = percentile(peaks, 90)

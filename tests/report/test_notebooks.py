@@ -80,7 +80,7 @@ def test_pair_check_sees_an_edit(tmp_path: Path) -> None:
     import jupytext
 
     path = NOTEBOOK_FILES[0]
-    edited = path.with_suffix(".py").read_text().replace("rp.runs_table(", "rp.runs_table (", 1)
+    edited = path.with_suffix(".py").read_text().replace("rp.load_runs(", "rp.load_runs (", 1)
     assert edited != path.with_suffix(".py").read_text()
     source = jupytext.reads(edited, fmt="py:percent")
     assert _cells(source) != _cells(nbformat.read(path, as_version=4))

@@ -73,7 +73,7 @@ def test_show_code_keeps_the_code(defaults_report: rp.ReportResult, tmp_path: Pa
     out = rp.render_html(
         [defaults_report.notebooks[1].output], tmp_path / "code.html", show_code=True
     )
-    assert "go_no_go" in out.read_text()
+    assert "deploy_gate" in out.read_text()
 
 
 def _args(**kw: object) -> argparse.Namespace:
@@ -239,5 +239,32 @@ def test_report_says_at_the_top_when_a_run_is_partial(tmp_path: Path) -> None:
     assert first.startswith("**Partial runs: some figures below do not cover the whole")
     assert "partial run cut: interrupted; it covered 40% of its load profile" in first
     text = json.dumps(nb)
-    assert "from a partial run** (cut): re-run to confirm" in text
+    assert "From a partial run (cut): re-run to confirm" in text  # the decision's sentence
     assert "partial run full" not in text
+
+
+def test_report_opens_with_the_decision_once_and_readable(
+    defaults_report: rp.ReportResult,
+) -> None:
+    """The answer first (issue 14): the decision table and its sentence before the deploy gate
+    and the run table; the untested rule pick only as "worth testing next"; the run table and
+    the rule-by-rule reasons once; no index column, NaN/NaT or raw event dicts."""
+    text = defaults_report.html.read_text()
+    body = re.sub(r"<img[^>]*>", "", text)
+    order = [
+        body.index("Decision: which VM size"),
+        body.index("The cheapest tested preset that passes is shared-cpu-1x:512mb"),
+        body.index("Deploy gate (smoke test)"),
+        body.index("only because the guide's smoke threshold"),
+        body.index(">Runs<"),
+    ]
+    assert order == sorted(order)
+    assert "Worth testing next: shared-cpu-1x:256mb" in body
+    assert "perflib run load --vm shared-cpu-1x:256mb" in body
+    assert "Recommended: <code>shared-cpu-1x:256mb" not in body
+    assert body.count("Cheapest preset satisfying every rule") == 1  # the reasons, once
+    assert body.count("worst SLO verdict") == 1  # the run table, once
+    assert "assumed guest overhead of 40 MB" in body
+    assert not re.search(r">\s*(NaN|NaT|None)\s*<", body)
+    assert 'class="row_heading' not in body and 'class="blank level0' not in body
+    assert "{&#39;" not in body  # no raw Python dicts (events, details)

@@ -216,7 +216,11 @@ def test_oom_rules_out_that_size_and_smaller(tmp_path: Path) -> None:
     assert recommend([ok.path]).recommended_preset == "shared-cpu-1x:512mb"
     r = recommend([ok.path, oom.path])
     assert r.memory_mb > 512
-    assert r.recommended_preset == "shared-cpu-1x:768mb"
+    # the killed run's need is above 512 MB: VPA's bump max(612, 614.4) × 1.3 = 798.7 MB is
+    # below the next tested clean size (1024 MB), so 768 MB is ruled out and 1024 MB picked
+    assert r.recommended_preset == "shared-cpu-1x:1024mb"
+    assert r.required_memory_mb == pytest.approx(max(512 + 100, 512 * 1.2) * 1.3)
+    assert r.memory_basis == "VPA OOM bump" and not r.peak_censored
     assert any(
         "1 OOM kill(s) at shared-cpu-1x:512mb → 512 MB and every smaller size ruled out" in x
         for x in r.reasons
@@ -229,9 +233,41 @@ def test_oom_at_1gb_forces_more_than_1gb(tmp_path: Path) -> None:
     oom = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(1000, n=60), oom_at=59)
     r = recommend([oom.path])
     assert r.memory_mb > 1024
-    assert r.recommended_preset == "shared-cpu-1x:1536mb"  # 1000 × 1.3 = 1300 → 1536
+    # censored: never 1000 × 1.3 = 1300 → 1536; VPA: max(1124, 1228.8) × 1.3 = 1597 → 1792
+    assert r.recommended_preset == "shared-cpu-1x:1792mb"
+    assert r.peak_censored and r.memory_basis == "VPA OOM bump"
+    assert not any("peak 1000 MB × 1.3" in x for x in r.reasons)
     no_oom = make_run(tmp_path / "b", "shared-cpu-1x:1024mb", ramp(700, n=60))
     assert recommend([no_oom.path]).memory_mb == 1024  # 700 × 1.3 = 910
+
+
+def test_oom_at_512_alone_needs_at_least_1024(tmp_path: Path) -> None:
+    # the case: a run killed at 512 MB must not read as "peak 512 × 1.3 = 666 → 768"
+    oom = make_run(tmp_path / "a", "shared-cpu-1x:512mb", ramp(511, n=60), oom_at=59)
+    r = recommend([oom.path])
+    bump = max(512 + 100, 512 * 1.2)  # Kubernetes VPA RecordOOM
+    assert r.required_memory_mb == pytest.approx(bump * 1.3)
+    assert r.memory_mb >= 1024 and r.recommended_preset == "shared-cpu-1x:1024mb"
+    assert r.peak_censored and r.to_dict()["peak_censored"] is True
+    why = _rule(r, "censored_peak")[0].reason
+    assert "lower bound" in why and "VPA" in why and "no larger size was tested" in why
+    assert not any(x.rule == "buffer" for x in r.rules)
+
+
+def test_oom_at_512_uses_the_next_tested_clean_size_when_smaller(tmp_path: Path) -> None:
+    oom = make_run(tmp_path / "a", "shared-cpu-1x:512mb", ramp(511, n=60), oom_at=59)
+    clean = make_run(tmp_path / "b", "shared-cpu-1x:768mb", ramp(560, n=60))  # 560 × 1.3 = 728
+    r = recommend([oom.path, clean.path])
+    assert r.memory_basis == "next tested size without kills"
+    assert r.required_memory_mb == pytest.approx(768.0)
+    assert r.recommended_preset == "shared-cpu-1x:768mb"
+    assert (
+        "next tested size without kills, shared-cpu-1x:768mb" in _rule(r, "censored_peak")[0].reason
+    )
+    # a clean run whose own peak × 1.3 does not fit is no evidence that its size holds
+    tight = make_run(tmp_path / "c", "shared-cpu-1x:768mb", ramp(600, n=60))  # 780 > 768
+    r2 = recommend([oom.path, tight.path])
+    assert r2.memory_basis == "VPA OOM bump" and r2.memory_mb >= 1024
 
 
 # ----------------------------------------------------------------- memory consistently > 800
@@ -897,7 +933,7 @@ def test_plot_preset_comparison(tmp_path: Path) -> None:
     from perflib.plots.sizing import plot_preset_comparison
 
     a = make_run(tmp_path / "a", "shared-cpu-1x:1024mb", ramp(420))
-    b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(512, n=100), oom_at=99)
+    b = make_run(tmp_path / "b", "shared-cpu-1x:512mb", ramp(420, n=100))  # ≥ 400: not 512
     comp = compare_presets([a.path, b.path], latency=False)
     fig = plot_preset_comparison(comp)
     ax = fig.axes[0]
