@@ -17,7 +17,7 @@ from perflib.analysis import analyze_run, deploy_gate
 from perflib.analysis.slo import load_slos
 from perflib.rundir import RunDir
 
-SMOKE = Path(__file__).resolve().parent.parent / "data" / "runs" / "01-smoke-1024mb"
+SMOKE = Path(__file__).resolve().parents[2] / "data" / "runs" / "01-smoke-1024mb"
 STEP = re.compile(r"Step (\d+): .*\((\d+(?:\.\d+)?) ms\) lead=(\w+)")
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_runs import make_run
 
 from perflib import cli
 from perflib.sizing import compare_presets, recommend
+from tests.synthetic_runs import make_run
 
-DATA_RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
+DATA_RUNS = Path(__file__).resolve().parents[2] / "data" / "runs"
 #: Fly's published $/30 d in iad: the reported 2026-10-01 set and the confirmed 2025-08-19 set
 P26 = {"256": 2.19, "512": 3.69, "1024": 6.70}
 P25 = {"512": 3.19, "1024": 5.70}
