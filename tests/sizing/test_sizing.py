@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from perflib import cli
-from perflib.rundir import EventLog, RunDir, SampleWriter
+from perflib.rundir import RunDir
 from perflib.sizing import (
     SizingError,
     capacity,
@@ -38,6 +38,7 @@ from perflib.sizing import (
     vpa_target_mb,
 )
 from perflib.sizing.capacity import _capacity_reason
+from tests.synthetic_runs import write_run_dir
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # 2026-10-01 price set ($6/GB, data/fly_price_sets.csv): shared-1x 256 MB 2.19 → 512 MB 3.69, 1 GB 6.69(≈6.70)
@@ -46,8 +47,8 @@ P26 = {"512": 3.69, "768": 5.20, "1024": 6.70, "1280": 8.20, "shared-2x:1024": 7
 P25 = {"512": 3.19, "1024": 5.70}  # published 2025-08-19
 
 
-def write_k6(path: Path, requests: Sequence[tuple[float, float, bool]]) -> None:
-    """k6 NDJSON: one request = http_reqs, http_req_duration, http_req_failed points at its
+def k6_lines(requests: Sequence[tuple[float, float, bool]]) -> list[dict]:
+    """k6 NDJSON lines: one request = http_reqs, http_req_duration, http_req_failed points at its
     end time (t seconds after T0, duration ms, failed)."""
     lines = [
         {
@@ -82,9 +83,7 @@ def write_k6(path: Path, requests: Sequence[tuple[float, float, bool]]) -> None:
                     "data": {"time": ts, "value": value, "tags": tags},
                 }
             )
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        for obj in lines:
-            fh.write(json.dumps(obj) + "\n")
+    return lines
 
 
 def make_run(
@@ -105,52 +104,50 @@ def make_run(
     """A run directory with one sample per second and a k6 summary-export file."""
     n = len(memory)
     limit = float(preset.split(":")[1].removesuffix("mb"))
-    run = RunDir.create(
-        path,
+    manifest = {
+        "schema": 1,
+        **({"upstreams": upstreams} if upstreams else {}),
+        **({"stages": stages} if stages else {}),
+        "profile": profile,
+        "time_scale": time_scale,
+        "vm": {"preset": preset, "cpu_kind": "shared", "cpus": 1, "memory_mb": limit},
+        "k6_started_at": T0.isoformat(),
+        "k6_ended_at": (T0 + timedelta(seconds=n)).isoformat(),
+        "exit": {"status": "oom_killed" if oom_at is not None else "ok"},
+    }
+    samples = [
         {
-            "schema": 1,
-            **({"upstreams": upstreams} if upstreams else {}),
-            **({"stages": stages} if stages else {}),
-            "profile": profile,
-            "time_scale": time_scale,
-            "vm": {"preset": preset, "cpu_kind": "shared", "cpus": 1, "memory_mb": limit},
-            "k6_started_at": T0.isoformat(),
-            "k6_ended_at": (T0 + timedelta(seconds=n)).isoformat(),
-            "exit": {"status": "oom_killed" if oom_at is not None else "ok"},
-        },
+            "time": T0 + timedelta(seconds=i),
+            "memory_used_mb": float(m),
+            "memory_limit_mb": limit,
+            "cpu_pct": float(cpu[i]) if cpu else 20.0,
+            "cpu_throttled_pct": None,
+            "source": "test",
+        }
+        for i, m in enumerate(memory)
+    ]
+    events = (
+        [("oom_killed", {"memory_mb": limit}, T0 + timedelta(seconds=oom_at))]
+        if oom_at is not None
+        else []
     )
-    with SampleWriter(run.samples_path) as w:
-        for i, m in enumerate(memory):
-            w.write(
-                {
-                    "time": T0 + timedelta(seconds=i),
-                    "memory_used_mb": float(m),
-                    "memory_limit_mb": limit,
-                    "cpu_pct": float(cpu[i]) if cpu else 20.0,
-                    "cpu_throttled_pct": None,
-                    "source": "test",
-                }
-            )
-    log = EventLog(run.events_path)
-    if oom_at is not None:
-        log.record("oom_killed", {"memory_mb": limit}, time=T0 + timedelta(seconds=oom_at))
-    log.close()
     count = rate * n
-    run.summary_path.write_text(
-        json.dumps(
-            {
-                "metrics": {
-                    "http_req_duration": {"avg": p95_ms / 2, "med": p95_ms / 2, "p(95)": p95_ms},
-                    "http_reqs": {"count": count, "rate": rate},
-                    "http_req_failed": {"passes": 0, "fails": int(count), "value": 0.0},
-                    "data_received": {"count": 2000.0 * count, "rate": 2000.0 * rate},
-                }
-            }
-        )
+    summary = {
+        "metrics": {
+            "http_req_duration": {"avg": p95_ms / 2, "med": p95_ms / 2, "p(95)": p95_ms},
+            "http_reqs": {"count": count, "rate": rate},
+            "http_req_failed": {"passes": 0, "fails": int(count), "value": 0.0},
+            "data_received": {"count": 2000.0 * count, "rate": 2000.0 * rate},
+        }
+    }
+    return write_run_dir(
+        path,
+        manifest,
+        samples=samples,
+        events=events,
+        summary=summary,
+        k6_lines=k6_lines(requests) if requests is not None else None,
     )
-    if requests is not None:
-        write_k6(run.path / "k6.ndjson.gz", requests)
-    return run
 
 
 def ramp(peak: float, n: int = 240, start: float = 150.0) -> np.ndarray:
