@@ -1,14 +1,19 @@
-"""Shared pytest hooks."""
+"""Shared pytest hooks and the synthetic run-directory fixture."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic_runs import RunFactory
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
     """How many documented commands the docs test ran and which ones it did not, and why:
     printed whatever ``-s``/``-q`` say, so CI logs show it (tests/test_docs_commands.py)."""
-    docs = sys.modules.get("test_docs_commands")
+    docs = sys.modules.get("tests.test_docs_commands")
     if docs is None:
         return
     ran, marked = docs.EXECUTED, docs.counts()["marked"]
@@ -20,3 +25,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     )
     for c in marked:
         tr.write_line(f"  not run: {c.where}: {c.reason}")
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> RunFactory:
+    """The synthetic run-directory factory, rooted in this test's tmp_path."""
+    return RunFactory(tmp_path)

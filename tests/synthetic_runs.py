@@ -1,4 +1,5 @@
-"""Synthetic run directories for the store/report/notebook tests (not collected by pytest).
+"""The one factory for synthetic run directories (not collected by pytest): :func:`write_run_dir`
+writes one through the contract's own writers; :func:`make_run` builds a complete one on it.
 
 They follow the run-directory contract (perflib.rundir + docs/contracts.md#run-directory) with k6's own NDJSON
 line shapes, generated from a seeded RNG so expected figures can be computed independently
@@ -11,14 +12,60 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from perflib.rundir import EventLog, RunDir, SampleWriter, iso
 
 ENDPOINTS = ("/health", "/api/v1/leads/process")
+
+Event = tuple[str, dict, datetime]
+"""An events.jsonl entry to plant: (event, data, time)."""
+
+
+def write_run_dir(
+    path: Path,
+    manifest: dict,
+    *,
+    samples: Iterable[dict] = (),
+    events: Iterable[Event] = (),
+    k6_lines: Iterable[dict] | None = None,
+    summary: dict | None = None,
+    service_log: str | None = None,
+) -> RunDir:
+    """THE writer of synthetic run directories: every builder in the tests goes through it, so
+    they all write through the contract's own writers (RunDir, SampleWriter, EventLog).
+
+    ``k6_lines`` are k6 NDJSON objects, written as k6 spells them (compact, keys in k6's order)
+    to ``k6.ndjson.gz``; ``summary`` is k6's summary export; ``samples`` rows and ``events``
+    go to samples.csv and events.jsonl (both files always exist, as in a real run).
+    """
+    run = RunDir.create(path, manifest)
+    if k6_lines is not None:
+        with gzip.open(run.path / "k6.ndjson.gz", "wt", encoding="utf-8") as fh:
+            for line in k6_lines:
+                order = (
+                    ("type", "data", "metric")
+                    if line["type"] == "Metric"
+                    else ("metric", "type", "data")
+                )
+                fh.write(json.dumps({k: line[k] for k in order}, separators=(",", ":")) + "\n")
+    if summary is not None:
+        run.summary_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    with SampleWriter(run.samples_path) as w:
+        for row in samples:
+            w.write(row)
+    log = EventLog(run.events_path)
+    for event, data, time in events:
+        log.record(event, data, time=time)
+    log.close()
+    if service_log is not None:
+        run.service_log_path.write_text(service_log, encoding="utf-8")
+    return run
 
 
 def make_run(
@@ -82,7 +129,6 @@ def make_run(
         "k6_outputs": ["k6.ndjson.gz"],
         "lead_id": None,
     }
-    run = RunDir.create(root / name, manifest)
     k6_start = start + timedelta(seconds=1)
     offsets = np.sort(rng.uniform(0, duration_s, requests))
     names = rng.choice(ENDPOINTS, size=requests, p=[0.3, 0.7])
@@ -176,15 +222,6 @@ def make_run(
                 },
             }
         )
-    with gzip.open(run.path / "k6.ndjson.gz", "wt", encoding="utf-8") as fh:
-        for line in lines:
-            # k6's own spelling: compact, keys in k6's order
-            order = (
-                ("type", "data", "metric")
-                if line["type"] == "Metric"
-                else ("metric", "type", "data")
-            )
-            fh.write(json.dumps({k: line[k] for k in order}, separators=(",", ":")) + "\n")
 
     def trend(values: np.ndarray) -> dict[str, float]:
         return {
@@ -217,33 +254,37 @@ def make_run(
             "vus": {"value": 5, "min": 1, "max": 5},
         }
     }
-    run.summary_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-
-    with SampleWriter(run.samples_path) as w:
-        n = int(duration_s) + 2
-        mem = np.linspace(120.0, memory_peak_mb, n) + rng.normal(0, 2, n)
-        mem[-1] = memory_peak_mb
-        for i in range(n):
-            w.write(
-                {
-                    "time": start + timedelta(seconds=i),
-                    "memory_used_mb": float(mem[i]),
-                    "memory_limit_mb": float(memory_mb),
-                    "cpu_pct": float(rng.uniform(10, 60)),
-                    "cpu_throttled_pct": 0.0,
-                    "source": "local",
-                }
-            )
-    log = EventLog(run.events_path)
+    n = int(duration_s) + 2
+    mem = np.linspace(120.0, memory_peak_mb, n) + rng.normal(0, 2, n)
+    mem[-1] = memory_peak_mb
+    samples = [
+        {
+            "time": start + timedelta(seconds=i),
+            "memory_used_mb": float(mem[i]),
+            "memory_limit_mb": float(memory_mb),
+            "cpu_pct": float(rng.uniform(10, 60)),
+            "cpu_throttled_pct": 0.0,
+            "source": "local",
+        }
+        for i in range(n)
+    ]
+    events: list[Event] = []
     if oom:
-        log.record(
-            "oom_killed", {"rss_mb": memory_mb}, time=start + timedelta(seconds=duration_s / 2)
-        )
-        log.record("restart", {}, time=start + timedelta(seconds=duration_s / 2 + 1))
-    log.record("k6_exit", {"code": 0}, time=end - timedelta(seconds=1))
-    log.close()
-    run.service_log_path.write_text("INFO Step 1: fetch lead (12 ms)\n", encoding="utf-8")
-    return run
+        half = start + timedelta(seconds=duration_s / 2)
+        events += [
+            ("oom_killed", {"rss_mb": memory_mb}, half),
+            ("restart", {}, half + timedelta(seconds=1)),
+        ]
+    events.append(("k6_exit", {"code": 0}, end - timedelta(seconds=1)))
+    return write_run_dir(
+        root / name,
+        manifest,
+        samples=samples,
+        events=events,
+        k6_lines=lines,
+        summary=summary,
+        service_log="INFO Step 1: fetch lead (12 ms)\n",
+    )
 
 
 def make_partial_run(
@@ -293,3 +334,22 @@ def make_partial_run(
     log.close()
     run.save_manifest()
     return run
+
+
+class RunFactory:
+    """Synthetic run directories under one root (the ``make_run`` fixture in tests/conftest.py
+    roots it in the test's tmp_path): ``make_run(name, **kw)`` a complete run,
+    ``make_run.partial(name, share=…, **kw)`` a run stopped part-way,
+    ``make_run.write(name, manifest, …)`` a run of chosen files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, name: str = "run", **kwargs: Any) -> RunDir:
+        return make_run(self.root, name, **kwargs)
+
+    def partial(self, name: str = "run", **kwargs: Any) -> RunDir:
+        return make_partial_run(self.root, name, **kwargs)
+
+    def write(self, name: str, manifest: dict, **kwargs: Any) -> RunDir:
+        return write_run_dir(self.root / name, manifest, **kwargs)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_runs import make_partial_run, make_run
 
 from perflib.errors import RunDirError
 from perflib.rundir import (
@@ -22,6 +21,7 @@ from perflib.rundir import (
     read_events,
     read_samples,
 )
+from tests.synthetic_runs import RunFactory
 
 
 def test_samples_round_trip_with_design_columns(tmp_path: Path) -> None:
@@ -229,11 +229,13 @@ def test_a_malformed_manifest_names_file_and_line(
 # ----------------------------------------------------------------- partial runs
 
 
-def test_completeness_of_an_interrupted_run_is_its_share_of_the_profile(tmp_path: Path) -> None:
-    full = make_run(tmp_path, "full", duration_s=40.0)
+def test_completeness_of_an_interrupted_run_is_its_share_of_the_profile(
+    make_run: RunFactory,
+) -> None:
+    full = make_run("full", duration_s=40.0)
     assert not full.completeness().partial and full.completeness().share == pytest.approx(1.0)
     assert caveats([full.path]) == []
-    cut = make_partial_run(tmp_path, "cut", duration_s=40.0, share=0.4)
+    cut = make_run.partial("cut", duration_s=40.0, share=0.4)
     done = cut.completeness()
     assert done.interrupted and done.partial and done.status == "interrupted"
     assert done.planned_s == 40.0  # the manifest's stage table
@@ -242,8 +244,8 @@ def test_completeness_of_an_interrupted_run_is_its_share_of_the_profile(tmp_path
     assert line.startswith("partial run cut: interrupted; it covered 40% of its load profile")
 
 
-def test_a_run_killed_hard_is_partial_from_its_samples(tmp_path: Path) -> None:
-    run = make_partial_run(tmp_path, "killed", duration_s=40.0, share=0.5, status="running")
+def test_a_run_killed_hard_is_partial_from_its_samples(make_run: RunFactory) -> None:
+    run = make_run.partial("killed", duration_s=40.0, share=0.5, status="running")
     assert "k6_ended_at" not in run.manifest
     done = run.completeness()
     assert done.partial and not done.interrupted

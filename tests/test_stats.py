@@ -1,7 +1,7 @@
 """perflib.stats: one percentile, one span rule, each checked against an independent computation.
 
 The former disagreements (issue 13) are settled here: the NaN percentile and the 60-sample
-span have one answer; tests/test_sizing.py checks the span and the OOM count through
+span have one answer; tests/sizing/test_sizing.py checks the span and the OOM count through
 `analyze` and `recommend`.
 """
 
