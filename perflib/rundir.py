@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where used: `perflib summarize` never needs it
+    import pandas as pd
 
 from perflib.errors import RunDirError
 
@@ -62,6 +62,8 @@ def jsonable(obj: Any) -> Any:
     import dataclasses
     import math
 
+    import pandas as pd
+
     if isinstance(obj, pd.DataFrame | pd.Series):
         return json.loads(obj.to_json(default_handler=str))
     if hasattr(obj, "to_dict") and not isinstance(obj, Mapping):
@@ -91,6 +93,8 @@ def utc_timestamp(value: Any) -> pd.Timestamp | None:
     """A time we wrote or were given (ISO text, datetime, Timestamp) as a UTC Timestamp; naive
     means UTC; empty, NaN, NaT or unparseable gives None. The one reader of such times."""
     import math
+
+    import pandas as pd
 
     if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return None
@@ -211,6 +215,9 @@ def read_samples(path: Path) -> pd.DataFrame:
     counted; an empty file reads as no samples (noted). ``df.attrs["bad_cells"]`` holds that count
     and ``df.attrs["notes"]`` one line per kind, for the caller to report.
     """
+    import numpy as np
+    import pandas as pd
+
     path = Path(path)
     raw = path.read_bytes()
     _text_lines(raw, path)
@@ -278,6 +285,8 @@ def read_events(path: Path) -> pd.DataFrame:
     :class:`RunDirError` naming the file and line. Only a cut-off last line (no newline: the write of a killed run) is skipped,
     and counted in ``df.attrs["notes"]``.
     """
+    import pandas as pd
+
     path = Path(path)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,18 @@ def test_summarize_does_not_import_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_summarize_of_a_plain_file_never_imports_pandas() -> None:
+    """`perflib summarize` reads with the C reader and numpy; pandas (≈0.4 s, ≈70 MiB) is the
+    analysis stages' import. A lazy import slipping back (it did once, through rundir) would
+    cost the cold-summary speed-up that `make bench` measures."""
+    k6 = Path(__file__).resolve().parents[2] / "data/runs/02-load-1024mb/k6.ndjson.gz"
+    code = (
+        "import sys; from perflib.cli import main; "
+        f"rc = main(['summarize', {str(k6)!r}, '--json']); "
+        "assert rc == 0, rc; assert 'pandas' not in sys.modules, 'pandas imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"http_req_duration"' in done.stdout
