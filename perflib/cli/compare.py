@@ -9,18 +9,13 @@ import sys
 def cli_compare(args: argparse.Namespace) -> int:
     """``perflib compare RUN_DIR...``: 0 ok, 2 bad input."""
     from perflib.cli.recommend import guide_option_1_line, print_decision
-    from perflib.fly.presets import PricingError
     from perflib.sizing.compare import compare_presets
 
-    try:
-        comp = compare_presets(
-            args.run_dirs,
-            region=getattr(args, "region", "iad") or "iad",
-            price_set=getattr(args, "price_set", None),
-        )
-    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
-        print(f"perflib compare: error: {exc}", file=sys.stderr)
-        return 2
+    comp = compare_presets(
+        args.run_dirs,
+        region=getattr(args, "region", "iad") or "iad",
+        price_set=getattr(args, "price_set", None),
+    )
     if getattr(args, "json", False):
         for w in comp.warnings:  # the JSON carries them too; stderr so a person sees them
             print(f"warning: {w}", file=sys.stderr)

@@ -88,7 +88,6 @@ def guide_option_1_line(opt: Mapping[str, Any]) -> str:
 
 def cli_recommend(args: argparse.Namespace) -> int:
     """``perflib recommend``: 0 ok, 2 bad input (message on stderr)."""
-    from perflib.fly.presets import PricingError
     from perflib.sizing.guide import SizingError
     from perflib.sizing.recommend import recommend
 
@@ -99,21 +98,17 @@ def cli_recommend(args: argparse.Namespace) -> int:
         raise SizingError("give RUN_DIR... or --samples FILE.csv")
     if events and not samples:
         raise SizingError("--events needs --samples")
-    try:
-        rec = recommend(
-            run_dirs or None,
-            samples=samples,
-            events=events,
-            current=getattr(args, "current", None),
-            region=getattr(args, "region", "iad") or "iad",
-            instances=getattr(args, "instances", 1) or 1,
-            ha=bool(getattr(args, "ha", False)),
-            price_set=getattr(args, "price_set", None),
-            monthly_requests=getattr(args, "monthly_requests", None),
-        )
-    except PricingError as exc:  # SizingError (a PerflibError): the CLI prints it, exit 2
-        print(f"perflib recommend: error: {exc}", file=sys.stderr)
-        return 2
+    rec = recommend(
+        run_dirs or None,
+        samples=samples,
+        events=events,
+        current=getattr(args, "current", None),
+        region=getattr(args, "region", "iad") or "iad",
+        instances=getattr(args, "instances", 1) or 1,
+        ha=bool(getattr(args, "ha", False)),
+        price_set=getattr(args, "price_set", None),
+        monthly_requests=getattr(args, "monthly_requests", None),
+    )
     if getattr(args, "json", False):
         for w in rec.warnings:  # the JSON carries them too; stderr so a person sees them
             print(f"warning: {w}", file=sys.stderr)
